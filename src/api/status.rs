@@ -1,0 +1,184 @@
+//! `FineTuneJob.status`: the durable story of a run, written only by the operator.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use serde::{Deserialize, Serialize};
+
+/// Observed state of a FineTuneJob.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct FineTuneJobStatus {
+    /// Pending → Initializing → Training → Succeeded | Failed, or Suspended while suspended.
+    /// Never moves backwards; Succeeded and Failed are final.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+
+    /// Conditions Accepted, Initialized, Complete, Failed and Suspended, each with a reason and
+    /// message. lastTransitionTime moves only when the condition's status changes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+
+    /// The metadata.generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// Short machine-readable reason for the phase, e.g. PreprocessFailed, TrainingFailed,
+    /// DeadlineExceeded, ChildDeleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+
+    /// Human-readable explanation of the phase.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+
+    /// Name of the preprocess Job, once created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preprocess_job: Option<String>,
+
+    /// Name of the PyTorchJob, once created.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pytorch_job: Option<String>,
+
+    /// When the operator first accepted the job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub start_time: Option<Time>,
+
+    /// When training started (the PyTorchJob was created or resumed); activeDeadlineSeconds
+    /// counts from here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training_start_time: Option<Time>,
+
+    /// When the job reached Succeeded or Failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion_time: Option<Time>,
+
+    /// Training progress parsed from the rank-0 log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
+
+    /// Checkpoints seen in the rank-0 log, oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checkpoints: Vec<Checkpoint>,
+}
+
+/// Lifecycle phase of a FineTuneJob: Pending (accepted, waiting to start or for queue
+/// admission), Initializing (preprocessing), Training, Succeeded and Failed (final), Suspended.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, schemars::JsonSchema)]
+pub enum Phase {
+    // No doc comments on variants: schemars would turn them into a oneOf the CRD cannot hold.
+    Pending,
+    Initializing,
+    Training,
+    Succeeded,
+    Failed,
+    Suspended,
+}
+
+impl Phase {
+    pub const ALL: [Phase; 6] = [
+        Phase::Pending,
+        Phase::Initializing,
+        Phase::Training,
+        Phase::Succeeded,
+        Phase::Failed,
+        Phase::Suspended,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Pending => "Pending",
+            Phase::Initializing => "Initializing",
+            Phase::Training => "Training",
+            Phase::Succeeded => "Succeeded",
+            Phase::Failed => "Failed",
+            Phase::Suspended => "Suspended",
+        }
+    }
+
+    pub fn is_finished(self) -> bool {
+        matches!(self, Phase::Succeeded | Phase::Failed)
+    }
+}
+
+/// Training progress, from the rank-0 log of the master pod.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Progress {
+    /// Current epoch, counted from 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<i64>,
+    /// Epochs in the run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_epochs: Option<i64>,
+    /// Current epoch out of the total, e.g. "2/3" (for kubectl get).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch_text: Option<String>,
+    /// Optimizer steps done.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<i64>,
+    /// Optimizer steps in the run, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_steps: Option<i64>,
+    /// Samples seen so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples_seen: Option<i64>,
+    /// Samples per epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total_samples: Option<i64>,
+    /// Percent of the run done, 0 to 100.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub percent: Option<i64>,
+    /// Most recent training loss.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss: Option<f64>,
+    /// Samples per second across all GPUs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub throughput: Option<f64>,
+    /// Estimated time training finishes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eta: Option<Time>,
+    /// When the progress was last read from the log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_time: Option<Time>,
+}
+
+/// A checkpoint InstructLab reported saving (or loading).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Checkpoint {
+    /// Directory of the checkpoint as the training pod sees it (under /output).
+    pub path: String,
+    /// Epoch the checkpoint was saved at, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<i64>,
+    /// Samples seen when the checkpoint was saved, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples: Option<i64>,
+    /// hf: a HuggingFace model; fullState: resumable optimizer state.
+    pub kind: CheckpointKind,
+    /// When the operator saw the checkpoint in the log.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<Time>,
+}
+
+/// Kind of a checkpoint.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum CheckpointKind {
+    Hf,
+    FullState,
+}
+
+/// Condition types the operator maintains.
+pub mod condition {
+    /// The spec was accepted and the operator can act on it.
+    pub const ACCEPTED: &str = "Accepted";
+    /// Preprocessing finished (or was not asked for).
+    pub const INITIALIZED: &str = "Initialized";
+    /// Training finished successfully.
+    pub const COMPLETE: &str = "Complete";
+    /// The job failed.
+    pub const FAILED: &str = "Failed";
+    /// The job is suspended.
+    pub const SUSPENDED: &str = "Suspended";
+}

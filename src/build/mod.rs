@@ -1,0 +1,103 @@
+//! Pure functions from a FineTuneJob to the children it gets: the preprocess `batch/v1` Job and
+//! the Kubeflow PyTorchJob. No I/O here; `finetune-operator render` prints exactly these.
+//!
+//! Security rule: no user value reaches a shell or an interpreter as code. Containers start with
+//! `command` + `args` lists; each user value is exactly one argv element, with `$` doubled
+//! (see [`literal`]) so that Kubernetes' `$(VAR)` expansion hands the program the user's text.
+
+mod pod;
+mod preprocess;
+mod pytorchjob;
+
+use k8s_openapi::api::batch::v1::Job;
+use kube::{Resource, ResourceExt};
+use thiserror::Error;
+
+use crate::api::{FineTuneJob, PyTorchJob};
+
+pub use preprocess::build_preprocess_job;
+pub use pytorchjob::build_pytorch_job;
+
+/// Label Kueue reads to pick the LocalQueue of a workload.
+pub const KUEUE_QUEUE_LABEL: &str = "kueue.x-k8s.io/queue-name";
+/// Annotation that keeps Istio from injecting a sidecar (which keeps pods from completing).
+pub const ISTIO_INJECT_ANNOTATION: &str = "sidecar.istio.io/inject";
+/// Name of the preprocess container.
+pub const PREPROCESS_CONTAINER: &str = "preprocess";
+
+/// The children of a FineTuneJob, in the order they run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Children {
+    pub preprocess: Option<Job>,
+    pub pytorch_job: PyTorchJob,
+}
+
+#[derive(Debug, Error, PartialEq)]
+pub enum BuildError {
+    #[error("the FineTuneJob has no {0}; children need it for their owner reference")]
+    MissingMetadata(&'static str),
+}
+
+/// Builds every child the FineTuneJob gets.
+pub fn build_children(job: &FineTuneJob) -> Result<Children, BuildError> {
+    Ok(Children {
+        preprocess: match &job.spec.preprocess {
+            Some(pre) => Some(build_preprocess_job(job, pre)?),
+            None => None,
+        },
+        pytorch_job: build_pytorch_job(job)?,
+    })
+}
+
+/// Name of the preprocess Job of a FineTuneJob.
+pub fn preprocess_job_name(job_name: &str) -> String {
+    format!("{job_name}-preprocess")
+}
+
+/// Name of the rank-0 pod, whose log carries progress and the failure tail.
+pub fn master_pod_name(job_name: &str) -> String {
+    format!("{job_name}-master-0")
+}
+
+/// Escapes a user-supplied string for a container `args` element or an env value the operator
+/// builds: Kubernetes expands `$(VAR)` there and turns `$$` into `$`, so doubling every `$` makes
+/// the program receive the user's exact text.
+pub fn literal(value: &str) -> String {
+    value.replace('$', "$$")
+}
+
+/// `--flag=value` with the value escaped for Kubernetes expansion.
+fn flag(name: &str, value: impl std::fmt::Display) -> String {
+    format!("{name}={}", literal(&value.to_string()))
+}
+
+/// A path under a mount point. The path was validated at admission as relative with no `.`/`..`
+/// segments, so the result stays under the mount.
+fn under(mount: &str, path: &str) -> String {
+    if path.is_empty() {
+        mount.to_string()
+    } else {
+        format!("{mount}/{path}")
+    }
+}
+
+/// Metadata of a child: our label, an owner reference with `controller: true`, and nothing
+/// copied from the FineTuneJob's own labels or annotations (Argo CD would adopt the child).
+fn child_meta(
+    job: &FineTuneJob,
+    name: String,
+) -> Result<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, BuildError> {
+    let owner = job
+        .controller_owner_ref(&())
+        .ok_or(BuildError::MissingMetadata("name or uid"))?;
+    let namespace = job
+        .namespace()
+        .ok_or(BuildError::MissingMetadata("namespace"))?;
+    Ok(k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+        name: Some(name),
+        namespace: Some(namespace),
+        labels: Some(pod::job_labels(job)),
+        owner_references: Some(vec![owner]),
+        ..Default::default()
+    })
+}

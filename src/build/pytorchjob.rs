@@ -1,0 +1,174 @@
+//! The PyTorchJob: `torchrun ... -m instructlab.training.main_ds ...` on one Master and
+//! `nodes - 1` Workers.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{PodTemplateSpec, ResourceRequirements};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::ResourceExt;
+
+use super::pod::{self, DATA_MOUNT, MODEL_MOUNT, Mounts, OUTPUT_MOUNT};
+use super::preprocess::processed_data_dir;
+use super::{BuildError, KUEUE_QUEUE_LABEL, child_meta, flag, literal, under};
+use crate::api::{
+    FineTuneJob, MASTER, PYTORCH_CONTAINER, PyTorchJob, PyTorchJobSpec, ReplicaSpec, RunPolicy,
+    WORKER,
+};
+
+/// Builds the PyTorchJob `<name>`.
+pub fn build_pytorch_job(job: &FineTuneJob) -> Result<PyTorchJob, BuildError> {
+    let spec = &job.spec;
+    let nodes = spec.resources.nodes;
+    let mounts = Mounts {
+        shared_memory: true,
+    };
+    let mut container = pod::container(
+        job,
+        PYTORCH_CONTAINER,
+        &["torchrun"],
+        training_args(job),
+        pod::env(
+            job,
+            &[
+                ("NNODES", nodes.to_string()),
+                ("NPROC_PER_NODE", spec.resources.gpus_per_node.to_string()),
+            ],
+        ),
+        &mounts,
+    );
+    container.resources = Some(training_resources(job));
+
+    // ExitCode: exit codes 1-127 (a Python error) fail the job at once and honestly; 128-255
+    // (SIGKILL, SIGTERM on preemption) recreate the pod, which resumes from the last full state.
+    let replica = |replicas: i32| ReplicaSpec {
+        replicas: Some(replicas),
+        restart_policy: Some("ExitCode".to_string()),
+        template: PodTemplateSpec {
+            metadata: Some(pod::pod_metadata(job)),
+            spec: Some(pod::pod_spec(job, container.clone(), &mounts, None)),
+        },
+    };
+    let mut replica_specs = BTreeMap::from([(MASTER.to_string(), replica(1))]);
+    if nodes > 1 {
+        replica_specs.insert(WORKER.to_string(), replica(nodes - 1));
+    }
+
+    let mut metadata = child_meta(job, job.name_any())?;
+    let queue = spec.queue_name();
+    if let Some(queue) = queue {
+        metadata
+            .labels
+            .get_or_insert_with(BTreeMap::new)
+            .insert(KUEUE_QUEUE_LABEL.to_string(), queue.to_string());
+    }
+
+    Ok(PyTorchJob {
+        metadata,
+        spec: PyTorchJobSpec {
+            run_policy: Some(RunPolicy {
+                // Running: when the job ends, pods still holding GPUs are deleted; finished pods
+                // (and so the master's log) are kept.
+                clean_pod_policy: Some("Running".to_string()),
+                backoff_limit: Some(spec.backoff_limit),
+                // With a queue, Kueue unsuspends the job on admission and owns the field after.
+                suspend: queue.map(|_| true),
+            }),
+            nproc_per_node: Some(spec.resources.gpus_per_node.to_string()),
+            pytorch_replica_specs: replica_specs,
+        },
+        status: None,
+    })
+}
+
+/// GPUs (and optional CPU and memory) with request = limit, so training pods get a guaranteed
+/// share.
+fn training_resources(job: &FineTuneJob) -> ResourceRequirements {
+    let res = &job.spec.resources;
+    let mut amounts = BTreeMap::from([(
+        res.gpu_resource_name.clone(),
+        Quantity(res.gpus_per_node.to_string()),
+    )]);
+    if let Some(cpu) = &res.cpu {
+        amounts.insert("cpu".to_string(), cpu.clone());
+    }
+    if let Some(memory) = &res.memory {
+        amounts.insert("memory".to_string(), memory.clone());
+    }
+    ResourceRequirements {
+        requests: Some(amounts.clone()),
+        limits: Some(amounts),
+        ..Default::default()
+    }
+}
+
+/// torchrun's arguments, then main_ds's. `$(RANK)`, `$(MASTER_ADDR)` and `$(MASTER_PORT)` are the
+/// only references left for Kubernetes to expand; the training operator injects those variables.
+fn training_args(job: &FineTuneJob) -> Vec<String> {
+    let spec = &job.spec;
+    let t = &spec.training;
+    let output_dir = under(OUTPUT_MOUNT, spec.output_dir(&job.name_any()));
+    let data_path = match spec.preprocess {
+        Some(_) => format!("{}/data.jsonl", processed_data_dir(job)),
+        None => under(DATA_MOUNT, &spec.dataset.path),
+    };
+
+    let mut args = vec![
+        flag("--nnodes", spec.resources.nodes),
+        flag("--nproc_per_node", spec.resources.gpus_per_node),
+        "--node_rank=$(RANK)".to_string(),
+        "--master_addr=$(MASTER_ADDR)".to_string(),
+        "--master_port=$(MASTER_PORT)".to_string(),
+        "-m".to_string(),
+        "instructlab.training.main_ds".to_string(),
+        flag("--model_name_or_path", under(MODEL_MOUNT, &spec.model.path)),
+        flag("--data_path", data_path),
+        flag("--output_dir", output_dir),
+        flag("--num_epochs", t.epochs),
+        flag("--effective_batch_size", t.effective_batch_size),
+        flag("--learning_rate", &t.learning_rate),
+        flag("--num_warmup_steps", t.warmup_steps),
+        flag("--max_batch_len", t.max_batch_len),
+        flag("--save_samples", t.save_samples),
+        flag("--seed", t.seed),
+        flag("--distributed_training_framework", t.framework.as_str()),
+    ];
+    // Boolean flags of main_ds are store_true switches: present means on.
+    let switches = [
+        (t.checkpoint_at_epoch, "--checkpoint_at_epoch"),
+        (t.full_state_at_epoch(), "--accelerate_full_state_at_epoch"),
+        (t.keep_last_checkpoint_only, "--keep_last_checkpoint_only"),
+        (t.cpu_offload_optimizer, "--cpu_offload_optimizer"),
+        (t.cpu_offload_params, "--cpu_offload_params_fsdp"),
+    ];
+    args.extend(
+        switches
+            .into_iter()
+            .filter(|(on, _)| *on)
+            .map(|(_, name)| name.to_string()),
+    );
+    if let Some(lora) = &t.lora {
+        args.push(flag("--lora_r", lora.rank));
+        args.push(flag("--lora_alpha", lora.alpha));
+        args.push(flag("--lora_dropout", &lora.dropout));
+        if let Some(bits) = lora.quantize_bits {
+            args.push(flag("--lora_quant_bits", bits));
+        }
+        // nargs="+": one argv element per module name (validated as identifiers at admission).
+        args.push("--lora_target_modules".to_string());
+        args.extend(lora.target_modules.iter().map(|m| literal(m)));
+    }
+    if let Some(template) = spec
+        .preprocess
+        .as_ref()
+        .and_then(|p| p.chat_template.as_ref())
+    {
+        args.push(flag("--chat-tmpl-path", template));
+    }
+    args.extend(
+        t.extra_args
+            .iter()
+            .flatten()
+            .map(|a| literal(a)),
+    );
+    args
+}

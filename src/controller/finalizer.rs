@@ -1,0 +1,60 @@
+//! Adding and removing `finetune.dev/cleanup` with JSON patches whose `test` operation makes a
+//! concurrent change to the finalizer list fail (and be retried) instead of being overwritten.
+
+use kube::api::{Patch, PatchParams};
+use kube::{Api, ResourceExt};
+use serde_json::json;
+
+use super::error::{Error, KubeContext};
+use crate::api::{FIELD_MANAGER, FINALIZER, FineTuneJob};
+
+pub fn has_finalizer(job: &FineTuneJob) -> bool {
+    job.finalizers().iter().any(|f| f == FINALIZER)
+}
+
+pub async fn add(api: &Api<FineTuneJob>, job: &FineTuneJob) -> Result<(), Error> {
+    let ops = match &job.metadata.finalizers {
+        None => json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": null},
+            {"op": "add", "path": "/metadata/finalizers", "value": [FINALIZER]},
+        ]),
+        Some(current) => json!([
+            {"op": "test", "path": "/metadata/finalizers", "value": current},
+            {"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER},
+        ]),
+    };
+    patch(api, job, ops, "add_finalizer").await
+}
+
+pub async fn remove(api: &Api<FineTuneJob>, job: &FineTuneJob) -> Result<(), Error> {
+    let Some(index) = job.finalizers().iter().position(|f| f == FINALIZER) else {
+        return Ok(());
+    };
+    let path = format!("/metadata/finalizers/{index}");
+    let ops = json!([
+        {"op": "test", "path": path, "value": FINALIZER},
+        {"op": "remove", "path": path},
+    ]);
+    patch(api, job, ops, "remove_finalizer").await
+}
+
+async fn patch(
+    api: &Api<FineTuneJob>,
+    job: &FineTuneJob,
+    ops: serde_json::Value,
+    action: &'static str,
+) -> Result<(), Error> {
+    let ops: json_patch::Patch = serde_json::from_value(ops).expect("finalizer patch is valid JSON patch");
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_string()),
+        ..Default::default()
+    };
+    match api
+        .patch(&job.name_any(), &params, &Patch::<()>::Json(ops))
+        .await
+    {
+        // Removing the finalizer of an object that is already gone is done.
+        Err(kube::Error::Api(s)) if s.is_not_found() && action == "remove_finalizer" => Ok(()),
+        other => other.map(|_| ()).during(action),
+    }
+}

@@ -1,0 +1,270 @@
+//! The reconcile loop: fetch → decide (pure, in `status`) → act → report.
+
+mod act;
+mod error;
+mod events;
+mod fetch;
+mod finalizer;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::ListParams;
+use kube::runtime::controller::{Action, Config as ControllerConfig};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{Controller, watcher};
+use kube::{Api, Client, ResourceExt};
+use tracing::{debug, info, warn};
+
+pub use error::Error;
+pub use fetch::pytorchjob_kind_installed;
+
+use crate::api::{FineTuneJob, JOB_NAME_LABEL, Phase, PyTorchJob};
+use crate::status::{self, Lookup, Needs, PlannedEvent, Severity, reason};
+use crate::telemetry::Metrics;
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    /// One recorder for the process: its cache deduplicates repeated events.
+    pub recorder: Recorder,
+    pub metrics: Arc<Metrics>,
+    /// Consecutive failures per object, for exponential retry backoff.
+    failures: Mutex<HashMap<ObjectRef<FineTuneJob>, u32>>,
+}
+
+impl Context {
+    pub fn new(client: Client, reporter: Reporter, metrics: Arc<Metrics>) -> Self {
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            metrics,
+            failures: Mutex::default(),
+        }
+    }
+}
+
+/// Settings of the controller loop.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Watch only this namespace; all namespaces when None.
+    pub namespace: Option<String>,
+    /// Reconciles running at once.
+    pub concurrency: u16,
+    /// Wait this long after a change before reconciling, to batch bursts of pod updates.
+    pub debounce: Duration,
+}
+
+fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs the controller until `shutdown` resolves. Fails at once, with an install hint, when the
+/// FineTuneJob CRD is not installed.
+pub async fn run(
+    ctx: Arc<Context>,
+    settings: Settings,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> Result<(), Error> {
+    let client = ctx.client.clone();
+    let ns = settings.namespace.as_deref();
+    let jobs: Api<FineTuneJob> = api(&client, ns);
+    jobs.list(&ListParams::default().limit(1))
+        .await
+        .map_err(|source| Error::Kube {
+            action: "list_finetunejobs (is the CRD installed? kubectl apply -f crds/)",
+            source,
+        })?;
+    if !pytorchjob_kind_installed(&client).await? {
+        warn!("the kubeflow.org/v1 PyTorchJob kind is not installed; jobs will wait for it");
+    }
+
+    // Children and pods carry our label; selecting on it keeps the watches small.
+    let ours = watcher::Config::default().labels(JOB_NAME_LABEL).any_semantic();
+    let controller = Controller::new(jobs, watcher::Config::default().any_semantic())
+        .owns(api::<Job>(&client, ns), ours.clone())
+        .owns(api::<PyTorchJob>(&client, ns), ours.clone())
+        .watches(api::<Pod>(&client, ns), ours, |pod: Pod| {
+            let name = pod.labels().get(JOB_NAME_LABEL)?.clone();
+            Some(ObjectRef::new(&name).within(&pod.namespace()?))
+        })
+        .with_config(
+            ControllerConfig::default()
+                .concurrency(settings.concurrency)
+                .debounce(settings.debounce),
+        );
+    ctx.metrics.watch_store(controller.store());
+    info!(namespace = ns.unwrap_or("<all>"), "controller started");
+    controller
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            match result {
+                Ok((obj, _)) => debug!(object = %obj, "reconciled"),
+                Err(e) => debug!(error = %e, "reconcile loop"),
+            }
+        })
+        .await;
+    info!("controller stopped");
+    Ok(())
+}
+
+/// A finished job with nothing left to do costs no API call at all, so a restart with
+/// thousands of finished jobs is free. A finished status never regresses, so the cached copy is
+/// trustworthy here.
+fn settled(job: &FineTuneJob) -> bool {
+    let Some(status) = &job.status else {
+        return false;
+    };
+    status.phase.is_some_and(Phase::is_finished)
+        && status.observed_generation == job.metadata.generation
+        && job.metadata.deletion_timestamp.is_none()
+        && finalizer::has_finalizer(job)
+        && !job.spec.cleanup.delete_children_after_finished
+}
+
+pub async fn reconcile(cached: Arc<FineTuneJob>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile_started();
+    if settled(&cached) {
+        return Ok(Action::await_change());
+    }
+    let ns = cached.namespace().ok_or(Error::MissingNamespace)?;
+    let api: Api<FineTuneJob> = Api::namespaced(ctx.client.clone(), &ns);
+    // The cached copy can lag behind our own last status write; deciding on it could repeat an
+    // event or a transition. Decide on the current object.
+    let Some(job) = api
+        .get_opt(&cached.name_any())
+        .await
+        .map_err(|source| Error::Kube {
+            action: "get_finetunejob",
+            source,
+        })?
+    else {
+        return Ok(Action::await_change());
+    };
+
+    if job.metadata.deletion_timestamp.is_some() {
+        return match finalizer::has_finalizer(&job) {
+            true => cleanup(&api, &job, &ctx).await,
+            false => Ok(Action::await_change()),
+        };
+    }
+    if !finalizer::has_finalizer(&job) {
+        // The patch is itself a change, which triggers the next reconcile.
+        finalizer::add(&api, &job).await?;
+        return Ok(Action::await_change());
+    }
+
+    let observed = fetch::observe(&ctx.client, &job, status::needs(&job)).await?;
+    let decision = status::decide(&job, &observed);
+    let requeue = decision.requeue_after;
+    act::act(&job, decision, &ctx).await?;
+    ctx.failures
+        .lock()
+        .expect("failures lock")
+        .remove(&ObjectRef::from(&job));
+    Ok(requeue.map_or_else(Action::await_change, Action::requeue))
+}
+
+/// Deletion: announce a cancellation (with the last log lines), delete the children in the
+/// foreground, wait until they are gone, then let the FineTuneJob go. A missing PyTorchJob kind
+/// never blocks this: its lookup says the child is absent.
+async fn cleanup(api: &Api<FineTuneJob>, job: &FineTuneJob, ctx: &Context) -> Result<Action, Error> {
+    let status = job.status.clone().unwrap_or_default();
+    let phase = status.phase.unwrap_or(Phase::Pending);
+    let needs = Needs {
+        preprocess_job: true,
+        pytorch_job: true,
+        pods: phase == Phase::Initializing,
+    };
+    let observed = fetch::observe(&ctx.client, job, needs).await?;
+    let children: Vec<_> = [
+        observed.preprocess_job.present().map(|j| &j.metadata),
+        observed.pytorch_job.present().map(|j| &j.metadata),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let undeleted = children.iter().any(|m| m.deletion_timestamp.is_none());
+    let ever_created = status.preprocess_job.is_some() || status.pytorch_job.is_some();
+
+    // Announce once: when we are about to delete live children, or when there never were any.
+    if !phase.is_finished() && (undeleted || !ever_created) {
+        let event = cancelled_event(job, phase, &observed);
+        if let Err(e) = events::publish(job, &event, ctx, api_namespace(job)?).await {
+            warn!(error = %e, "could not publish the Cancelled event");
+        }
+    }
+    if undeleted {
+        act::delete_children(job, ctx).await?;
+    }
+    if children.is_empty() {
+        finalizer::remove(api, job).await?;
+        return Ok(Action::await_change());
+    }
+    // The children's own deletion events wake us; the requeue is a safety net.
+    Ok(Action::requeue(Duration::from_secs(5)))
+}
+
+fn api_namespace(job: &FineTuneJob) -> Result<&str, Error> {
+    job.metadata
+        .namespace
+        .as_deref()
+        .ok_or(Error::MissingNamespace)
+}
+
+fn cancelled_event(job: &FineTuneJob, phase: Phase, observed: &status::Observed) -> PlannedEvent {
+    let name = job.name_any();
+    let tail = match phase {
+        Phase::Training | Phase::Suspended if matches!(observed.pytorch_job, Lookup::Present(_)) => {
+            Some(status::LogSource {
+                pod: crate::build::master_pod_name(&name),
+                container: crate::api::PYTORCH_CONTAINER.to_string(),
+            })
+        }
+        Phase::Initializing => {
+            let pods = status::pods::of_job(&observed.pods, &crate::build::preprocess_job_name(&name));
+            pods.iter()
+                .max_by_key(|p| p.metadata.creation_timestamp.clone())
+                .map(|p| status::LogSource {
+                    pod: p.name_any(),
+                    container: crate::build::PREPROCESS_CONTAINER.to_string(),
+                })
+        }
+        _ => None,
+    };
+    PlannedEvent {
+        severity: Severity::Normal,
+        reason: reason::CANCELLED,
+        note: format!(
+            "FineTuneJob deleted while {}; deleting its children",
+            phase.as_str()
+        ),
+        tail,
+    }
+}
+
+/// Retries with exponential backoff per object: 5 s, 10 s, 20 s … up to 5 minutes.
+pub fn error_policy(job: Arc<FineTuneJob>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.reconcile_failed(error.metric_label());
+    let mut failures = ctx.failures.lock().expect("failures lock");
+    let count = failures.entry(ObjectRef::from(job.as_ref())).or_insert(0);
+    *count = count.saturating_add(1);
+    let delay = Duration::from_secs(5u64.saturating_mul(1 << (*count - 1).min(6))).min(Duration::from_secs(300));
+    warn!(job = %job.name_any(), namespace = ?job.namespace(), error = %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+#[cfg(test)]
+mod tests;

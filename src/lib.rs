@@ -1,0 +1,20 @@
+//! finetune-operator: runs InstructLab fine-tuning jobs on Kubernetes.
+//!
+//! A `FineTuneJob` becomes an optional preprocess `Job` and a Kubeflow `PyTorchJob`; the
+//! operator writes their story into the FineTuneJob's status and events.
+//!
+//! - [`api`]: the FineTuneJob types and the PyTorchJob subset we use.
+//! - [`build`]: pure functions from a FineTuneJob to its children.
+//! - [`status`]: the pure phase machine (observed world → next status, actions, events).
+//! - [`logs`]: bounded log tails for event notes.
+//! - [`controller`]: the reconcile loop, the only place that talks to the apiserver.
+//! - [`telemetry`]: metrics, health endpoints, logging.
+//! - [`render`]: what `finetune-operator render` prints.
+
+pub mod api;
+pub mod build;
+pub mod controller;
+pub mod logs;
+pub mod render;
+pub mod status;
+pub mod telemetry;

@@ -1,0 +1,5 @@
+//! Pod logs as event material: bounded tails that fit an Event note.
+
+mod tail;
+
+pub use tail::{MAX_NOTE_BYTES, TAIL_LIMIT_BYTES, TAIL_LINES, compose_note};

@@ -1,0 +1,146 @@
+//! Fitting a summary and the last log lines into one Event note.
+//!
+//! The apiserver refuses notes over 1024 bytes. A failure is explained by its last lines, so when
+//! something must go, the oldest lines go first; the summary line stays.
+
+/// The apiserver's limit on an Event note.
+pub const MAX_NOTE_BYTES: usize = 1024;
+/// Lines asked of the apiserver for a tail.
+pub const TAIL_LINES: i64 = 40;
+/// Bytes asked of the apiserver for a tail: a bounded read whatever the lines look like.
+pub const TAIL_LIMIT_BYTES: i64 = 16 * 1024;
+
+const SEPARATOR: &str = "\n--- last log lines ---\n";
+const CUT_MARK: &str = "…\n";
+
+/// Joins `summary` and the end of `log` into a note of at most [`MAX_NOTE_BYTES`] bytes,
+/// keeping the most recent lines. ANSI colour codes and carriage-return progress bars are
+/// removed so that the bytes carry text.
+pub fn compose_note(summary: &str, log: Option<&str>) -> String {
+    let summary = truncate_at_char(summary, MAX_NOTE_BYTES);
+    let Some(log) = log.map(clean).filter(|l| !l.trim().is_empty()) else {
+        return summary.to_string();
+    };
+    let budget = MAX_NOTE_BYTES.saturating_sub(summary.len() + SEPARATOR.len());
+    if budget <= CUT_MARK.len() {
+        return summary.to_string();
+    }
+    let log = log.trim_end_matches('\n');
+    let tail = if log.len() <= budget {
+        log.to_string()
+    } else {
+        // Keep whole lines from the end; if even the last line is too long, keep its end.
+        let room = budget - CUT_MARK.len();
+        let start = log.len() - room;
+        let start = match log[start..].find('\n') {
+            Some(nl) if nl + 1 < room => start + nl + 1,
+            _ => next_char_boundary(log, start),
+        };
+        format!("{CUT_MARK}{}", &log[start..])
+    };
+    format!("{summary}{SEPARATOR}{tail}")
+}
+
+/// Strips ANSI escape sequences and keeps only the last rewrite of carriage-return lines.
+fn clean(log: &str) -> String {
+    let mut out = String::with_capacity(log.len());
+    for line in log.split('\n') {
+        let line = line.rsplit('\r').find(|s| !s.is_empty()).unwrap_or("");
+        strip_ansi_into(line, &mut out);
+        out.push('\n');
+    }
+    out
+}
+
+fn strip_ansi_into(line: &str, out: &mut String) {
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ params final-byte(0x40..=0x7e); other escapes: ESC + one char.
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                for c in chars.by_ref() {
+                    if ('\u{40}'..='\u{7e}').contains(&c) {
+                        break;
+                    }
+                }
+            } else {
+                chars.next();
+            }
+        } else {
+            out.push(c);
+        }
+    }
+}
+
+fn truncate_at_char(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+fn next_char_boundary(s: &str, mut i: usize) -> usize {
+    while !s.is_char_boundary(i) {
+        i += 1;
+    }
+    i
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_note_is_summary_then_log() {
+        let note = compose_note("exited with code 1", Some("line 1\nline 2\n"));
+        assert_eq!(note, "exited with code 1\n--- last log lines ---\nline 1\nline 2");
+    }
+
+    #[test]
+    fn empty_log_gives_summary_only() {
+        assert_eq!(compose_note("s", Some("\n \n")), "s");
+        assert_eq!(compose_note("s", None), "s");
+    }
+
+    #[test]
+    fn long_log_keeps_most_recent_whole_lines() {
+        let log: String = (0..500).map(|i| format!("line {i}\n")).collect();
+        let note = compose_note("summary", Some(&log));
+        assert!(note.len() <= MAX_NOTE_BYTES, "{}", note.len());
+        assert!(note.ends_with("line 499"));
+        assert!(!note.contains("line 0\n"));
+        let after = note.split(SEPARATOR).nth(1).unwrap();
+        assert!(after.starts_with(CUT_MARK));
+        // Every kept line is whole.
+        for line in after.trim_start_matches(CUT_MARK).lines() {
+            assert!(line.starts_with("line "), "{line:?}");
+        }
+    }
+
+    #[test]
+    fn one_huge_line_keeps_its_end_on_a_char_boundary() {
+        let log = "é".repeat(2000) + "END";
+        let note = compose_note("summary", Some(&log));
+        assert!(note.len() <= MAX_NOTE_BYTES);
+        assert!(note.ends_with("END"));
+    }
+
+    #[test]
+    fn oversized_summary_is_cut_and_log_dropped() {
+        let summary = "x".repeat(3000);
+        let note = compose_note(&summary, Some("log"));
+        assert_eq!(note.len(), MAX_NOTE_BYTES);
+    }
+
+    #[test]
+    fn ansi_and_carriage_returns_are_cleaned() {
+        let log = "\u{1b}[92mgreen\u{1b}[0m\n10%\r50%\r100%\n";
+        let note = compose_note("s", Some(log));
+        assert!(note.ends_with("green\n100%"), "{note:?}");
+    }
+}

@@ -1,0 +1,239 @@
+//! The `finetune-operator` binary: `run` (default), `crd`, `render`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use finetune_operator::controller::{self, Context, Settings};
+use finetune_operator::telemetry::{self, CountRequests, Health, LogFormat, Metrics};
+use finetune_operator::{api, render};
+use kube::Client;
+use kube::client::ClientBuilder;
+use kube::runtime::events::Reporter;
+use kube_lease_manager::LeaseManagerBuilder;
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+#[cfg(target_env = "musl")]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(version, about = "Runs InstructLab fine-tuning jobs (FineTuneJob) on Kubernetes")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the controller (the default).
+    Run(RunArgs),
+    /// Print the FineTuneJob CustomResourceDefinition as YAML.
+    Crd,
+    /// Print, as multi-document YAML, the children a FineTuneJob would get. No cluster needed.
+    Render {
+        /// FineTuneJob YAML file, or - for standard input.
+        #[arg(short = 'f', long = "filename")]
+        file: PathBuf,
+    },
+}
+
+#[derive(Args, Clone)]
+struct RunArgs {
+    /// Watch FineTuneJobs in this namespace only (default: all namespaces).
+    #[arg(long, env = "WATCH_NAMESPACE")]
+    namespace: Option<String>,
+    /// Take a Lease before reconciling, so that only one replica acts at a time.
+    #[arg(long)]
+    leader_elect: bool,
+    /// Namespace of the leader-election Lease (default: the pod's namespace).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "finetune-system")]
+    lease_namespace: String,
+    /// Address of the /metrics, /healthz and /readyz endpoints.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    metrics_address: SocketAddr,
+    /// Log format.
+    #[arg(long, value_enum, default_value = "json")]
+    log_format: LogFormat,
+    /// Reconciles running at once.
+    #[arg(long, default_value_t = 8)]
+    concurrency: u16,
+    /// Milliseconds to wait after a change before reconciling, to batch bursts of updates.
+    #[arg(long, default_value_t = 0)]
+    debounce_ms: u64,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Some(Command::Crd) => {
+            print!("{}", api::crd_yaml());
+            ExitCode::SUCCESS
+        }
+        Some(Command::Render { file }) => match read(&file).map(|yaml| render::render(&yaml)) {
+            Ok(Ok(out)) => {
+                print!("{out}");
+                ExitCode::SUCCESS
+            }
+            Ok(Err(e)) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!("error: cannot read {}: {e}", file.display());
+                ExitCode::FAILURE
+            }
+        },
+        Some(Command::Run(args)) => run(args),
+        None => run(cli.run),
+    }
+}
+
+fn read(file: &PathBuf) -> std::io::Result<String> {
+    if file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())
+    } else {
+        std::fs::read_to_string(file)
+    }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    telemetry::init_logging(args.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(operate(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!(error = %e, "finetune-operator stopped");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+async fn operate(args: RunArgs) -> Result<(), BoxError> {
+    let metrics = Arc::new(Metrics::default());
+    let health = Arc::new(Health::default());
+    let config = kube::Config::infer().await?;
+    let client: Client = ClientBuilder::try_from(config)?
+        .with_layer(&CountRequests {
+            family: metrics.api_requests.clone(),
+        })
+        .build();
+
+    // One shutdown signal (SIGTERM or Ctrl-C) for the controller, the lease and the server.
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        info!("shutting down");
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+
+    let server = tokio::spawn(telemetry::serve(
+        args.metrics_address,
+        metrics.clone(),
+        health.clone(),
+        stopped(stop_rx.clone()),
+    ));
+
+    let reporter = Reporter {
+        controller: api::FIELD_MANAGER.to_string(),
+        instance: std::env::var("POD_NAME").ok(),
+    };
+    let ctx = Arc::new(Context::new(client.clone(), reporter, metrics));
+    let settings = Settings {
+        namespace: args.namespace.clone(),
+        concurrency: args.concurrency,
+        debounce: Duration::from_millis(args.debounce_ms),
+    };
+
+    let result = if args.leader_elect {
+        run_as_leader(client, &args, ctx, settings, health, stop_rx.clone()).await
+    } else {
+        health.set_ready(true);
+        controller::run(ctx, settings, stopped(stop_rx.clone()))
+            .await
+            .map_err(BoxError::from)
+    };
+    // Stop the server too when the controller ended on its own.
+    let _ = server.await;
+    result
+}
+
+/// Waits for the Lease, runs the controller while holding it, and exits when it is lost, so that
+/// a new leader never overlaps with this one for long.
+async fn run_as_leader(
+    client: Client,
+    args: &RunArgs,
+    ctx: Arc<Context>,
+    settings: Settings,
+    health: Arc<Health>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<(), BoxError> {
+    let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
+        format!("{}-{}", api::FIELD_MANAGER, std::process::id())
+    });
+    let manager = LeaseManagerBuilder::new(client, "finetune-operator-leader")
+        .with_namespace(&args.lease_namespace)
+        .with_identity(identity)
+        .with_field_manager(api::FIELD_MANAGER)
+        .build()
+        .await?;
+    let (mut leading, lease_task) = manager.watch().await;
+    health.set_ready(true);
+    info!(namespace = %args.lease_namespace, "waiting for the leader lease");
+    loop {
+        if *leading.borrow_and_update() {
+            break;
+        }
+        tokio::select! {
+            changed = leading.changed() => changed?,
+            _ = stop.wait_for(|s| *s) => return Ok(()),
+        }
+    }
+    info!("acquired the leader lease");
+    let mut lost = leading.clone();
+    let mut stop_controller = stop.clone();
+    let lease_lost = async move {
+        tokio::select! {
+            _ = lost.wait_for(|leader| !*leader) => warn!("lost the leader lease"),
+            _ = stop_controller.wait_for(|s| *s) => {}
+        }
+    };
+    let result = controller::run(ctx, settings, lease_lost).await;
+    drop(leading);
+    let _ = lease_task.await;
+    if !*stop.borrow() {
+        // Lost the lease without being asked to stop: exit non-zero and let Kubernetes restart
+        // this replica as a follower.
+        return Err("lost the leader lease".into());
+    }
+    result.map_err(BoxError::from)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

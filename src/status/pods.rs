@@ -1,0 +1,111 @@
+//! What the pods say that the Job and PyTorchJob statuses do not: exit codes, termination
+//! reasons, and containers that keep restarting.
+
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use kube::ResourceExt;
+
+/// How a container ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Termination {
+    pub pod: String,
+    pub container: String,
+    pub exit_code: i32,
+    /// Kubelet's reason, e.g. Error, OOMKilled, Completed.
+    pub reason: Option<String>,
+    pub restarts: i32,
+}
+
+impl Termination {
+    /// "pod P container C exited with code N (Reason)".
+    pub fn describe(&self) -> String {
+        let reason = self
+            .reason
+            .as_deref()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default();
+        format!(
+            "pod {} container {} exited with code {}{reason}",
+            self.pod, self.container, self.exit_code
+        )
+    }
+}
+
+fn container_status<'a>(pod: &'a Pod, container: &str) -> Option<&'a ContainerStatus> {
+    pod.status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .iter()
+        .find(|c| c.name == container)
+}
+
+/// The container's current termination, or the last one if it restarted since.
+pub fn termination(pod: &Pod, container: &str) -> Option<Termination> {
+    let status = container_status(pod, container)?;
+    let terminated = status
+        .state
+        .as_ref()
+        .and_then(|s| s.terminated.as_ref())
+        .or_else(|| {
+            status
+                .last_state
+                .as_ref()
+                .and_then(|s| s.terminated.as_ref())
+        })?;
+    Some(Termination {
+        pod: pod.name_any(),
+        container: container.to_string(),
+        exit_code: terminated.exit_code,
+        reason: terminated.reason.clone(),
+        restarts: status.restart_count,
+    })
+}
+
+/// The most relevant failed container among `pods`: a non-zero exit, preferring the pod named
+/// `preferred` (the rank-0 pod), then the most recently created.
+pub fn failed_container(pods: &[Pod], container: &str, preferred: &str) -> Option<Termination> {
+    let mut failed: Vec<(&Pod, Termination)> = pods
+        .iter()
+        .filter_map(|p| termination(p, container).map(|t| (p, t)))
+        .filter(|(_, t)| t.exit_code != 0)
+        .collect();
+    failed.sort_by_key(|(p, _)| {
+        (
+            p.name_any() == preferred,
+            p.metadata.creation_timestamp.clone(),
+        )
+    });
+    failed.pop().map(|(_, t)| t)
+}
+
+/// A container that restarted more often than the backoff limit allows. The PyTorchJob never
+/// shows this: a pod that keeps restarting in place looks Running to the training operator.
+pub fn restarting_too_often(
+    pods: &[Pod],
+    container: &str,
+    backoff_limit: i32,
+) -> Option<Termination> {
+    pods.iter().find_map(|pod| {
+        let status = container_status(pod, container)?;
+        (status.restart_count > backoff_limit).then(|| {
+            termination(pod, container).unwrap_or(Termination {
+                pod: pod.name_any(),
+                container: container.to_string(),
+                exit_code: 0,
+                reason: None,
+                restarts: status.restart_count,
+            })
+        })
+    })
+}
+
+/// Pods of the Job `job_name` (the Job controller labels its pods with the Job's name).
+pub fn of_job(pods: &[Pod], job_name: &str) -> Vec<Pod> {
+    pods.iter()
+        .filter(|p| {
+            p.labels().get("batch.kubernetes.io/job-name").map(String::as_str) == Some(job_name)
+                || p.labels().get("job-name").map(String::as_str) == Some(job_name)
+        })
+        .cloned()
+        .collect()
+}
