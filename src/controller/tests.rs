@@ -1,0 +1,399 @@
+//! Reconcile against a mocked apiserver: every request is asserted, in order, and answered as the
+//! apiserver would. An unexpected extra request fails the reconcile (the mock is gone).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Method, Request, Response, StatusCode};
+use kube::Client;
+use kube::client::Body;
+use kube::runtime::controller::Action;
+use kube::runtime::events::Reporter;
+use serde_json::{Value, json};
+use tower_test::mock::{self, Handle, SendResponse};
+
+use super::{Context, reconcile};
+use crate::api::FineTuneJob;
+use crate::telemetry::Metrics;
+
+const NS_PATH: &str = "/apis/finetune.dev/v1alpha1/namespaces/ns/finetunejobs/ft";
+const PREPROCESS_PATH: &str = "/apis/batch/v1/namespaces/ns/jobs/ft-preprocess";
+const PYTORCHJOB_PATH: &str = "/apis/kubeflow.org/v1/namespaces/ns/pytorchjobs/ft";
+const PODS_PATH: &str = "/api/v1/namespaces/ns/pods";
+const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/ns/events";
+
+struct ApiServer(Handle<Request<Body>, Response<Body>>);
+
+impl ApiServer {
+    /// Takes the next request, asserts its method and path, returns its query and JSON body.
+    async fn expect(
+        &mut self,
+        method: Method,
+        path: &str,
+    ) -> (String, Value, SendResponse<Response<Body>>) {
+        let (request, send) = tokio::time::timeout(Duration::from_secs(2), self.0.next_request())
+            .await
+            .unwrap_or_else(|_| panic!("no request; expected {method} {path}"))
+            .unwrap_or_else(|| panic!("client gone; expected {method} {path}"));
+        assert_eq!(
+            (request.method(), request.uri().path()),
+            (&method, path),
+            "unexpected request {} {}",
+            request.method(),
+            request.uri()
+        );
+        let query = request.uri().query().unwrap_or("").to_string();
+        let bytes = request.into_body().collect_bytes().await.unwrap();
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        (query, body, send)
+    }
+
+    /// Expects a request and answers it with `status` and `answer`.
+    async fn answer(&mut self, method: Method, path: &str, status: u16, answer: Value) -> (String, Value) {
+        let (query, body, send) = self.expect(method, path).await;
+        respond(send, status, &answer);
+        (query, body)
+    }
+
+    /// Expects a request and answers with its own body, as the apiserver does for an apply.
+    async fn echo(&mut self, method: Method, path: &str) -> (String, Value) {
+        let (query, body, send) = self.expect(method, path).await;
+        respond(send, 200, &body);
+        (query, body)
+    }
+
+    /// Asserts that no further request arrives (the client may also be gone, which is fine).
+    async fn no_more(&mut self) {
+        let next = tokio::time::timeout(Duration::from_millis(300), self.0.next_request()).await;
+        if let Ok(Some((request, _))) = next {
+            panic!("unexpected request {} {}", request.method(), request.uri());
+        }
+    }
+
+    async fn not_found(&mut self, method: Method, path: &str) {
+        self.answer(method, path, 404, not_found()).await;
+    }
+
+    /// An event: POST answered with the event itself.
+    async fn event(&mut self) -> Value {
+        let (_, body, send) = self.expect(Method::POST, EVENTS_PATH).await;
+        respond(send, 201, &body);
+        body
+    }
+}
+
+fn respond(send: SendResponse<Response<Body>>, status: u16, answer: &Value) {
+    let text = match answer {
+        Value::String(s) => s.clone().into_bytes(),
+        other => serde_json::to_vec(other).unwrap(),
+    };
+    send.send_response(
+        Response::builder()
+            .status(StatusCode::from_u16(status).unwrap())
+            .body(Body::from(text))
+            .unwrap(),
+    );
+}
+
+fn not_found() -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"})
+}
+
+fn discovery() -> Value {
+    json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": "kubeflow.org/v1",
+           "resources": [{"name": "pytorchjobs", "singularName": "pytorchjob", "namespaced": true,
+                          "kind": "PyTorchJob", "verbs": ["get", "list", "watch", "create", "patch", "delete"]}]})
+}
+
+fn pod_list(items: Vec<Value>) -> Value {
+    json!({"kind": "PodList", "apiVersion": "v1", "metadata": {"resourceVersion": "1"}, "items": items})
+}
+
+fn setup() -> (Arc<Context>, ApiServer) {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let reporter = Reporter {
+        controller: "finetune-operator".into(),
+        instance: Some("test".into()),
+    };
+    let ctx = Arc::new(Context::new(client, reporter, Arc::new(Metrics::default())));
+    (ctx, ApiServer(handle))
+}
+
+fn ftj(spec_extra: Value, status: Value, metadata_extra: Value) -> Value {
+    let mut spec = json!({
+        "image": "img",
+        "model": {"claimName": "m", "path": ""},
+        "dataset": {"claimName": "d", "path": "train.jsonl"},
+        "output": {"claimName": "o"},
+        "training": {"epochs": 1},
+    });
+    for (k, v) in spec_extra.as_object().unwrap() {
+        spec[k] = v.clone();
+    }
+    let mut metadata = json!({"name": "ft", "namespace": "ns", "uid": "uid-1", "generation": 1,
+                              "resourceVersion": "10", "finalizers": ["finetune.dev/cleanup"]});
+    for (k, v) in metadata_extra.as_object().unwrap() {
+        metadata[k] = v.clone();
+    }
+    let mut obj = json!({"apiVersion": "finetune.dev/v1alpha1", "kind": "FineTuneJob",
+                         "metadata": metadata, "spec": spec});
+    if !status.is_null() {
+        obj["status"] = status;
+    }
+    obj
+}
+
+async fn run(ctx: Arc<Context>, obj: &Value) -> Result<Action, super::Error> {
+    let job: FineTuneJob = serde_json::from_value(obj.clone()).unwrap();
+    reconcile(Arc::new(job), ctx).await
+}
+
+#[tokio::test]
+async fn first_reconcile_adds_the_finalizer() {
+    let (ctx, mut api) = setup();
+    let obj = ftj(json!({}), Value::Null, json!({"finalizers": null}));
+    let current = obj.clone();
+    let server = tokio::spawn(async move {
+        api.answer(Method::GET, NS_PATH, 200, current.clone()).await;
+        let (_, patch) = api.answer(Method::PATCH, NS_PATH, 200, current).await;
+        assert_eq!(
+            patch,
+            json!([
+                {"op": "test", "path": "/metadata/finalizers", "value": null},
+                {"op": "add", "path": "/metadata/finalizers", "value": ["finetune.dev/cleanup"]},
+            ])
+        );
+    });
+    let action = run(ctx, &obj).await.unwrap();
+    assert_eq!(action, Action::await_change());
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_new_job_with_preprocess_gets_its_preprocess_job() {
+    let (ctx, mut api) = setup();
+    let obj = ftj(json!({"preprocess": {"maxSeqLen": 4096}}), Value::Null, json!({}));
+    let current = obj.clone();
+    let reply = obj.clone();
+    let server = tokio::spawn(async move {
+        api.answer(Method::GET, NS_PATH, 200, current).await;
+        api.not_found(Method::GET, PREPROCESS_PATH).await;
+        api.not_found(Method::GET, PYTORCHJOB_PATH).await;
+        api.answer(Method::GET, "/apis/kubeflow.org/v1", 200, discovery()).await;
+        let (query, _) = api.answer(Method::GET, PODS_PATH, 200, pod_list(vec![])).await;
+        assert!(query.contains("labelSelector=finetune.dev%2Fjob-name%3Dft"), "{query}");
+
+        let (query, job) = api.echo(Method::PATCH, PREPROCESS_PATH).await;
+        assert!(query.contains("fieldManager=finetune-operator") && query.contains("force=true"), "{query}");
+        assert_eq!(job["kind"], "Job");
+        assert_eq!(job["metadata"]["ownerReferences"][0]["uid"], "uid-1");
+        assert_eq!(job["spec"]["template"]["spec"]["containers"][0]["command"], json!(["python", "-m", "instructlab.training.data_process"]));
+
+        let (query, status) = api.answer(Method::PATCH, &format!("{NS_PATH}/status"), 200, reply.clone()).await;
+        assert!(query.contains("fieldManager=finetune-operator"), "{query}");
+        assert_eq!(status["status"]["phase"], "Initializing");
+        assert_eq!(status["status"]["preprocessJob"], "ft-preprocess");
+
+        let event = api.event().await;
+        assert_eq!(event["reason"], "PreprocessStarted");
+        assert_eq!(event["type"], "Normal");
+        assert_eq!(event["regarding"]["name"], "ft");
+    });
+    let action = run(ctx, &obj).await.unwrap();
+    assert_eq!(action, Action::await_change());
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn finished_preprocessing_creates_the_pytorchjob() {
+    let (ctx, mut api) = setup();
+    let status = json!({
+        "phase": "Initializing", "preprocessJob": "ft-preprocess", "startTime": "2026-11-26T10:00:00Z",
+        "observedGeneration": 1,
+        "conditions": [
+            {"type": "Initialized", "status": "False", "reason": "Preprocessing", "message": "m",
+             "lastTransitionTime": "2026-11-26T10:00:00Z"},
+            {"type": "Accepted", "status": "True", "reason": "Accepted", "message": "The spec was accepted",
+             "lastTransitionTime": "2026-11-26T10:00:00Z"}],
+    });
+    let obj = ftj(json!({"preprocess": {}, "resources": {"nodes": 2, "gpusPerNode": 4}}), status, json!({}));
+    let current = obj.clone();
+    let reply = obj.clone();
+    let server = tokio::spawn(async move {
+        api.answer(Method::GET, NS_PATH, 200, current).await;
+        let done = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "ft-preprocess", "namespace": "ns"},
+                          "spec": {"template": {}}, "status": {"conditions": [{"type": "Complete", "status": "True"}]}});
+        api.answer(Method::GET, PREPROCESS_PATH, 200, done).await;
+        api.not_found(Method::GET, PYTORCHJOB_PATH).await;
+        api.answer(Method::GET, "/apis/kubeflow.org/v1", 200, discovery()).await;
+        api.answer(Method::GET, PODS_PATH, 200, pod_list(vec![])).await;
+
+        let (_, ptj) = api.echo(Method::PATCH, PYTORCHJOB_PATH).await;
+        assert_eq!(ptj["kind"], "PyTorchJob");
+        assert_eq!(ptj["spec"]["pytorchReplicaSpecs"]["Worker"]["replicas"], 1);
+        assert_eq!(ptj["spec"]["nprocPerNode"], "4");
+
+        let (_, status) = api.answer(Method::PATCH, &format!("{NS_PATH}/status"), 200, reply.clone()).await;
+        assert_eq!(status["status"]["phase"], "Training");
+        assert_eq!(status["status"]["pytorchJob"], "ft");
+        assert!(status["status"]["trainingStartTime"].is_string());
+
+        assert_eq!(api.event().await["reason"], "PreprocessSucceeded");
+        assert_eq!(api.event().await["reason"], "TrainingStarted");
+    });
+    run(ctx, &obj).await.unwrap();
+    server.await.unwrap();
+}
+
+fn training_status() -> Value {
+    json!({
+        "phase": "Training", "pytorchJob": "ft", "startTime": "2026-11-26T10:00:00Z",
+        "trainingStartTime": "2026-11-26T10:00:00Z", "observedGeneration": 1,
+        "reason": "Training", "message": "PyTorchJob ft trains on 1 node(s) with 1 GPU(s) each",
+        "conditions": [
+            {"type": "Initialized", "status": "True", "reason": "NoPreprocessing",
+             "message": "spec.preprocess is not set; dataset.path is used as processed data",
+             "lastTransitionTime": "2026-11-26T10:00:00Z", "observedGeneration": 1},
+            {"type": "Accepted", "status": "True", "reason": "Accepted", "message": "The spec was accepted",
+             "lastTransitionTime": "2026-11-26T10:00:00Z", "observedGeneration": 1}],
+    })
+}
+
+fn pytorchjob(condition: &str) -> Value {
+    json!({"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob",
+           "metadata": {"name": "ft", "namespace": "ns"},
+           "spec": {"pytorchReplicaSpecs": {}},
+           "status": {"conditions": [{"type": condition, "status": "True",
+                                      "message": format!("PyTorchJob ft is {condition}.")}]}})
+}
+
+#[tokio::test]
+async fn a_steady_training_job_writes_nothing() {
+    let (ctx, mut api) = setup();
+    let obj = ftj(json!({}), training_status(), json!({}));
+    let current = obj.clone();
+    let server = tokio::spawn(async move {
+        api.answer(Method::GET, NS_PATH, 200, current).await;
+        api.answer(Method::GET, PYTORCHJOB_PATH, 200, pytorchjob("Running")).await;
+        api.answer(Method::GET, PODS_PATH, 200, pod_list(vec![])).await;
+        // No status patch, no event: the mock would see them and the join below would fail.
+        api.no_more().await;
+    });
+    assert_eq!(run(ctx, &obj).await.unwrap(), Action::await_change());
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn failed_training_publishes_a_warning_with_the_log_tail() {
+    let (ctx, mut api) = setup();
+    let obj = ftj(json!({}), training_status(), json!({}));
+    let current = obj.clone();
+    let reply = obj.clone();
+    let server = tokio::spawn(async move {
+        api.answer(Method::GET, NS_PATH, 200, current).await;
+        api.answer(Method::GET, PYTORCHJOB_PATH, 200, pytorchjob("Failed")).await;
+        let master = json!({"metadata": {"name": "ft-master-0", "namespace": "ns", "creationTimestamp": "2026-11-26T10:00:00Z"},
+            "status": {"containerStatuses": [{"name": "pytorch", "ready": false, "restartCount": 0, "image": "img", "imageID": "",
+                "state": {"terminated": {"exitCode": 1, "reason": "Error"}}}]}});
+        api.answer(Method::GET, PODS_PATH, 200, pod_list(vec![master])).await;
+
+        let (_, status) = api.answer(Method::PATCH, &format!("{NS_PATH}/status"), 200, reply.clone()).await;
+        assert_eq!(status["status"]["phase"], "Failed");
+        assert_eq!(status["status"]["reason"], "TrainingFailed");
+
+        let (query, _) = api
+            .answer(Method::GET, "/api/v1/namespaces/ns/pods/ft-master-0/log", 200,
+                    Value::String("step 9 loss 0.5\nTraceback (most recent call last):\nRuntimeError: CUDA error\n".into()))
+            .await;
+        for part in ["container=pytorch", "tailLines=40", "limitBytes=16384"] {
+            assert!(query.contains(part), "{query}");
+        }
+        let event = api.event().await;
+        assert_eq!(event["reason"], "TrainingFailed");
+        assert_eq!(event["type"], "Warning");
+        let note = event["note"].as_str().unwrap();
+        assert!(note.contains("exited with code 1 (Error)"), "{note}");
+        assert!(note.ends_with("RuntimeError: CUDA error"), "{note}");
+        assert!(note.len() <= 1024);
+    });
+    run(ctx, &obj).await.unwrap();
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn deletion_removes_the_children_then_the_finalizer() {
+    let (ctx, mut api) = setup();
+    let deleting = json!({"deletionTimestamp": "2026-11-26T11:00:00Z"});
+    let obj = ftj(json!({}), training_status(), deleting.clone());
+    let current = obj.clone();
+    let server = tokio::spawn(async move {
+        api.answer(Method::GET, NS_PATH, 200, current).await;
+        api.not_found(Method::GET, PREPROCESS_PATH).await;
+        api.answer(Method::GET, PYTORCHJOB_PATH, 200, pytorchjob("Running")).await;
+        api.answer(Method::GET, "/api/v1/namespaces/ns/pods/ft-master-0/log", 200, Value::String("epoch 1\n".into())).await;
+        let event = api.event().await;
+        assert_eq!(event["reason"], "Cancelled");
+        assert!(event["note"].as_str().unwrap().ends_with("epoch 1"));
+        api.not_found(Method::DELETE, PREPROCESS_PATH).await;
+        let (_, body) = api.answer(Method::DELETE, PYTORCHJOB_PATH, 200, pytorchjob("Running")).await;
+        assert_eq!(body["propagationPolicy"], "Foreground");
+    });
+    // Children still exist: wait for them.
+    assert_eq!(run(ctx.clone(), &obj).await.unwrap(), Action::requeue(Duration::from_secs(5)));
+    server.await.unwrap();
+
+    // Next time they are gone: the finalizer goes, and no second Cancelled event is published.
+    let (ctx, mut api) = setup();
+    let current = obj.clone();
+    let server = tokio::spawn(async move {
+        api.answer(Method::GET, NS_PATH, 200, current.clone()).await;
+        api.not_found(Method::GET, PREPROCESS_PATH).await;
+        api.not_found(Method::GET, PYTORCHJOB_PATH).await;
+        api.answer(Method::GET, "/apis/kubeflow.org/v1", 200, discovery()).await;
+        let (_, patch) = api.answer(Method::PATCH, NS_PATH, 200, current).await;
+        assert_eq!(
+            patch,
+            json!([
+                {"op": "test", "path": "/metadata/finalizers/0", "value": "finetune.dev/cleanup"},
+                {"op": "remove", "path": "/metadata/finalizers/0"},
+            ])
+        );
+    });
+    assert_eq!(run(ctx, &obj).await.unwrap(), Action::await_change());
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn deletion_is_not_blocked_when_the_pytorchjob_kind_is_missing() {
+    let (ctx, mut api) = setup();
+    let obj = ftj(json!({}), Value::Null, json!({"deletionTimestamp": "2026-11-26T11:00:00Z"}));
+    let current = obj.clone();
+    let server = tokio::spawn(async move {
+        api.answer(Method::GET, NS_PATH, 200, current.clone()).await;
+        api.not_found(Method::GET, PREPROCESS_PATH).await;
+        api.not_found(Method::GET, PYTORCHJOB_PATH).await;
+        api.not_found(Method::GET, "/apis/kubeflow.org/v1").await;
+        assert_eq!(api.event().await["reason"], "Cancelled");
+        api.answer(Method::PATCH, NS_PATH, 200, current).await;
+    });
+    assert_eq!(run(ctx, &obj).await.unwrap(), Action::await_change());
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_settled_finished_job_costs_no_request() {
+    let (ctx, mut api) = setup();
+    let mut status = training_status();
+    status["phase"] = json!("Succeeded");
+    let obj = ftj(json!({}), status, json!({}));
+    let server = tokio::spawn(async move {
+        api.no_more().await;
+    });
+    assert_eq!(run(ctx, &obj).await.unwrap(), Action::await_change());
+    server.await.unwrap();
+}

@@ -520,11 +520,10 @@ impl<'a> Decider<'a> {
                 "SuspendedByQueue",
                 &format!("Kueue suspended PyTorchJob {} (e.g. preempted)", self.name),
             ),
-            (false, true) => self.set_phase(
-                Phase::Training,
-                "Training",
-                &format!("PyTorchJob {} is training", self.name),
-            ),
+            (false, true) => {
+                let message = self.training_message();
+                self.set_phase(Phase::Training, "Training", &message)
+            }
         }
         Flow::Continue
     }
@@ -608,12 +607,17 @@ impl<'a> Decider<'a> {
         );
     }
 
-    fn training_started(&mut self) {
+    /// The same words at the start and while training, so a steady state writes nothing.
+    fn training_message(&self) -> String {
         let spec = &self.job.spec;
-        let message = format!(
+        format!(
             "PyTorchJob {} trains on {} node(s) with {} GPU(s) each",
             self.name, spec.resources.nodes, spec.resources.gpus_per_node
-        );
+        )
+    }
+
+    fn training_started(&mut self) {
+        let message = self.training_message();
         self.new.training_start_time = Some(self.obs.now.clone());
         self.set_phase(Phase::Training, "Training", &message);
         self.event(Severity::Normal, reason::TRAINING_STARTED, message, None);

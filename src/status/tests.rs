@@ -1,0 +1,426 @@
+//! Decision table for the phase machine: each case is a job, a world, and what must follow.
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use serde_json::{Value, json};
+
+use super::*;
+use crate::api::{FineTuneJob, FineTuneJobStatus, Phase, PyTorchJob};
+
+fn t(s: &str) -> Time {
+    Time(s.parse().unwrap())
+}
+
+const T0: &str = "2026-11-26T10:00:00Z";
+const T1: &str = "2026-11-26T10:05:00Z";
+
+fn job(spec_patch: Value, status: Option<FineTuneJobStatus>) -> FineTuneJob {
+    let mut spec = json!({
+        "image": "img",
+        "model": {"claimName": "m"},
+        "dataset": {"claimName": "d", "path": "train.jsonl"},
+        "output": {"claimName": "o"},
+        "training": {"epochs": 2},
+        "backoffLimit": 3,
+    });
+    merge(&mut spec, spec_patch);
+    let mut job: FineTuneJob = serde_json::from_value(json!({
+        "apiVersion": "finetune.dev/v1alpha1",
+        "kind": "FineTuneJob",
+        "metadata": {"name": "ft", "namespace": "ns", "uid": "uid-1", "generation": 1},
+        "spec": spec,
+    }))
+    .unwrap();
+    job.status = status;
+    job
+}
+
+fn merge(target: &mut Value, patch: Value) {
+    if let (Value::Object(t), Value::Object(p)) = (target, patch) {
+        for (k, v) in p {
+            t.insert(k, v);
+        }
+    }
+}
+
+fn world(pre: Lookup<Job>, ptj: Lookup<PyTorchJob>, pods: Vec<Pod>) -> Observed {
+    Observed {
+        now: t(T1),
+        preprocess_job: pre,
+        pytorch_job: ptj,
+        pods,
+    }
+}
+
+fn k8s_job(condition: Option<&str>) -> Job {
+    let conditions: Vec<Value> = condition
+        .map(|c| json!({"type": c, "status": "True", "message": format!("Job {c}")}))
+        .into_iter()
+        .collect();
+    serde_json::from_value(json!({
+        "metadata": {"name": "ft-preprocess", "namespace": "ns"},
+        "spec": {"template": {}, "suspend": false},
+        "status": {"conditions": conditions},
+    }))
+    .unwrap()
+}
+
+fn pytorch_job(condition: Option<&str>, suspended: bool) -> PyTorchJob {
+    let conditions: Vec<Value> = condition
+        .map(|c| json!({"type": c, "status": "True", "message": format!("PyTorchJob ft is {c}.")}))
+        .into_iter()
+        .collect();
+    serde_json::from_value(json!({
+        "apiVersion": "kubeflow.org/v1",
+        "kind": "PyTorchJob",
+        "metadata": {"name": "ft", "namespace": "ns"},
+        "spec": {"runPolicy": {"suspend": suspended}, "pytorchReplicaSpecs": {}},
+        "status": {"conditions": conditions},
+    }))
+    .unwrap()
+}
+
+fn pod(name: &str, container: &str, labels: Value, exit_code: Option<i32>, restarts: i32) -> Pod {
+    let state = match exit_code {
+        Some(code) => json!({"terminated": {"exitCode": code, "reason": "Error"}}),
+        None => json!({"running": {}}),
+    };
+    serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": "ns", "labels": labels,
+                     "creationTimestamp": T0},
+        "status": {"containerStatuses": [{
+            "name": container, "ready": false, "restartCount": restarts, "image": "img",
+            "imageID": "", "state": state,
+        }]},
+    }))
+    .unwrap()
+}
+
+fn reasons(d: &Decision) -> Vec<&'static str> {
+    d.events.iter().map(|e| e.reason).collect()
+}
+
+fn condition(status: &FineTuneJobStatus, type_: &str) -> Option<(String, String)> {
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone()))
+}
+
+/// Feeds a decision's status back with the same world: nothing may change any more.
+fn assert_settles(mut j: FineTuneJob, d: &Decision, w: &Observed) {
+    j.status = Some(d.status.clone());
+    let again = decide(&j, w);
+    assert_eq!(again.status, d.status, "status changed on a second look");
+    assert!(again.events.is_empty(), "events repeated: {:?}", again.events);
+}
+
+fn training_status() -> FineTuneJobStatus {
+    let j = job(json!({}), None);
+    decide(&j, &world(Lookup::Skipped, Lookup::Absent, vec![])).status
+}
+
+#[test]
+fn new_job_with_preprocess_creates_the_preprocess_job() {
+    let j = job(json!({"preprocess": {}}), None);
+    let w = world(Lookup::Absent, Lookup::Absent, vec![]);
+    let d = decide(&j, &w);
+    assert_eq!(d.actions, vec![ChildAction::Create(ChildKind::Preprocess)]);
+    assert_eq!(d.status.phase, Some(Phase::Initializing));
+    assert_eq!(reasons(&d), vec![reason::PREPROCESS_STARTED]);
+    assert_eq!(d.status.start_time, Some(t(T1)));
+    assert_eq!(d.status.preprocess_job.as_deref(), Some("ft-preprocess"));
+    assert_eq!(condition(&d.status, "Accepted"), Some(("True".into(), "Accepted".into())));
+    assert_eq!(condition(&d.status, "Initialized").unwrap().0, "False");
+    assert_eq!(d.status.observed_generation, Some(1));
+}
+
+#[test]
+fn new_job_without_preprocess_creates_the_pytorchjob() {
+    let j = job(json!({}), None);
+    let d = decide(&j, &world(Lookup::Skipped, Lookup::Absent, vec![]));
+    assert_eq!(d.actions, vec![ChildAction::Create(ChildKind::PyTorchJob)]);
+    assert_eq!(d.status.phase, Some(Phase::Training));
+    assert_eq!(reasons(&d), vec![reason::TRAINING_STARTED]);
+    assert_eq!(d.status.training_start_time, Some(t(T1)));
+    assert_eq!(d.status.pytorch_job.as_deref(), Some("ft"));
+    assert_eq!(condition(&d.status, "Initialized"), Some(("True".into(), "NoPreprocessing".into())));
+    // A restarted operator seeing the child it created publishes nothing new.
+    let j = job(json!({}), Some(d.status.clone()));
+    let running = world(Lookup::Skipped, Lookup::Present(pytorch_job(Some("Running"), false)), vec![]);
+    let again = decide(&j, &running);
+    assert!(again.actions.is_empty() && again.events.is_empty());
+    assert_eq!(again.status, d.status);
+}
+
+#[test]
+fn running_preprocess_changes_nothing() {
+    let j = job(json!({"preprocess": {}}), None);
+    let first = decide(&j, &world(Lookup::Absent, Lookup::Absent, vec![]));
+    let j = job(json!({"preprocess": {}}), Some(first.status.clone()));
+    let w = world(Lookup::Present(k8s_job(None)), Lookup::Absent, vec![]);
+    let d = decide(&j, &w);
+    assert!(d.actions.is_empty());
+    assert!(d.events.is_empty());
+    assert_eq!(d.status, first.status, "zero writes when nothing changed");
+}
+
+#[test]
+fn finished_preprocess_starts_training() {
+    let j = job(json!({"preprocess": {}}), None);
+    let first = decide(&j, &world(Lookup::Absent, Lookup::Absent, vec![]));
+    let j = job(json!({"preprocess": {}}), Some(first.status));
+    let w = world(Lookup::Present(k8s_job(Some("Complete"))), Lookup::Absent, vec![]);
+    let d = decide(&j, &w);
+    assert_eq!(d.actions, vec![ChildAction::Create(ChildKind::PyTorchJob)]);
+    assert_eq!(reasons(&d), vec![reason::PREPROCESS_SUCCEEDED, reason::TRAINING_STARTED]);
+    assert_eq!(d.status.phase, Some(Phase::Training));
+    assert_eq!(condition(&d.status, "Initialized").unwrap().0, "True");
+    // Once initialized, the preprocess Job is no longer needed.
+    let j = job(json!({"preprocess": {}}), Some(d.status));
+    assert!(!needs(&j).preprocess_job);
+}
+
+#[test]
+fn failed_preprocess_fails_with_exit_code_and_tail() {
+    let j = job(json!({"preprocess": {}}), None);
+    let first = decide(&j, &world(Lookup::Absent, Lookup::Absent, vec![]));
+    let j = job(json!({"preprocess": {}}), Some(first.status));
+    let labels = json!({"finetune.dev/job-name": "ft", "batch.kubernetes.io/job-name": "ft-preprocess"});
+    let pods = vec![pod("ft-preprocess-abc", "preprocess", labels, Some(2), 0)];
+    let w = world(Lookup::Present(k8s_job(Some("Failed"))), Lookup::Absent, pods);
+    let d = decide(&j, &w);
+    assert_eq!(d.status.phase, Some(Phase::Failed));
+    assert_eq!(d.status.reason.as_deref(), Some(reason::PREPROCESS_FAILED));
+    assert_eq!(d.status.completion_time, Some(t(T1)));
+    assert_eq!(condition(&d.status, "Failed"), Some(("True".into(), "PreprocessFailed".into())));
+    let e = &d.events[0];
+    assert_eq!((e.reason, e.severity), (reason::PREPROCESS_FAILED, Severity::Warning));
+    assert!(e.note.contains("exited with code 2 (Error)"), "{}", e.note);
+    assert_eq!(
+        e.tail,
+        Some(LogSource { pod: "ft-preprocess-abc".into(), container: "preprocess".into() })
+    );
+    assert!(d.actions.is_empty());
+    assert_settles(j, &d, &w);
+}
+
+#[test]
+fn running_training_changes_nothing() {
+    let status = training_status();
+    let j = job(json!({}), Some(status.clone()));
+    let w = world(Lookup::Skipped, Lookup::Present(pytorch_job(Some("Running"), false)), vec![]);
+    let d = decide(&j, &w);
+    assert!(d.actions.is_empty() && d.events.is_empty());
+    assert_eq!(d.status, status);
+    assert_eq!(d.requeue_after, None);
+}
+
+#[test]
+fn succeeded_training_succeeds() {
+    let j = job(json!({}), Some(training_status()));
+    let w = world(Lookup::Skipped, Lookup::Present(pytorch_job(Some("Succeeded"), false)), vec![]);
+    let d = decide(&j, &w);
+    assert_eq!(d.status.phase, Some(Phase::Succeeded));
+    assert_eq!(condition(&d.status, "Complete"), Some(("True".into(), "TrainingSucceeded".into())));
+    assert_eq!(reasons(&d), vec![reason::TRAINING_SUCCEEDED]);
+    assert_eq!(d.status.completion_time, Some(t(T1)));
+    assert_settles(j, &d, &w);
+}
+
+#[test]
+fn failed_training_reports_the_failing_container() {
+    let j = job(json!({}), Some(training_status()));
+    let labels = json!({"finetune.dev/job-name": "ft"});
+    let pods = vec![
+        pod("ft-master-0", "pytorch", labels.clone(), Some(1), 0),
+        pod("ft-worker-0", "pytorch", labels, Some(137), 0),
+    ];
+    let w = world(Lookup::Skipped, Lookup::Present(pytorch_job(Some("Failed"), false)), pods);
+    let d = decide(&j, &w);
+    assert_eq!(d.status.phase, Some(Phase::Failed));
+    assert_eq!(d.status.reason.as_deref(), Some(reason::TRAINING_FAILED));
+    let e = &d.events[0];
+    assert_eq!(e.severity, Severity::Warning);
+    assert!(e.note.contains("PyTorchJob ft is Failed."), "{}", e.note);
+    assert!(e.note.contains("pod ft-master-0 container pytorch exited with code 1"), "{}", e.note);
+    assert_eq!(e.tail.as_ref().unwrap().pod, "ft-master-0");
+    assert_settles(j, &d, &w);
+}
+
+#[test]
+fn a_deleted_child_fails_the_job() {
+    let j = job(json!({}), Some(training_status()));
+    let d = decide(&j, &world(Lookup::Skipped, Lookup::Absent, vec![]));
+    assert_eq!(d.status.phase, Some(Phase::Failed));
+    assert_eq!(d.status.reason.as_deref(), Some(reason::CHILD_DELETED));
+    assert!(d.actions.is_empty(), "a deleted child is not re-created");
+    assert_eq!(reasons(&d), vec![reason::TRAINING_FAILED]);
+}
+
+#[test]
+fn a_container_restarting_too_often_fails_the_job_and_stops_it() {
+    let j = job(json!({}), Some(training_status()));
+    let pods = vec![pod("ft-master-0", "pytorch", json!({}), None, 4)];
+    let w = world(Lookup::Skipped, Lookup::Present(pytorch_job(Some("Running"), false)), pods);
+    let d = decide(&j, &w);
+    assert_eq!(d.status.phase, Some(Phase::Failed));
+    assert_eq!(d.actions, vec![ChildAction::SetSuspended(ChildKind::PyTorchJob, true)]);
+    assert!(d.events[0].note.contains("restarted 4 times"), "{}", d.events[0].note);
+}
+
+#[test]
+fn deadline_is_enforced_from_training_start() {
+    let mut status = training_status();
+    status.training_start_time = Some(t("2026-11-26T10:04:00Z"));
+    // 60 s elapsed of 100: wait for the rest.
+    let j = job(json!({"activeDeadlineSeconds": 100}), Some(status.clone()));
+    let w = world(Lookup::Skipped, Lookup::Present(pytorch_job(Some("Running"), false)), vec![]);
+    let d = decide(&j, &w);
+    assert_eq!(d.requeue_after, Some(Duration::from_secs(40)));
+    assert_eq!(d.status.phase, Some(Phase::Training));
+    // 60 s elapsed of 60: fail and stop the pods.
+    let j = job(json!({"activeDeadlineSeconds": 60}), Some(status));
+    let d = decide(&j, &w);
+    assert_eq!(d.status.phase, Some(Phase::Failed));
+    assert_eq!(d.status.reason.as_deref(), Some(reason::DEADLINE_EXCEEDED));
+    assert_eq!(d.actions, vec![ChildAction::SetSuspended(ChildKind::PyTorchJob, true)]);
+    assert_eq!(reasons(&d), vec![reason::DEADLINE_EXCEEDED]);
+    assert_eq!(d.events[0].tail.as_ref().unwrap().pod, "ft-master-0");
+    assert_settles(j, &d, &w);
+}
+
+#[test]
+fn suspend_and_resume() {
+    let status = training_status();
+    let running = world(Lookup::Skipped, Lookup::Present(pytorch_job(Some("Running"), false)), vec![]);
+    let j = job(json!({"suspend": true}), Some(status));
+    let d = decide(&j, &running);
+    assert_eq!(d.actions, vec![ChildAction::SetSuspended(ChildKind::PyTorchJob, true)]);
+    assert_eq!(d.status.phase, Some(Phase::Suspended));
+    assert_eq!(reasons(&d), vec![reason::SUSPENDED]);
+    assert_eq!(condition(&d.status, "Suspended"), Some(("True".into(), "Suspended".into())));
+
+    // Once the child is suspended, nothing more happens.
+    let suspended = world(Lookup::Skipped, Lookup::Present(pytorch_job(Some("Suspended"), true)), vec![]);
+    let j = job(json!({"suspend": true}), Some(d.status.clone()));
+    let again = decide(&j, &suspended);
+    assert!(again.actions.is_empty() && again.events.is_empty());
+    assert_eq!(again.status, d.status);
+
+    // Resume: unsuspend, back to Training, the deadline clock restarts.
+    let j = job(json!({"suspend": false}), Some(d.status));
+    let r = decide(&j, &suspended);
+    assert_eq!(r.actions, vec![ChildAction::SetSuspended(ChildKind::PyTorchJob, false)]);
+    assert_eq!(r.status.phase, Some(Phase::Training));
+    assert_eq!(reasons(&r), vec![reason::RESUMED]);
+    assert_eq!(r.status.training_start_time, Some(t(T1)));
+    assert_eq!(condition(&r.status, "Suspended"), Some(("False".into(), "Resumed".into())));
+}
+
+#[test]
+fn a_job_created_suspended_creates_nothing_until_resumed() {
+    let j = job(json!({"suspend": true}), None);
+    let d = decide(&j, &world(Lookup::Skipped, Lookup::Absent, vec![]));
+    assert!(d.actions.is_empty());
+    assert_eq!(d.status.phase, Some(Phase::Suspended));
+    let j = job(json!({"suspend": false}), Some(d.status));
+    let r = decide(&j, &world(Lookup::Skipped, Lookup::Absent, vec![]));
+    assert_eq!(r.actions, vec![ChildAction::Create(ChildKind::PyTorchJob)]);
+    assert_eq!(reasons(&r), vec![reason::RESUMED, reason::TRAINING_STARTED]);
+}
+
+#[test]
+fn a_missing_pytorchjob_kind_is_reported_not_fatal() {
+    let j = job(json!({"preprocess": {}}), None);
+    let w = world(Lookup::Absent, Lookup::KindMissing, vec![]);
+    let d = decide(&j, &w);
+    assert!(d.actions.is_empty(), "nothing starts, not even preprocessing");
+    assert_eq!(d.status.phase, Some(Phase::Pending));
+    assert_eq!(
+        condition(&d.status, "Accepted"),
+        Some(("False".into(), reason::PYTORCHJOB_NOT_INSTALLED.into()))
+    );
+    assert_eq!(d.requeue_after, Some(Duration::from_secs(60)));
+    assert_settles(j.clone(), &d, &w);
+    // Installing the training operator is enough.
+    let j = job(json!({"preprocess": {}}), Some(d.status));
+    let d = decide(&j, &world(Lookup::Absent, Lookup::Absent, vec![]));
+    assert_eq!(d.actions, vec![ChildAction::Create(ChildKind::Preprocess)]);
+    assert_eq!(condition(&d.status, "Accepted").unwrap().0, "True");
+}
+
+#[test]
+fn a_queued_job_waits_for_kueue() {
+    let spec = json!({"scheduling": {"queueName": "gpu"}});
+    let j = job(spec.clone(), None);
+    let d = decide(&j, &world(Lookup::Skipped, Lookup::Absent, vec![]));
+    assert_eq!(d.actions, vec![ChildAction::Create(ChildKind::PyTorchJob)]);
+    assert_eq!(d.status.phase, Some(Phase::Pending));
+    assert_eq!(d.status.reason.as_deref(), Some(reason::QUEUED));
+    assert!(d.events.is_empty());
+    // Still suspended by Kueue: nothing changes, and we never touch runPolicy.suspend.
+    let j = job(spec.clone(), Some(d.status.clone()));
+    let waiting = world(Lookup::Skipped, Lookup::Present(pytorch_job(Some("Suspended"), true)), vec![]);
+    let w = decide(&j, &waiting);
+    assert!(w.actions.is_empty() && w.events.is_empty());
+    assert_eq!(w.status, d.status);
+    // Admitted: training starts.
+    let admitted = world(Lookup::Skipped, Lookup::Present(pytorch_job(Some("Running"), false)), vec![]);
+    let a = decide(&j, &admitted);
+    assert_eq!(a.status.phase, Some(Phase::Training));
+    assert_eq!(reasons(&a), vec![reason::TRAINING_STARTED]);
+    assert!(a.actions.is_empty());
+}
+
+#[test]
+fn finished_jobs_change_nothing_and_need_nothing() {
+    let j = job(json!({}), Some(training_status()));
+    let w = world(Lookup::Skipped, Lookup::Present(pytorch_job(Some("Succeeded"), false)), vec![]);
+    let done = decide(&j, &w).status;
+    let j = job(json!({}), Some(done.clone()));
+    assert_eq!(needs(&j), Needs::default(), "a finished job reads nothing");
+    let d = decide(&j, &world(Lookup::Skipped, Lookup::Skipped, vec![]));
+    assert_eq!(d.status, done);
+    assert!(d.actions.is_empty() && d.events.is_empty() && d.requeue_after.is_none());
+}
+
+#[test]
+fn finished_jobs_delete_their_children_when_asked() {
+    let j = job(json!({}), Some(training_status()));
+    let w = world(Lookup::Skipped, Lookup::Present(pytorch_job(Some("Succeeded"), false)), vec![]);
+    let done = decide(&j, &w).status;
+    let spec = json!({"cleanup": {"deleteChildrenAfterFinished": true}});
+    let j = job(spec.clone(), Some(done.clone()));
+    assert!(needs(&j).pytorch_job && !needs(&j).pods);
+    let d = decide(&j, &world(Lookup::Skipped, Lookup::Present(pytorch_job(Some("Succeeded"), false)), vec![]));
+    assert_eq!(d.actions, vec![ChildAction::Delete(ChildKind::PyTorchJob)]);
+    assert!(d.events.is_empty());
+    let gone = decide(&j, &world(Lookup::Skipped, Lookup::Absent, vec![]));
+    assert!(gone.actions.is_empty());
+}
+
+#[test]
+fn phase_never_moves_backwards() {
+    // Kueue preempting a job that already trained keeps it in Training.
+    let spec = json!({"scheduling": {"queueName": "gpu"}});
+    let mut status = training_status();
+    status.phase = Some(Phase::Training);
+    let j = job(spec, Some(status));
+    let preempted = world(Lookup::Skipped, Lookup::Present(pytorch_job(Some("Suspended"), true)), vec![]);
+    let d = decide(&j, &preempted);
+    assert_eq!(d.status.phase, Some(Phase::Training));
+    assert!(d.events.is_empty());
+}
+
+#[test]
+fn a_rejected_child_fails_the_job_with_the_apiserver_message() {
+    let j = job(json!({}), None);
+    let (status, event) = child_rejected(&j, ChildKind::PyTorchJob, "spec.tolerations[0]: Invalid", &t(T1));
+    assert_eq!(status.phase, Some(Phase::Failed));
+    assert_eq!(status.reason.as_deref(), Some(reason::CHILD_REJECTED));
+    assert!(event.note.contains("spec.tolerations[0]: Invalid"));
+    assert_eq!(event.severity, Severity::Warning);
+}
