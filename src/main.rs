@@ -22,7 +22,10 @@ use tracing::{error, info, warn};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
-#[command(version, about = "Runs InstructLab fine-tuning jobs (FineTuneJob) on Kubernetes")]
+#[command(
+    version,
+    about = "Runs InstructLab fine-tuning jobs (FineTuneJob) on Kubernetes"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -182,9 +185,8 @@ async fn run_as_leader(
     health: Arc<Health>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), BoxError> {
-    let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
-        format!("{}-{}", api::FIELD_MANAGER, std::process::id())
-    });
+    let identity = std::env::var("POD_NAME")
+        .unwrap_or_else(|_| format!("{}-{}", api::FIELD_MANAGER, std::process::id()));
     let manager = LeaseManagerBuilder::new(client, "finetune-operator-leader")
         .with_namespace(&args.lease_namespace)
         .with_identity(identity)

@@ -18,7 +18,9 @@ pub const DEFAULT_NAMESPACE: &str = "default";
 pub enum RenderError {
     #[error("cannot read YAML: {0}")]
     Yaml(String),
-    #[error("expected one finetune.dev/v1alpha1 FineTuneJob, found apiVersion {api_version:?} kind {kind:?}")]
+    #[error(
+        "expected one finetune.dev/v1alpha1 FineTuneJob, found apiVersion {api_version:?} kind {kind:?}"
+    )]
     NotAFineTuneJob { api_version: String, kind: String },
     #[error("the API server would refuse this FineTuneJob:\n{}", .0.join("\n"))]
     Invalid(Vec<String>),
@@ -30,8 +32,15 @@ pub enum RenderError {
 
 /// Reads a FineTuneJob from YAML, applying the schema defaults and checking the CEL rules.
 pub fn parse_finetunejob(yaml: &str) -> Result<FineTuneJob, RenderError> {
-    let value: Value = serde_saphyr::from_str(yaml).map_err(|e| RenderError::Yaml(e.to_string()))?;
-    let field = |name: &str| value.get(name).and_then(Value::as_str).unwrap_or("").to_string();
+    let value: Value =
+        serde_saphyr::from_str(yaml).map_err(|e| RenderError::Yaml(e.to_string()))?;
+    let field = |name: &str| {
+        value
+            .get(name)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
     let (api_version, kind) = (field("apiVersion"), field("kind"));
     if api_version != "finetune.dev/v1alpha1" || kind != "FineTuneJob" {
         return Err(RenderError::NotAFineTuneJob { api_version, kind });
@@ -48,7 +57,13 @@ pub fn parse_finetunejob(yaml: &str) -> Result<FineTuneJob, RenderError> {
     kube::core::cel::Validator::new()
         .validate(&schema, &value, None)
         .map_err(|errors| {
-            RenderError::Invalid(errors.into_vec().into_iter().map(|e| format!("- {e}")).collect())
+            RenderError::Invalid(
+                errors
+                    .into_vec()
+                    .into_iter()
+                    .map(|e| format!("- {e}"))
+                    .collect(),
+            )
         })?;
     Ok(serde_json::from_value(value)?)
 }

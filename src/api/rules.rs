@@ -92,7 +92,9 @@ pub(super) fn name() -> Rule {
 
 pub(super) fn max_batch_len() -> Rule {
     Rule::new("!has(self.preprocess) || self.training.maxBatchLen >= self.preprocess.maxSeqLen")
-        .message("training.maxBatchLen (tokens per GPU per step) must be at least preprocess.maxSeqLen")
+        .message(
+            "training.maxBatchLen (tokens per GPU per step) must be at least preprocess.maxSeqLen",
+        )
 }
 
 pub(super) fn quantized_lora_needs_deepspeed() -> Rule {

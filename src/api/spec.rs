@@ -98,7 +98,10 @@ pub struct FineTuneJobSpec {
 
     /// ServiceAccount the pods of both phases run as. Defaults to the namespace's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"))]
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+    )]
     pub service_account_name: Option<String>,
 
     /// Seconds training may run, counted from the moment training starts (and again from a
@@ -260,7 +263,12 @@ pub struct TrainingSpec {
     /// Peak learning rate as a decimal string greater than zero, e.g. "2e-5"
     /// (`--learning_rate`). A string, so that GitOps diffs never see float round-trips.
     #[serde(default = "default_learning_rate")]
-    #[schemars(length(max = 32), regex(pattern = r"^(?:[0-9]*[1-9][0-9]*(?:\.[0-9]*)?|[0-9]*\.[0-9]*[1-9][0-9]*)(?:[eE][-+]?[0-9]{1,3})?$"))]
+    #[schemars(
+        length(max = 32),
+        regex(
+            pattern = r"^(?:[0-9]*[1-9][0-9]*(?:\.[0-9]*)?|[0-9]*\.[0-9]*[1-9][0-9]*)(?:[eE][-+]?[0-9]{1,3})?$"
+        )
+    )]
     pub learning_rate: String,
 
     /// Linear warm-up steps (`--num_warmup_steps`).
@@ -347,7 +355,9 @@ fn default_true() -> bool {
 }
 
 /// Distributed training framework.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Framework {
     #[default]
@@ -385,7 +395,10 @@ pub struct LoraSpec {
 
     /// Module names the adapter is applied to (`--lora_target_modules`).
     #[serde(default = "default_lora_target_modules")]
-    #[schemars(length(min = 1, max = 32), inner(regex(pattern = r"^[A-Za-z0-9_.]{1,128}$")))]
+    #[schemars(
+        length(min = 1, max = 32),
+        inner(regex(pattern = r"^[A-Za-z0-9_.]{1,128}$"))
+    )]
     pub target_modules: Vec<String>,
 
     /// Quantize the base model to this many bits while training (QLoRA, `--lora_quant_bits`).
@@ -429,7 +442,12 @@ pub struct NodeResources {
 
     /// Extended resource name of the GPUs.
     #[serde(default = "default_gpu_resource_name")]
-    #[schemars(length(max = 253), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"))]
+    #[schemars(
+        length(max = 253),
+        regex(
+            pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+        )
+    )]
     pub gpu_resource_name: String,
 
     /// CPU per training pod, request = limit. Unset leaves it to the namespace defaults.
@@ -492,7 +510,10 @@ pub struct SchedulingSpec {
     /// Kueue LocalQueue. The PyTorchJob gets label kueue.x-k8s.io/queue-name, is created
     /// suspended, and Kueue decides when it runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 63), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     pub queue_name: Option<String>,
 }
 

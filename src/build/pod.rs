@@ -25,9 +25,7 @@ pub(super) fn job_labels(job: &FineTuneJob) -> BTreeMap<String, String> {
 /// overridden), and the Istio opt-out as a default the user may override.
 pub(super) fn pod_metadata(job: &FineTuneJob) -> ObjectMeta {
     let overrides = job.spec.pod_template.as_ref();
-    let mut labels = overrides
-        .and_then(|o| o.labels.clone())
-        .unwrap_or_default();
+    let mut labels = overrides.and_then(|o| o.labels.clone()).unwrap_or_default();
     labels.extend(job_labels(job));
     let mut annotations =
         BTreeMap::from([(ISTIO_INJECT_ANNOTATION.to_string(), "false".to_string())]);

@@ -164,11 +164,6 @@ fn training_args(job: &FineTuneJob) -> Vec<String> {
     {
         args.push(flag("--chat-tmpl-path", template));
     }
-    args.extend(
-        t.extra_args
-            .iter()
-            .flatten()
-            .map(|a| literal(a)),
-    );
+    args.extend(t.extra_args.iter().flatten().map(|a| literal(a)));
     args
 }

@@ -86,18 +86,32 @@ async fn create_child(
                 .as_ref()
                 .expect("a preprocess Job is only created when spec.preprocess is set");
             let child = build_preprocess_job(job, pre)?;
-            apply(Api::<Job>::namespaced(ctx.client.clone(), ns), &child, &params).await
+            apply(
+                Api::<Job>::namespaced(ctx.client.clone(), ns),
+                &child,
+                &params,
+            )
+            .await
         }
         ChildKind::PyTorchJob => {
             let child = build_pytorch_job(job)?;
-            apply(Api::<PyTorchJob>::namespaced(ctx.client.clone(), ns), &child, &params).await
+            apply(
+                Api::<PyTorchJob>::namespaced(ctx.client.clone(), ns),
+                &child,
+                &params,
+            )
+            .await
         }
     }
 }
 
 async fn apply<K>(api: Api<K>, child: &K, params: &PatchParams) -> Result<(), Error>
 where
-    K: Resource<DynamicType = ()> + Serialize + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    K: Resource<DynamicType = ()>
+        + Serialize
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
 {
     let name = child.meta().name.clone().unwrap_or_default();
     api.patch(&name, params, &Patch::Apply(child))
@@ -120,26 +134,22 @@ async fn set_suspended(
         ..Default::default()
     };
     let result = match kind {
-        ChildKind::Preprocess => {
-            Api::<Job>::namespaced(ctx.client.clone(), ns)
-                .patch(
-                    &preprocess_job_name(name),
-                    &params,
-                    &Patch::Merge(json!({"spec": {"suspend": suspend}})),
-                )
-                .await
-                .map(|_| ())
-        }
-        ChildKind::PyTorchJob => {
-            Api::<PyTorchJob>::namespaced(ctx.client.clone(), ns)
-                .patch(
-                    name,
-                    &params,
-                    &Patch::Merge(json!({"spec": {"runPolicy": {"suspend": suspend}}})),
-                )
-                .await
-                .map(|_| ())
-        }
+        ChildKind::Preprocess => Api::<Job>::namespaced(ctx.client.clone(), ns)
+            .patch(
+                &preprocess_job_name(name),
+                &params,
+                &Patch::Merge(json!({"spec": {"suspend": suspend}})),
+            )
+            .await
+            .map(|_| ()),
+        ChildKind::PyTorchJob => Api::<PyTorchJob>::namespaced(ctx.client.clone(), ns)
+            .patch(
+                name,
+                &params,
+                &Patch::Merge(json!({"spec": {"runPolicy": {"suspend": suspend}}})),
+            )
+            .await
+            .map(|_| ()),
     };
     match result {
         // Gone already: nothing left to suspend.

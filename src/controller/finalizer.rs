@@ -44,7 +44,8 @@ async fn patch(
     ops: serde_json::Value,
     action: &'static str,
 ) -> Result<(), Error> {
-    let ops: json_patch::Patch = serde_json::from_value(ops).expect("finalizer patch is valid JSON patch");
+    let ops: json_patch::Patch =
+        serde_json::from_value(ops).expect("finalizer patch is valid JSON patch");
     let params = PatchParams {
         field_manager: Some(FIELD_MANAGER.to_string()),
         ..Default::default()

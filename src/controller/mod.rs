@@ -91,7 +91,9 @@ pub async fn run(
     }
 
     // Children and pods carry our label; selecting on it keeps the watches small.
-    let ours = watcher::Config::default().labels(JOB_NAME_LABEL).any_semantic();
+    let ours = watcher::Config::default()
+        .labels(JOB_NAME_LABEL)
+        .any_semantic();
     let controller = Controller::new(jobs, watcher::Config::default().any_semantic())
         .owns(api::<Job>(&client, ns), ours.clone())
         .owns(api::<PyTorchJob>(&client, ns), ours.clone())
@@ -180,7 +182,11 @@ pub async fn reconcile(cached: Arc<FineTuneJob>, ctx: Arc<Context>) -> Result<Ac
 /// Deletion: announce a cancellation (with the last log lines), delete the children in the
 /// foreground, wait until they are gone, then let the FineTuneJob go. A missing PyTorchJob kind
 /// never blocks this: its lookup says the child is absent.
-async fn cleanup(api: &Api<FineTuneJob>, job: &FineTuneJob, ctx: &Context) -> Result<Action, Error> {
+async fn cleanup(
+    api: &Api<FineTuneJob>,
+    job: &FineTuneJob,
+    ctx: &Context,
+) -> Result<Action, Error> {
     let status = job.status.clone().unwrap_or_default();
     let phase = status.phase.unwrap_or(Phase::Pending);
     let needs = Needs {
@@ -227,14 +233,17 @@ fn api_namespace(job: &FineTuneJob) -> Result<&str, Error> {
 fn cancelled_event(job: &FineTuneJob, phase: Phase, observed: &status::Observed) -> PlannedEvent {
     let name = job.name_any();
     let tail = match phase {
-        Phase::Training | Phase::Suspended if matches!(observed.pytorch_job, Lookup::Present(_)) => {
+        Phase::Training | Phase::Suspended
+            if matches!(observed.pytorch_job, Lookup::Present(_)) =>
+        {
             Some(status::LogSource {
                 pod: crate::build::master_pod_name(&name),
                 container: crate::api::PYTORCH_CONTAINER.to_string(),
             })
         }
         Phase::Initializing => {
-            let pods = status::pods::of_job(&observed.pods, &crate::build::preprocess_job_name(&name));
+            let pods =
+                status::pods::of_job(&observed.pods, &crate::build::preprocess_job_name(&name));
             pods.iter()
                 .max_by_key(|p| p.metadata.creation_timestamp.clone())
                 .map(|p| status::LogSource {
@@ -261,7 +270,8 @@ pub fn error_policy(job: Arc<FineTuneJob>, error: &Error, ctx: Arc<Context>) -> 
     let mut failures = ctx.failures.lock().expect("failures lock");
     let count = failures.entry(ObjectRef::from(job.as_ref())).or_insert(0);
     *count = count.saturating_add(1);
-    let delay = Duration::from_secs(5u64.saturating_mul(1 << (*count - 1).min(6))).min(Duration::from_secs(300));
+    let delay = Duration::from_secs(5u64.saturating_mul(1 << (*count - 1).min(6)))
+        .min(Duration::from_secs(300));
     warn!(job = %job.name_any(), namespace = ?job.namespace(), error = %error, retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }

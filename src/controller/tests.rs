@@ -47,13 +47,20 @@ impl ApiServer {
         let body = if bytes.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()))
+            serde_json::from_slice(&bytes)
+                .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()))
         };
         (query, body, send)
     }
 
     /// Expects a request and answers it with `status` and `answer`.
-    async fn answer(&mut self, method: Method, path: &str, status: u16, answer: Value) -> (String, Value) {
+    async fn answer(
+        &mut self,
+        method: Method,
+        path: &str,
+        status: u16,
+        answer: Value,
+    ) -> (String, Value) {
         let (query, body, send) = self.expect(method, path).await;
         respond(send, status, &answer);
         (query, body)
@@ -177,24 +184,47 @@ async fn first_reconcile_adds_the_finalizer() {
 #[tokio::test]
 async fn a_new_job_with_preprocess_gets_its_preprocess_job() {
     let (ctx, mut api) = setup();
-    let obj = ftj(json!({"preprocess": {"maxSeqLen": 4096}}), Value::Null, json!({}));
+    let obj = ftj(
+        json!({"preprocess": {"maxSeqLen": 4096}}),
+        Value::Null,
+        json!({}),
+    );
     let current = obj.clone();
     let reply = obj.clone();
     let server = tokio::spawn(async move {
         api.answer(Method::GET, NS_PATH, 200, current).await;
         api.not_found(Method::GET, PREPROCESS_PATH).await;
         api.not_found(Method::GET, PYTORCHJOB_PATH).await;
-        api.answer(Method::GET, "/apis/kubeflow.org/v1", 200, discovery()).await;
-        let (query, _) = api.answer(Method::GET, PODS_PATH, 200, pod_list(vec![])).await;
-        assert!(query.contains("labelSelector=finetune.dev%2Fjob-name%3Dft"), "{query}");
+        api.answer(Method::GET, "/apis/kubeflow.org/v1", 200, discovery())
+            .await;
+        let (query, _) = api
+            .answer(Method::GET, PODS_PATH, 200, pod_list(vec![]))
+            .await;
+        assert!(
+            query.contains("labelSelector=finetune.dev%2Fjob-name%3Dft"),
+            "{query}"
+        );
 
         let (query, job) = api.echo(Method::PATCH, PREPROCESS_PATH).await;
-        assert!(query.contains("fieldManager=finetune-operator") && query.contains("force=true"), "{query}");
+        assert!(
+            query.contains("fieldManager=finetune-operator") && query.contains("force=true"),
+            "{query}"
+        );
         assert_eq!(job["kind"], "Job");
         assert_eq!(job["metadata"]["ownerReferences"][0]["uid"], "uid-1");
-        assert_eq!(job["spec"]["template"]["spec"]["containers"][0]["command"], json!(["python", "-m", "instructlab.training.data_process"]));
+        assert_eq!(
+            job["spec"]["template"]["spec"]["containers"][0]["command"],
+            json!(["python", "-m", "instructlab.training.data_process"])
+        );
 
-        let (query, status) = api.answer(Method::PATCH, &format!("{NS_PATH}/status"), 200, reply.clone()).await;
+        let (query, status) = api
+            .answer(
+                Method::PATCH,
+                &format!("{NS_PATH}/status"),
+                200,
+                reply.clone(),
+            )
+            .await;
         assert!(query.contains("fieldManager=finetune-operator"), "{query}");
         assert_eq!(status["status"]["phase"], "Initializing");
         assert_eq!(status["status"]["preprocessJob"], "ft-preprocess");
@@ -221,7 +251,11 @@ async fn finished_preprocessing_creates_the_pytorchjob() {
             {"type": "Accepted", "status": "True", "reason": "Accepted", "message": "The spec was accepted",
              "lastTransitionTime": "2026-11-26T10:00:00Z"}],
     });
-    let obj = ftj(json!({"preprocess": {}, "resources": {"nodes": 2, "gpusPerNode": 4}}), status, json!({}));
+    let obj = ftj(
+        json!({"preprocess": {}, "resources": {"nodes": 2, "gpusPerNode": 4}}),
+        status,
+        json!({}),
+    );
     let current = obj.clone();
     let reply = obj.clone();
     let server = tokio::spawn(async move {
@@ -230,15 +264,24 @@ async fn finished_preprocessing_creates_the_pytorchjob() {
                           "spec": {"template": {}}, "status": {"conditions": [{"type": "Complete", "status": "True"}]}});
         api.answer(Method::GET, PREPROCESS_PATH, 200, done).await;
         api.not_found(Method::GET, PYTORCHJOB_PATH).await;
-        api.answer(Method::GET, "/apis/kubeflow.org/v1", 200, discovery()).await;
-        api.answer(Method::GET, PODS_PATH, 200, pod_list(vec![])).await;
+        api.answer(Method::GET, "/apis/kubeflow.org/v1", 200, discovery())
+            .await;
+        api.answer(Method::GET, PODS_PATH, 200, pod_list(vec![]))
+            .await;
 
         let (_, ptj) = api.echo(Method::PATCH, PYTORCHJOB_PATH).await;
         assert_eq!(ptj["kind"], "PyTorchJob");
         assert_eq!(ptj["spec"]["pytorchReplicaSpecs"]["Worker"]["replicas"], 1);
         assert_eq!(ptj["spec"]["nprocPerNode"], "4");
 
-        let (_, status) = api.answer(Method::PATCH, &format!("{NS_PATH}/status"), 200, reply.clone()).await;
+        let (_, status) = api
+            .answer(
+                Method::PATCH,
+                &format!("{NS_PATH}/status"),
+                200,
+                reply.clone(),
+            )
+            .await;
         assert_eq!(status["status"]["phase"], "Training");
         assert_eq!(status["status"]["pytorchJob"], "ft");
         assert!(status["status"]["trainingStartTime"].is_string());
@@ -279,8 +322,10 @@ async fn a_steady_training_job_writes_nothing() {
     let current = obj.clone();
     let server = tokio::spawn(async move {
         api.answer(Method::GET, NS_PATH, 200, current).await;
-        api.answer(Method::GET, PYTORCHJOB_PATH, 200, pytorchjob("Running")).await;
-        api.answer(Method::GET, PODS_PATH, 200, pod_list(vec![])).await;
+        api.answer(Method::GET, PYTORCHJOB_PATH, 200, pytorchjob("Running"))
+            .await;
+        api.answer(Method::GET, PODS_PATH, 200, pod_list(vec![]))
+            .await;
         // No status patch, no event: the mock would see them and the join below would fail.
         api.no_more().await;
     });
@@ -296,13 +341,22 @@ async fn failed_training_publishes_a_warning_with_the_log_tail() {
     let reply = obj.clone();
     let server = tokio::spawn(async move {
         api.answer(Method::GET, NS_PATH, 200, current).await;
-        api.answer(Method::GET, PYTORCHJOB_PATH, 200, pytorchjob("Failed")).await;
+        api.answer(Method::GET, PYTORCHJOB_PATH, 200, pytorchjob("Failed"))
+            .await;
         let master = json!({"metadata": {"name": "ft-master-0", "namespace": "ns", "creationTimestamp": "2026-11-26T10:00:00Z"},
             "status": {"containerStatuses": [{"name": "pytorch", "ready": false, "restartCount": 0, "image": "img", "imageID": "",
                 "state": {"terminated": {"exitCode": 1, "reason": "Error"}}}]}});
-        api.answer(Method::GET, PODS_PATH, 200, pod_list(vec![master])).await;
+        api.answer(Method::GET, PODS_PATH, 200, pod_list(vec![master]))
+            .await;
 
-        let (_, status) = api.answer(Method::PATCH, &format!("{NS_PATH}/status"), 200, reply.clone()).await;
+        let (_, status) = api
+            .answer(
+                Method::PATCH,
+                &format!("{NS_PATH}/status"),
+                200,
+                reply.clone(),
+            )
+            .await;
         assert_eq!(status["status"]["phase"], "Failed");
         assert_eq!(status["status"]["reason"], "TrainingFailed");
 
@@ -334,17 +388,29 @@ async fn deletion_removes_the_children_then_the_finalizer() {
     let server = tokio::spawn(async move {
         api.answer(Method::GET, NS_PATH, 200, current).await;
         api.not_found(Method::GET, PREPROCESS_PATH).await;
-        api.answer(Method::GET, PYTORCHJOB_PATH, 200, pytorchjob("Running")).await;
-        api.answer(Method::GET, "/api/v1/namespaces/ns/pods/ft-master-0/log", 200, Value::String("epoch 1\n".into())).await;
+        api.answer(Method::GET, PYTORCHJOB_PATH, 200, pytorchjob("Running"))
+            .await;
+        api.answer(
+            Method::GET,
+            "/api/v1/namespaces/ns/pods/ft-master-0/log",
+            200,
+            Value::String("epoch 1\n".into()),
+        )
+        .await;
         let event = api.event().await;
         assert_eq!(event["reason"], "Cancelled");
         assert!(event["note"].as_str().unwrap().ends_with("epoch 1"));
         api.not_found(Method::DELETE, PREPROCESS_PATH).await;
-        let (_, body) = api.answer(Method::DELETE, PYTORCHJOB_PATH, 200, pytorchjob("Running")).await;
+        let (_, body) = api
+            .answer(Method::DELETE, PYTORCHJOB_PATH, 200, pytorchjob("Running"))
+            .await;
         assert_eq!(body["propagationPolicy"], "Foreground");
     });
     // Children still exist: wait for them.
-    assert_eq!(run(ctx.clone(), &obj).await.unwrap(), Action::requeue(Duration::from_secs(5)));
+    assert_eq!(
+        run(ctx.clone(), &obj).await.unwrap(),
+        Action::requeue(Duration::from_secs(5))
+    );
     server.await.unwrap();
 
     // Next time they are gone: the finalizer goes, and no second Cancelled event is published.
@@ -354,7 +420,8 @@ async fn deletion_removes_the_children_then_the_finalizer() {
         api.answer(Method::GET, NS_PATH, 200, current.clone()).await;
         api.not_found(Method::GET, PREPROCESS_PATH).await;
         api.not_found(Method::GET, PYTORCHJOB_PATH).await;
-        api.answer(Method::GET, "/apis/kubeflow.org/v1", 200, discovery()).await;
+        api.answer(Method::GET, "/apis/kubeflow.org/v1", 200, discovery())
+            .await;
         let (_, patch) = api.answer(Method::PATCH, NS_PATH, 200, current).await;
         assert_eq!(
             patch,
@@ -371,7 +438,11 @@ async fn deletion_removes_the_children_then_the_finalizer() {
 #[tokio::test]
 async fn deletion_is_not_blocked_when_the_pytorchjob_kind_is_missing() {
     let (ctx, mut api) = setup();
-    let obj = ftj(json!({}), Value::Null, json!({"deletionTimestamp": "2026-11-26T11:00:00Z"}));
+    let obj = ftj(
+        json!({}),
+        Value::Null,
+        json!({"deletionTimestamp": "2026-11-26T11:00:00Z"}),
+    );
     let current = obj.clone();
     let server = tokio::spawn(async move {
         api.answer(Method::GET, NS_PATH, 200, current.clone()).await;

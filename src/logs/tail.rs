@@ -98,7 +98,10 @@ mod tests {
     #[test]
     fn short_note_is_summary_then_log() {
         let note = compose_note("exited with code 1", Some("line 1\nline 2\n"));
-        assert_eq!(note, "exited with code 1\n--- last log lines ---\nline 1\nline 2");
+        assert_eq!(
+            note,
+            "exited with code 1\n--- last log lines ---\nline 1\nline 2"
+        );
     }
 
     #[test]

@@ -14,9 +14,7 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 
-use crate::api::{
-    FineTuneJob, FineTuneJobStatus, PYTORCH_CONTAINER, Phase, PyTorchJob, condition,
-};
+use crate::api::{FineTuneJob, FineTuneJobStatus, PYTORCH_CONTAINER, Phase, PyTorchJob, condition};
 use crate::build::{PREPROCESS_CONTAINER, master_pod_name, preprocess_job_name};
 
 pub use conditions::is_true as condition_is_true;
@@ -256,7 +254,12 @@ impl<'a> Decider<'a> {
             }
         }
         if !matches!(self.obs.pytorch_job, Lookup::KindMissing) {
-            self.set_condition(condition::ACCEPTED, true, "Accepted", "The spec was accepted");
+            self.set_condition(
+                condition::ACCEPTED,
+                true,
+                "Accepted",
+                "The spec was accepted",
+            );
         }
         self.delete_children_if_finished();
     }
@@ -269,17 +272,17 @@ impl<'a> Decider<'a> {
             && !self.initialized()
             && matches!(self.obs.preprocess_job, Lookup::Absent);
         let pytorch_gone = self.new.pytorch_job.is_some()
-            && matches!(
-                self.obs.pytorch_job,
-                Lookup::Absent | Lookup::KindMissing
-            );
+            && matches!(self.obs.pytorch_job, Lookup::Absent | Lookup::KindMissing);
         let message = if preprocess_gone {
             format!(
                 "the preprocess Job {} was deleted before it finished",
                 preprocess_job_name(&self.name)
             )
         } else if pytorch_gone {
-            format!("the PyTorchJob {} was deleted before it finished", self.name)
+            format!(
+                "the PyTorchJob {} was deleted before it finished",
+                self.name
+            )
         } else {
             return Flow::Continue;
         };
@@ -329,7 +332,12 @@ impl<'a> Decider<'a> {
             };
             self.set_condition(condition::SUSPENDED, true, reason::SUSPENDED, message);
             if !was_suspended {
-                self.event(Severity::Normal, reason::SUSPENDED, message.to_string(), None);
+                self.event(
+                    Severity::Normal,
+                    reason::SUSPENDED,
+                    message.to_string(),
+                    None,
+                );
             }
             self.new.phase = Some(Phase::Suspended);
             self.new.reason = Some(reason::SUSPENDED.to_string());
@@ -396,7 +404,8 @@ impl<'a> Decider<'a> {
         let job_name = preprocess_job_name(&self.name);
         match &self.obs.preprocess_job {
             Lookup::Absent if self.new.preprocess_job.is_none() => {
-                self.actions.push(ChildAction::Create(ChildKind::Preprocess));
+                self.actions
+                    .push(ChildAction::Create(ChildKind::Preprocess));
                 self.new.preprocess_job = Some(job_name.clone());
                 let message = format!("Job {job_name} runs instructlab.training.data_process");
                 self.set_condition(condition::INITIALIZED, false, "Preprocessing", &message);
@@ -413,12 +422,16 @@ impl<'a> Decider<'a> {
                         reason::PREPROCESS_SUCCEEDED,
                         &message,
                     );
-                    self.event(Severity::Normal, reason::PREPROCESS_SUCCEEDED, message, None);
+                    self.event(
+                        Severity::Normal,
+                        reason::PREPROCESS_SUCCEEDED,
+                        message,
+                        None,
+                    );
                     Flow::Continue
                 } else if let Some(failed) = job_condition_message(pre, "Failed") {
                     let job_pods = pods::of_job(&self.obs.pods, &job_name);
-                    let termination =
-                        pods::failed_container(&job_pods, PREPROCESS_CONTAINER, "");
+                    let termination = pods::failed_container(&job_pods, PREPROCESS_CONTAINER, "");
                     let mut message = format!("preprocess Job {job_name} failed: {failed}");
                     if let Some(t) = &termination {
                         message.push_str(&format!("; {}", t.describe()));
@@ -447,7 +460,8 @@ impl<'a> Decider<'a> {
     fn training(&mut self) -> Flow {
         match &self.obs.pytorch_job {
             Lookup::Absent if self.new.pytorch_job.is_none() => {
-                self.actions.push(ChildAction::Create(ChildKind::PyTorchJob));
+                self.actions
+                    .push(ChildAction::Create(ChildKind::PyTorchJob));
                 self.new.pytorch_job = Some(self.name.clone());
                 match self.job.spec.queue_name() {
                     Some(queue) => self.queued(queue),
@@ -463,7 +477,12 @@ impl<'a> Decider<'a> {
     fn pytorch_job_state(&mut self, ptj: &PyTorchJob) -> Flow {
         if ptj.condition_true("Succeeded").is_some() {
             let message = format!("PyTorchJob {} finished training", self.name);
-            self.set_condition(condition::COMPLETE, true, reason::TRAINING_SUCCEEDED, &message);
+            self.set_condition(
+                condition::COMPLETE,
+                true,
+                reason::TRAINING_SUCCEEDED,
+                &message,
+            );
             self.set_phase(Phase::Succeeded, reason::TRAINING_SUCCEEDED, &message);
             self.new.completion_time = Some(self.obs.now.clone());
             self.event(Severity::Normal, reason::TRAINING_SUCCEEDED, message, None);
@@ -501,7 +520,11 @@ impl<'a> Decider<'a> {
                 pod: t.pod,
                 container: t.container,
             });
-            self.fail(reason::TRAINING_FAILED, &message, Some(ChildKind::PyTorchJob));
+            self.fail(
+                reason::TRAINING_FAILED,
+                &message,
+                Some(ChildKind::PyTorchJob),
+            );
             self.event(Severity::Warning, reason::TRAINING_FAILED, message, tail);
             return Flow::Stop;
         }
@@ -572,10 +595,12 @@ impl<'a> Decider<'a> {
             return;
         }
         if exists(&self.obs.preprocess_job, |j| &j.metadata) {
-            self.actions.push(ChildAction::Delete(ChildKind::Preprocess));
+            self.actions
+                .push(ChildAction::Delete(ChildKind::Preprocess));
         }
         if exists(&self.obs.pytorch_job, |j| &j.metadata) {
-            self.actions.push(ChildAction::Delete(ChildKind::PyTorchJob));
+            self.actions
+                .push(ChildAction::Delete(ChildKind::PyTorchJob));
         }
     }
 
@@ -664,7 +689,13 @@ impl<'a> Decider<'a> {
         );
     }
 
-    fn event(&mut self, severity: Severity, reason: &'static str, note: String, tail: Option<LogSource>) {
+    fn event(
+        &mut self,
+        severity: Severity,
+        reason: &'static str,
+        note: String,
+        tail: Option<LogSource>,
+    ) {
         self.events.push(PlannedEvent {
             severity,
             reason,

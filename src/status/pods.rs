@@ -103,7 +103,10 @@ pub fn restarting_too_often(
 pub fn of_job(pods: &[Pod], job_name: &str) -> Vec<Pod> {
     pods.iter()
         .filter(|p| {
-            p.labels().get("batch.kubernetes.io/job-name").map(String::as_str) == Some(job_name)
+            p.labels()
+                .get("batch.kubernetes.io/job-name")
+                .map(String::as_str)
+                == Some(job_name)
                 || p.labels().get("job-name").map(String::as_str) == Some(job_name)
         })
         .cloned()

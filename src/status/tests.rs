@@ -114,7 +114,11 @@ fn assert_settles(mut j: FineTuneJob, d: &Decision, w: &Observed) {
     j.status = Some(d.status.clone());
     let again = decide(&j, w);
     assert_eq!(again.status, d.status, "status changed on a second look");
-    assert!(again.events.is_empty(), "events repeated: {:?}", again.events);
+    assert!(
+        again.events.is_empty(),
+        "events repeated: {:?}",
+        again.events
+    );
 }
 
 fn training_status() -> FineTuneJobStatus {
@@ -132,7 +136,10 @@ fn new_job_with_preprocess_creates_the_preprocess_job() {
     assert_eq!(reasons(&d), vec![reason::PREPROCESS_STARTED]);
     assert_eq!(d.status.start_time, Some(t(T1)));
     assert_eq!(d.status.preprocess_job.as_deref(), Some("ft-preprocess"));
-    assert_eq!(condition(&d.status, "Accepted"), Some(("True".into(), "Accepted".into())));
+    assert_eq!(
+        condition(&d.status, "Accepted"),
+        Some(("True".into(), "Accepted".into()))
+    );
     assert_eq!(condition(&d.status, "Initialized").unwrap().0, "False");
     assert_eq!(d.status.observed_generation, Some(1));
 }
@@ -146,10 +153,17 @@ fn new_job_without_preprocess_creates_the_pytorchjob() {
     assert_eq!(reasons(&d), vec![reason::TRAINING_STARTED]);
     assert_eq!(d.status.training_start_time, Some(t(T1)));
     assert_eq!(d.status.pytorch_job.as_deref(), Some("ft"));
-    assert_eq!(condition(&d.status, "Initialized"), Some(("True".into(), "NoPreprocessing".into())));
+    assert_eq!(
+        condition(&d.status, "Initialized"),
+        Some(("True".into(), "NoPreprocessing".into()))
+    );
     // A restarted operator seeing the child it created publishes nothing new.
     let j = job(json!({}), Some(d.status.clone()));
-    let running = world(Lookup::Skipped, Lookup::Present(pytorch_job(Some("Running"), false)), vec![]);
+    let running = world(
+        Lookup::Skipped,
+        Lookup::Present(pytorch_job(Some("Running"), false)),
+        vec![],
+    );
     let again = decide(&j, &running);
     assert!(again.actions.is_empty() && again.events.is_empty());
     assert_eq!(again.status, d.status);
@@ -172,10 +186,17 @@ fn finished_preprocess_starts_training() {
     let j = job(json!({"preprocess": {}}), None);
     let first = decide(&j, &world(Lookup::Absent, Lookup::Absent, vec![]));
     let j = job(json!({"preprocess": {}}), Some(first.status));
-    let w = world(Lookup::Present(k8s_job(Some("Complete"))), Lookup::Absent, vec![]);
+    let w = world(
+        Lookup::Present(k8s_job(Some("Complete"))),
+        Lookup::Absent,
+        vec![],
+    );
     let d = decide(&j, &w);
     assert_eq!(d.actions, vec![ChildAction::Create(ChildKind::PyTorchJob)]);
-    assert_eq!(reasons(&d), vec![reason::PREPROCESS_SUCCEEDED, reason::TRAINING_STARTED]);
+    assert_eq!(
+        reasons(&d),
+        vec![reason::PREPROCESS_SUCCEEDED, reason::TRAINING_STARTED]
+    );
     assert_eq!(d.status.phase, Some(Phase::Training));
     assert_eq!(condition(&d.status, "Initialized").unwrap().0, "True");
     // Once initialized, the preprocess Job is no longer needed.
@@ -188,20 +209,34 @@ fn failed_preprocess_fails_with_exit_code_and_tail() {
     let j = job(json!({"preprocess": {}}), None);
     let first = decide(&j, &world(Lookup::Absent, Lookup::Absent, vec![]));
     let j = job(json!({"preprocess": {}}), Some(first.status));
-    let labels = json!({"finetune.dev/job-name": "ft", "batch.kubernetes.io/job-name": "ft-preprocess"});
+    let labels =
+        json!({"finetune.dev/job-name": "ft", "batch.kubernetes.io/job-name": "ft-preprocess"});
     let pods = vec![pod("ft-preprocess-abc", "preprocess", labels, Some(2), 0)];
-    let w = world(Lookup::Present(k8s_job(Some("Failed"))), Lookup::Absent, pods);
+    let w = world(
+        Lookup::Present(k8s_job(Some("Failed"))),
+        Lookup::Absent,
+        pods,
+    );
     let d = decide(&j, &w);
     assert_eq!(d.status.phase, Some(Phase::Failed));
     assert_eq!(d.status.reason.as_deref(), Some(reason::PREPROCESS_FAILED));
     assert_eq!(d.status.completion_time, Some(t(T1)));
-    assert_eq!(condition(&d.status, "Failed"), Some(("True".into(), "PreprocessFailed".into())));
+    assert_eq!(
+        condition(&d.status, "Failed"),
+        Some(("True".into(), "PreprocessFailed".into()))
+    );
     let e = &d.events[0];
-    assert_eq!((e.reason, e.severity), (reason::PREPROCESS_FAILED, Severity::Warning));
+    assert_eq!(
+        (e.reason, e.severity),
+        (reason::PREPROCESS_FAILED, Severity::Warning)
+    );
     assert!(e.note.contains("exited with code 2 (Error)"), "{}", e.note);
     assert_eq!(
         e.tail,
-        Some(LogSource { pod: "ft-preprocess-abc".into(), container: "preprocess".into() })
+        Some(LogSource {
+            pod: "ft-preprocess-abc".into(),
+            container: "preprocess".into()
+        })
     );
     assert!(d.actions.is_empty());
     assert_settles(j, &d, &w);
@@ -211,7 +246,11 @@ fn failed_preprocess_fails_with_exit_code_and_tail() {
 fn running_training_changes_nothing() {
     let status = training_status();
     let j = job(json!({}), Some(status.clone()));
-    let w = world(Lookup::Skipped, Lookup::Present(pytorch_job(Some("Running"), false)), vec![]);
+    let w = world(
+        Lookup::Skipped,
+        Lookup::Present(pytorch_job(Some("Running"), false)),
+        vec![],
+    );
     let d = decide(&j, &w);
     assert!(d.actions.is_empty() && d.events.is_empty());
     assert_eq!(d.status, status);
@@ -221,10 +260,17 @@ fn running_training_changes_nothing() {
 #[test]
 fn succeeded_training_succeeds() {
     let j = job(json!({}), Some(training_status()));
-    let w = world(Lookup::Skipped, Lookup::Present(pytorch_job(Some("Succeeded"), false)), vec![]);
+    let w = world(
+        Lookup::Skipped,
+        Lookup::Present(pytorch_job(Some("Succeeded"), false)),
+        vec![],
+    );
     let d = decide(&j, &w);
     assert_eq!(d.status.phase, Some(Phase::Succeeded));
-    assert_eq!(condition(&d.status, "Complete"), Some(("True".into(), "TrainingSucceeded".into())));
+    assert_eq!(
+        condition(&d.status, "Complete"),
+        Some(("True".into(), "TrainingSucceeded".into()))
+    );
     assert_eq!(reasons(&d), vec![reason::TRAINING_SUCCEEDED]);
     assert_eq!(d.status.completion_time, Some(t(T1)));
     assert_settles(j, &d, &w);
@@ -238,14 +284,23 @@ fn failed_training_reports_the_failing_container() {
         pod("ft-master-0", "pytorch", labels.clone(), Some(1), 0),
         pod("ft-worker-0", "pytorch", labels, Some(137), 0),
     ];
-    let w = world(Lookup::Skipped, Lookup::Present(pytorch_job(Some("Failed"), false)), pods);
+    let w = world(
+        Lookup::Skipped,
+        Lookup::Present(pytorch_job(Some("Failed"), false)),
+        pods,
+    );
     let d = decide(&j, &w);
     assert_eq!(d.status.phase, Some(Phase::Failed));
     assert_eq!(d.status.reason.as_deref(), Some(reason::TRAINING_FAILED));
     let e = &d.events[0];
     assert_eq!(e.severity, Severity::Warning);
     assert!(e.note.contains("PyTorchJob ft is Failed."), "{}", e.note);
-    assert!(e.note.contains("pod ft-master-0 container pytorch exited with code 1"), "{}", e.note);
+    assert!(
+        e.note
+            .contains("pod ft-master-0 container pytorch exited with code 1"),
+        "{}",
+        e.note
+    );
     assert_eq!(e.tail.as_ref().unwrap().pod, "ft-master-0");
     assert_settles(j, &d, &w);
 }
@@ -264,11 +319,22 @@ fn a_deleted_child_fails_the_job() {
 fn a_container_restarting_too_often_fails_the_job_and_stops_it() {
     let j = job(json!({}), Some(training_status()));
     let pods = vec![pod("ft-master-0", "pytorch", json!({}), None, 4)];
-    let w = world(Lookup::Skipped, Lookup::Present(pytorch_job(Some("Running"), false)), pods);
+    let w = world(
+        Lookup::Skipped,
+        Lookup::Present(pytorch_job(Some("Running"), false)),
+        pods,
+    );
     let d = decide(&j, &w);
     assert_eq!(d.status.phase, Some(Phase::Failed));
-    assert_eq!(d.actions, vec![ChildAction::SetSuspended(ChildKind::PyTorchJob, true)]);
-    assert!(d.events[0].note.contains("restarted 4 times"), "{}", d.events[0].note);
+    assert_eq!(
+        d.actions,
+        vec![ChildAction::SetSuspended(ChildKind::PyTorchJob, true)]
+    );
+    assert!(
+        d.events[0].note.contains("restarted 4 times"),
+        "{}",
+        d.events[0].note
+    );
 }
 
 #[test]
@@ -277,7 +343,11 @@ fn deadline_is_enforced_from_training_start() {
     status.training_start_time = Some(t("2026-11-26T10:04:00Z"));
     // 60 s elapsed of 100: wait for the rest.
     let j = job(json!({"activeDeadlineSeconds": 100}), Some(status.clone()));
-    let w = world(Lookup::Skipped, Lookup::Present(pytorch_job(Some("Running"), false)), vec![]);
+    let w = world(
+        Lookup::Skipped,
+        Lookup::Present(pytorch_job(Some("Running"), false)),
+        vec![],
+    );
     let d = decide(&j, &w);
     assert_eq!(d.requeue_after, Some(Duration::from_secs(40)));
     assert_eq!(d.status.phase, Some(Phase::Training));
@@ -286,7 +356,10 @@ fn deadline_is_enforced_from_training_start() {
     let d = decide(&j, &w);
     assert_eq!(d.status.phase, Some(Phase::Failed));
     assert_eq!(d.status.reason.as_deref(), Some(reason::DEADLINE_EXCEEDED));
-    assert_eq!(d.actions, vec![ChildAction::SetSuspended(ChildKind::PyTorchJob, true)]);
+    assert_eq!(
+        d.actions,
+        vec![ChildAction::SetSuspended(ChildKind::PyTorchJob, true)]
+    );
     assert_eq!(reasons(&d), vec![reason::DEADLINE_EXCEEDED]);
     assert_eq!(d.events[0].tail.as_ref().unwrap().pod, "ft-master-0");
     assert_settles(j, &d, &w);
@@ -295,16 +368,30 @@ fn deadline_is_enforced_from_training_start() {
 #[test]
 fn suspend_and_resume() {
     let status = training_status();
-    let running = world(Lookup::Skipped, Lookup::Present(pytorch_job(Some("Running"), false)), vec![]);
+    let running = world(
+        Lookup::Skipped,
+        Lookup::Present(pytorch_job(Some("Running"), false)),
+        vec![],
+    );
     let j = job(json!({"suspend": true}), Some(status));
     let d = decide(&j, &running);
-    assert_eq!(d.actions, vec![ChildAction::SetSuspended(ChildKind::PyTorchJob, true)]);
+    assert_eq!(
+        d.actions,
+        vec![ChildAction::SetSuspended(ChildKind::PyTorchJob, true)]
+    );
     assert_eq!(d.status.phase, Some(Phase::Suspended));
     assert_eq!(reasons(&d), vec![reason::SUSPENDED]);
-    assert_eq!(condition(&d.status, "Suspended"), Some(("True".into(), "Suspended".into())));
+    assert_eq!(
+        condition(&d.status, "Suspended"),
+        Some(("True".into(), "Suspended".into()))
+    );
 
     // Once the child is suspended, nothing more happens.
-    let suspended = world(Lookup::Skipped, Lookup::Present(pytorch_job(Some("Suspended"), true)), vec![]);
+    let suspended = world(
+        Lookup::Skipped,
+        Lookup::Present(pytorch_job(Some("Suspended"), true)),
+        vec![],
+    );
     let j = job(json!({"suspend": true}), Some(d.status.clone()));
     let again = decide(&j, &suspended);
     assert!(again.actions.is_empty() && again.events.is_empty());
@@ -313,11 +400,17 @@ fn suspend_and_resume() {
     // Resume: unsuspend, back to Training, the deadline clock restarts.
     let j = job(json!({"suspend": false}), Some(d.status));
     let r = decide(&j, &suspended);
-    assert_eq!(r.actions, vec![ChildAction::SetSuspended(ChildKind::PyTorchJob, false)]);
+    assert_eq!(
+        r.actions,
+        vec![ChildAction::SetSuspended(ChildKind::PyTorchJob, false)]
+    );
     assert_eq!(r.status.phase, Some(Phase::Training));
     assert_eq!(reasons(&r), vec![reason::RESUMED]);
     assert_eq!(r.status.training_start_time, Some(t(T1)));
-    assert_eq!(condition(&r.status, "Suspended"), Some(("False".into(), "Resumed".into())));
+    assert_eq!(
+        condition(&r.status, "Suspended"),
+        Some(("False".into(), "Resumed".into()))
+    );
 }
 
 #[test]
@@ -337,7 +430,10 @@ fn a_missing_pytorchjob_kind_is_reported_not_fatal() {
     let j = job(json!({"preprocess": {}}), None);
     let w = world(Lookup::Absent, Lookup::KindMissing, vec![]);
     let d = decide(&j, &w);
-    assert!(d.actions.is_empty(), "nothing starts, not even preprocessing");
+    assert!(
+        d.actions.is_empty(),
+        "nothing starts, not even preprocessing"
+    );
     assert_eq!(d.status.phase, Some(Phase::Pending));
     assert_eq!(
         condition(&d.status, "Accepted"),
@@ -363,12 +459,20 @@ fn a_queued_job_waits_for_kueue() {
     assert!(d.events.is_empty());
     // Still suspended by Kueue: nothing changes, and we never touch runPolicy.suspend.
     let j = job(spec.clone(), Some(d.status.clone()));
-    let waiting = world(Lookup::Skipped, Lookup::Present(pytorch_job(Some("Suspended"), true)), vec![]);
+    let waiting = world(
+        Lookup::Skipped,
+        Lookup::Present(pytorch_job(Some("Suspended"), true)),
+        vec![],
+    );
     let w = decide(&j, &waiting);
     assert!(w.actions.is_empty() && w.events.is_empty());
     assert_eq!(w.status, d.status);
     // Admitted: training starts.
-    let admitted = world(Lookup::Skipped, Lookup::Present(pytorch_job(Some("Running"), false)), vec![]);
+    let admitted = world(
+        Lookup::Skipped,
+        Lookup::Present(pytorch_job(Some("Running"), false)),
+        vec![],
+    );
     let a = decide(&j, &admitted);
     assert_eq!(a.status.phase, Some(Phase::Training));
     assert_eq!(reasons(&a), vec![reason::TRAINING_STARTED]);
@@ -378,7 +482,11 @@ fn a_queued_job_waits_for_kueue() {
 #[test]
 fn finished_jobs_change_nothing_and_need_nothing() {
     let j = job(json!({}), Some(training_status()));
-    let w = world(Lookup::Skipped, Lookup::Present(pytorch_job(Some("Succeeded"), false)), vec![]);
+    let w = world(
+        Lookup::Skipped,
+        Lookup::Present(pytorch_job(Some("Succeeded"), false)),
+        vec![],
+    );
     let done = decide(&j, &w).status;
     let j = job(json!({}), Some(done.clone()));
     assert_eq!(needs(&j), Needs::default(), "a finished job reads nothing");
@@ -390,12 +498,23 @@ fn finished_jobs_change_nothing_and_need_nothing() {
 #[test]
 fn finished_jobs_delete_their_children_when_asked() {
     let j = job(json!({}), Some(training_status()));
-    let w = world(Lookup::Skipped, Lookup::Present(pytorch_job(Some("Succeeded"), false)), vec![]);
+    let w = world(
+        Lookup::Skipped,
+        Lookup::Present(pytorch_job(Some("Succeeded"), false)),
+        vec![],
+    );
     let done = decide(&j, &w).status;
     let spec = json!({"cleanup": {"deleteChildrenAfterFinished": true}});
     let j = job(spec.clone(), Some(done.clone()));
     assert!(needs(&j).pytorch_job && !needs(&j).pods);
-    let d = decide(&j, &world(Lookup::Skipped, Lookup::Present(pytorch_job(Some("Succeeded"), false)), vec![]));
+    let d = decide(
+        &j,
+        &world(
+            Lookup::Skipped,
+            Lookup::Present(pytorch_job(Some("Succeeded"), false)),
+            vec![],
+        ),
+    );
     assert_eq!(d.actions, vec![ChildAction::Delete(ChildKind::PyTorchJob)]);
     assert!(d.events.is_empty());
     let gone = decide(&j, &world(Lookup::Skipped, Lookup::Absent, vec![]));
@@ -409,7 +528,11 @@ fn phase_never_moves_backwards() {
     let mut status = training_status();
     status.phase = Some(Phase::Training);
     let j = job(spec, Some(status));
-    let preempted = world(Lookup::Skipped, Lookup::Present(pytorch_job(Some("Suspended"), true)), vec![]);
+    let preempted = world(
+        Lookup::Skipped,
+        Lookup::Present(pytorch_job(Some("Suspended"), true)),
+        vec![],
+    );
     let d = decide(&j, &preempted);
     assert_eq!(d.status.phase, Some(Phase::Training));
     assert!(d.events.is_empty());
@@ -418,7 +541,12 @@ fn phase_never_moves_backwards() {
 #[test]
 fn a_rejected_child_fails_the_job_with_the_apiserver_message() {
     let j = job(json!({}), None);
-    let (status, event) = child_rejected(&j, ChildKind::PyTorchJob, "spec.tolerations[0]: Invalid", &t(T1));
+    let (status, event) = child_rejected(
+        &j,
+        ChildKind::PyTorchJob,
+        "spec.tolerations[0]: Invalid",
+        &t(T1),
+    );
     assert_eq!(status.phase, Some(Phase::Failed));
     assert_eq!(status.reason.as_deref(), Some(reason::CHILD_REJECTED));
     assert!(event.note.contains("spec.tolerations[0]: Invalid"));

@@ -116,18 +116,54 @@ mod tests {
     #[test]
     fn classifies_like_the_apiserver() {
         let s = |a: &str, b: &str| (a.to_string(), b.to_string());
-        assert_eq!(c(Method::GET, "/api/v1/namespaces/ns/pods/p/log?tailLines=5"), s("get", "pods/log"));
-        assert_eq!(c(Method::GET, "/api/v1/namespaces/ns/pods?labelSelector=a"), s("list", "pods"));
-        assert_eq!(c(Method::GET, "/api/v1/pods?watch=true&labelSelector=a"), s("watch", "pods"));
         assert_eq!(
-            c(Method::PATCH, "/apis/finetune.dev/v1alpha1/namespaces/ns/finetunejobs/j/status?fieldManager=x"),
+            c(Method::GET, "/api/v1/namespaces/ns/pods/p/log?tailLines=5"),
+            s("get", "pods/log")
+        );
+        assert_eq!(
+            c(Method::GET, "/api/v1/namespaces/ns/pods?labelSelector=a"),
+            s("list", "pods")
+        );
+        assert_eq!(
+            c(Method::GET, "/api/v1/pods?watch=true&labelSelector=a"),
+            s("watch", "pods")
+        );
+        assert_eq!(
+            c(
+                Method::PATCH,
+                "/apis/finetune.dev/v1alpha1/namespaces/ns/finetunejobs/j/status?fieldManager=x"
+            ),
             s("patch", "finetunejobs/status")
         );
-        assert_eq!(c(Method::POST, "/apis/events.k8s.io/v1/namespaces/ns/events"), s("create", "events"));
-        assert_eq!(c(Method::DELETE, "/apis/batch/v1/namespaces/ns/jobs/j"), s("delete", "jobs"));
-        assert_eq!(c(Method::GET, "/apis/kubeflow.org/v1"), s("list", "discovery"));
-        assert_eq!(c(Method::GET, "/apis/finetune.dev/v1alpha1/finetunejobs"), s("list", "finetunejobs"));
-        assert!(!classify(&Method::GET, &"/api/v1/namespaces/ns/pods/p".parse().unwrap()).is_write());
-        assert!(classify(&Method::PATCH, &"/api/v1/namespaces/ns/pods/p".parse().unwrap()).is_write());
+        assert_eq!(
+            c(Method::POST, "/apis/events.k8s.io/v1/namespaces/ns/events"),
+            s("create", "events")
+        );
+        assert_eq!(
+            c(Method::DELETE, "/apis/batch/v1/namespaces/ns/jobs/j"),
+            s("delete", "jobs")
+        );
+        assert_eq!(
+            c(Method::GET, "/apis/kubeflow.org/v1"),
+            s("list", "discovery")
+        );
+        assert_eq!(
+            c(Method::GET, "/apis/finetune.dev/v1alpha1/finetunejobs"),
+            s("list", "finetunejobs")
+        );
+        assert!(
+            !classify(
+                &Method::GET,
+                &"/api/v1/namespaces/ns/pods/p".parse().unwrap()
+            )
+            .is_write()
+        );
+        assert!(
+            classify(
+                &Method::PATCH,
+                &"/api/v1/namespaces/ns/pods/p".parse().unwrap()
+            )
+            .is_write()
+        );
     }
 }

@@ -1,0 +1,17 @@
+# Static musl binary on a distroless, non-root base.
+#   docker build -t finetune-operator .
+# Where no container engine runs (our CI), `make musl` runs the same build script.
+FROM docker.io/library/rust:1.95-bookworm AS build
+WORKDIR /src
+COPY scripts/setup.sh scripts/build-musl.sh scripts/
+RUN scripts/setup.sh
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+RUN scripts/build-musl.sh /out
+
+FROM gcr.io/distroless/static-debian12:nonroot
+COPY --from=build /out/finetune-operator /finetune-operator
+USER 65532:65532
+EXPOSE 8080
+ENTRYPOINT ["/finetune-operator"]
+CMD ["run"]

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# `make test`: every test. First those that need no cluster (unit, mocked apiserver, golden,
+# CEL, Lua), then those on the real local control plane (tests/cluster/). A cluster that cannot
+# start fails the run; nothing is skipped. A cluster this script starts, it stops again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+started=$(date +%s)
+step() { printf '\n== %s (%ss)\n' "$1" "$(( $(date +%s) - started ))"; }
+
+step "tests without a cluster: cargo test"
+cargo test --locked
+
+step "local control plane"
+kubeconfig=build/cluster/kubeconfig
+if [ -f "$kubeconfig" ] && tests/cluster/bin-dir.sh >/dev/null 2>&1 \
+   && "$(tests/cluster/bin-dir.sh)/kubectl" --kubeconfig "$kubeconfig" --request-timeout=5s get --raw /readyz >/dev/null 2>&1; then
+  echo "reusing the running cluster"
+else
+  trap 'step "stopping the cluster"; tests/cluster/down.sh' EXIT
+  tests/cluster/up.sh
+fi
+
+step "cluster smoke test"
+tests/cluster/smoke.sh
+
+step "all tests passed"
