@@ -50,31 +50,167 @@ fn a_valid_job_passes() {
 #[test]
 fn invalid_jobs_are_refused_with_an_actionable_message() {
     let cases: Vec<(&str, Value, &str)> = vec![
-        ("name too long", with(valid(), "/metadata/name", json!("a".repeat(41))), "at most 40 characters"),
-        ("name not DNS-1035", with(valid(), "/metadata/name", json!("1abc")), "start with a lowercase letter"),
-        ("absolute dataset path", with(valid(), "/spec/dataset/path", json!("/etc/passwd")), "relative path"),
-        ("dot-dot dataset path", with(valid(), "/spec/dataset/path", json!("a/../../x")), "relative path"),
-        ("dot-dot alone", with(valid(), "/spec/model/path", json!("..")), "relative path"),
-        ("dot segment", with(valid(), "/spec/model/path", json!("./x")), "relative path"),
-        ("empty segment", with(valid(), "/spec/output/path", json!("a//b")), "relative path"),
-        ("newline in path", with(valid(), "/spec/dataset/path", json!("a\nb")), "control characters"),
-        ("NUL in path", with(valid(), "/spec/dataset/path", json!("a\u{0}b")), "control characters"),
-        ("chat template on the data volume", with(valid(), "/spec/preprocess/chatTemplate", json!("/data/t.py")), "executed as Python"),
-        ("chat template under /output", with(valid(), "/spec/preprocess/chatTemplate", json!("/output/x/t.py")), "executed as Python"),
-        ("chat template relative", with(valid(), "/spec/preprocess/chatTemplate", json!("t.py")), "executed as Python"),
-        ("chat template escaping by ..", with(valid(), "/spec/preprocess/chatTemplate", json!("/opt/../data/t.py")), "executed as Python"),
-        ("chat template by //", with(valid(), "/spec/preprocess/chatTemplate", json!("//data/t.py")), "executed as Python"),
-        ("maxBatchLen below maxSeqLen", with(valid(), "/spec/training/maxBatchLen", json!(100)), "at least preprocess.maxSeqLen"),
-        ("4-bit LoRA with FSDP", with(valid(), "/spec/training/lora", json!({"quantizeBits": 4})), "requires training.framework: deepspeed"),
-        ("full state with LoRA", with(with(valid(), "/spec/training/lora", json!({})), "/spec/training/fullStateAtEpoch", json!(true)), "cannot be true together with training.lora"),
-        ("extra arg without --", with(valid(), "/spec/training/extraArgs", json!(["-x"])), "starting with '--'"),
-        ("extra arg positional", with(valid(), "/spec/training/extraArgs", json!(["rm -rf /"])), "starting with '--'"),
-        ("extra arg sets a managed flag", with(valid(), "/spec/training/extraArgs", json!(["--output_dir=/tmp"])), "flag the operator manages"),
-        ("extra arg abbreviates the chat template flag", with(valid(), "/spec/training/extraArgs", json!(["--chat-tmpl=/data/x.py"])), "flag the operator manages"),
-        ("extra arg abbreviates a managed switch", with(valid(), "/spec/training/extraArgs", json!(["--accelerate"])), "flag the operator manages"),
-        ("extra arg with newline", with(valid(), "/spec/training/extraArgs", json!(["--a\n--b"])), "control characters"),
-        ("reserved pod label", with(valid(), "/spec/podTemplate", json!({"labels": {"finetune.dev/job-name": "other"}})), "reserved"),
-        ("invalid pod label value", with(valid(), "/spec/podTemplate", json!({"labels": {"team": "a b"}})), "valid label values"),
+        (
+            "name too long",
+            with(valid(), "/metadata/name", json!("a".repeat(41))),
+            "at most 40 characters",
+        ),
+        (
+            "name not DNS-1035",
+            with(valid(), "/metadata/name", json!("1abc")),
+            "start with a lowercase letter",
+        ),
+        (
+            "absolute dataset path",
+            with(valid(), "/spec/dataset/path", json!("/etc/passwd")),
+            "relative path",
+        ),
+        (
+            "dot-dot dataset path",
+            with(valid(), "/spec/dataset/path", json!("a/../../x")),
+            "relative path",
+        ),
+        (
+            "dot-dot alone",
+            with(valid(), "/spec/model/path", json!("..")),
+            "relative path",
+        ),
+        (
+            "dot segment",
+            with(valid(), "/spec/model/path", json!("./x")),
+            "relative path",
+        ),
+        (
+            "empty segment",
+            with(valid(), "/spec/output/path", json!("a//b")),
+            "relative path",
+        ),
+        (
+            "newline in path",
+            with(valid(), "/spec/dataset/path", json!("a\nb")),
+            "control characters",
+        ),
+        (
+            "NUL in path",
+            with(valid(), "/spec/dataset/path", json!("a\u{0}b")),
+            "control characters",
+        ),
+        (
+            "chat template on the data volume",
+            with(
+                valid(),
+                "/spec/preprocess/chatTemplate",
+                json!("/data/t.py"),
+            ),
+            "executed as Python",
+        ),
+        (
+            "chat template under /output",
+            with(
+                valid(),
+                "/spec/preprocess/chatTemplate",
+                json!("/output/x/t.py"),
+            ),
+            "executed as Python",
+        ),
+        (
+            "chat template relative",
+            with(valid(), "/spec/preprocess/chatTemplate", json!("t.py")),
+            "executed as Python",
+        ),
+        (
+            "chat template escaping by ..",
+            with(
+                valid(),
+                "/spec/preprocess/chatTemplate",
+                json!("/opt/../data/t.py"),
+            ),
+            "executed as Python",
+        ),
+        (
+            "chat template by //",
+            with(
+                valid(),
+                "/spec/preprocess/chatTemplate",
+                json!("//data/t.py"),
+            ),
+            "executed as Python",
+        ),
+        (
+            "maxBatchLen below maxSeqLen",
+            with(valid(), "/spec/training/maxBatchLen", json!(100)),
+            "at least preprocess.maxSeqLen",
+        ),
+        (
+            "4-bit LoRA with FSDP",
+            with(valid(), "/spec/training/lora", json!({"quantizeBits": 4})),
+            "requires training.framework: deepspeed",
+        ),
+        (
+            "full state with LoRA",
+            with(
+                with(valid(), "/spec/training/lora", json!({})),
+                "/spec/training/fullStateAtEpoch",
+                json!(true),
+            ),
+            "cannot be true together with training.lora",
+        ),
+        (
+            "extra arg without --",
+            with(valid(), "/spec/training/extraArgs", json!(["-x"])),
+            "starting with '--'",
+        ),
+        (
+            "extra arg positional",
+            with(valid(), "/spec/training/extraArgs", json!(["rm -rf /"])),
+            "starting with '--'",
+        ),
+        (
+            "extra arg sets a managed flag",
+            with(
+                valid(),
+                "/spec/training/extraArgs",
+                json!(["--output_dir=/tmp"]),
+            ),
+            "flag the operator manages",
+        ),
+        (
+            "extra arg abbreviates the chat template flag",
+            with(
+                valid(),
+                "/spec/training/extraArgs",
+                json!(["--chat-tmpl=/data/x.py"]),
+            ),
+            "flag the operator manages",
+        ),
+        (
+            "extra arg abbreviates a managed switch",
+            with(valid(), "/spec/training/extraArgs", json!(["--accelerate"])),
+            "flag the operator manages",
+        ),
+        (
+            "extra arg with newline",
+            with(valid(), "/spec/training/extraArgs", json!(["--a\n--b"])),
+            "control characters",
+        ),
+        (
+            "reserved pod label",
+            with(
+                valid(),
+                "/spec/podTemplate",
+                json!({"labels": {"finetune.dev/job-name": "other"}}),
+            ),
+            "reserved",
+        ),
+        (
+            "invalid pod label value",
+            with(
+                valid(),
+                "/spec/podTemplate",
+                json!({"labels": {"team": "a b"}}),
+            ),
+            "valid label values",
+        ),
     ];
     for (what, obj, message) in cases {
         match check(&obj, None) {
@@ -91,7 +227,13 @@ fn invalid_jobs_are_refused_with_an_actionable_message() {
 fn hostile_but_harmless_values_pass_admission() {
     // These reach the program only as single argv elements; admission has no reason to refuse
     // them, and the escaping tests show they arrive literally.
-    for path in ["$(HOME)/x.jsonl", "`id`.jsonl", "a; rm -rf ~.jsonl", "it's \"q\".jsonl", "données/ü.jsonl"] {
+    for path in [
+        "$(HOME)/x.jsonl",
+        "`id`.jsonl",
+        "a; rm -rf ~.jsonl",
+        "it's \"q\".jsonl",
+        "données/ü.jsonl",
+    ] {
         check(&with(valid(), "/spec/dataset/path", json!(path)), None)
             .unwrap_or_else(|e| panic!("{path}: {e:?}"));
     }
@@ -101,26 +243,41 @@ fn hostile_but_harmless_values_pass_admission() {
 fn spec_is_immutable_except_suspend_and_cleanup() {
     let old = valid();
     let refused = [
-        ("training.epochs", with(valid(), "/spec/training/epochs", json!(4))),
+        (
+            "training.epochs",
+            with(valid(), "/spec/training/epochs", json!(4)),
+        ),
         ("image", with(valid(), "/spec/image", json!("other:1"))),
-        ("adding env", with(valid(), "/spec/env", json!([{"name": "A", "value": "b"}]))),
+        (
+            "adding env",
+            with(valid(), "/spec/env", json!([{"name": "A", "value": "b"}])),
+        ),
         ("removing preprocess", {
             let mut v = valid();
             v["spec"].as_object_mut().unwrap().remove("preprocess");
             v
         }),
-        ("resources.nodes", with(valid(), "/spec/resources", json!({"nodes": 2}))),
+        (
+            "resources.nodes",
+            with(valid(), "/spec/resources", json!({"nodes": 2})),
+        ),
     ];
     for (what, new) in refused {
         let errors = check(&new, Some(&old)).expect_err(what);
         assert!(
-            errors.iter().any(|e| e.contains("create a new FineTuneJob to train again")),
+            errors
+                .iter()
+                .any(|e| e.contains("create a new FineTuneJob to train again")),
             "{what}: {errors:#?}"
         );
     }
     let allowed = [
         with(valid(), "/spec/suspend", json!(true)),
-        with(valid(), "/spec/cleanup", json!({"deleteChildrenAfterFinished": true})),
+        with(
+            valid(),
+            "/spec/cleanup",
+            json!({"deleteChildrenAfterFinished": true}),
+        ),
     ];
     for new in allowed {
         check(&new, Some(&old)).unwrap();

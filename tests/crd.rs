@@ -4,7 +4,10 @@
 
 use finetune_operator::api;
 
-const CRD_PATH: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/crds/finetune.dev_finetunejobs.yaml");
+const CRD_PATH: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/crds/finetune.dev_finetunejobs.yaml"
+);
 
 #[test]
 fn committed_crd_matches_the_code() {
@@ -24,7 +27,11 @@ fn undocumented(schema: &serde_json::Value, path: &str, out: &mut Vec<String>) {
     if let Some(props) = schema.get("properties").and_then(|p| p.as_object()) {
         for (name, prop) in props {
             let here = format!("{path}.{name}");
-            if prop.get("description").and_then(|d| d.as_str()).is_none_or(str::is_empty) {
+            if prop
+                .get("description")
+                .and_then(|d| d.as_str())
+                .is_none_or(str::is_empty)
+            {
                 out.push(here.clone());
             }
             undocumented(prop, &here, out);
@@ -42,16 +49,25 @@ fn every_field_has_a_description_for_kubectl_explain() {
     let mut missing = Vec::new();
     undocumented(&root["properties"]["spec"], "spec", &mut missing);
     undocumented(&root["properties"]["status"], "status", &mut missing);
-    assert!(missing.is_empty(), "fields without a description: {missing:#?}");
+    assert!(
+        missing.is_empty(),
+        "fields without a description: {missing:#?}"
+    );
 }
 
 #[test]
 fn crd_shape_matches_the_contract() {
     let crd = api::crd();
-    assert_eq!(crd.metadata.name.as_deref(), Some("finetunejobs.finetune.dev"));
+    assert_eq!(
+        crd.metadata.name.as_deref(),
+        Some("finetunejobs.finetune.dev")
+    );
     let names = &crd.spec.names;
     assert_eq!(names.short_names.as_deref(), Some(&["ftj".to_string()][..]));
-    assert_eq!(names.categories.as_deref(), Some(&["finetune".to_string()][..]));
+    assert_eq!(
+        names.categories.as_deref(),
+        Some(&["finetune".to_string()][..])
+    );
     assert_eq!(crd.spec.scope, "Namespaced");
     let version = &crd.spec.versions[0];
     assert_eq!(version.name, "v1alpha1");
@@ -63,12 +79,21 @@ fn crd_shape_matches_the_contract() {
         .map(|c| (c.name.to_uppercase(), c.priority.unwrap_or(0)))
         .collect();
     let expected = [
-        ("PHASE", 0), ("PROGRESS", 0), ("EPOCH", 0), ("LOSS", 0), ("AGE", 0),
-        ("MODEL", 1), ("NODES", 1), ("GPUS", 1),
+        ("PHASE", 0),
+        ("PROGRESS", 0),
+        ("EPOCH", 0),
+        ("LOSS", 0),
+        ("AGE", 0),
+        ("MODEL", 1),
+        ("NODES", 1),
+        ("GPUS", 1),
     ];
     assert_eq!(
         columns,
-        expected.iter().map(|(n, p)| (n.to_string(), *p)).collect::<Vec<_>>()
+        expected
+            .iter()
+            .map(|(n, p)| (n.to_string(), *p))
+            .collect::<Vec<_>>()
     );
 }
 
@@ -76,7 +101,9 @@ fn crd_shape_matches_the_contract() {
 fn descriptions_are_reflowed_for_kubectl_explain() {
     let crd = serde_json::to_value(api::crd()).unwrap();
     let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
-    let d = spec["properties"]["output"]["description"].as_str().unwrap();
+    let d = spec["properties"]["output"]["description"]
+        .as_str()
+        .unwrap();
     assert!(!d.contains('\n'), "{d:?}");
     assert!(d.contains("mounted read-write at /output"));
 }

@@ -176,31 +176,54 @@ fn base() -> Value {
 
 /// Where a field's value goes: (pointer in the spec, value to set, expected argv elements per
 /// container kind ("Job" or "PyTorchJob"), built from the hostile text).
-type Case = (&'static str, fn(&str) -> Value, fn(&str) -> Vec<(&'static str, String)>);
+type Case = (
+    &'static str,
+    fn(&str) -> Value,
+    fn(&str) -> Vec<(&'static str, String)>,
+);
 
 fn cases() -> Vec<Case> {
     vec![
-        ("/spec/model/path", |h| json!(format!("m/{h}")), |h| {
-            let a = format!("--model_name_or_path=/model/m/{h}");
-            vec![("Job", a.clone()), ("PyTorchJob", a)]
-        }),
-        ("/spec/dataset/path", |h| json!(format!("d/{h}")), |h| {
-            vec![("Job", format!("--data_path=/data/d/{h}"))]
-        }),
-        ("/spec/output/path", |h| json!(format!("o/{h}")), |h| {
-            vec![
-                ("Job", format!("--data_output_path=/output/o/{h}/data")),
-                ("PyTorchJob", format!("--output_dir=/output/o/{h}")),
-                ("PyTorchJob", format!("--data_path=/output/o/{h}/data/data.jsonl")),
-            ]
-        }),
-        ("/spec/preprocess/chatTemplate", |h| json!(format!("/opt/t/{h}")), |h| {
-            let a = format!("--chat-tmpl-path=/opt/t/{h}");
-            vec![("Job", a.clone()), ("PyTorchJob", a)]
-        }),
-        ("/spec/training/extraArgs", |h| json!([format!("--note={h}")]), |h| {
-            vec![("PyTorchJob", format!("--note={h}"))]
-        }),
+        (
+            "/spec/model/path",
+            |h| json!(format!("m/{h}")),
+            |h| {
+                let a = format!("--model_name_or_path=/model/m/{h}");
+                vec![("Job", a.clone()), ("PyTorchJob", a)]
+            },
+        ),
+        (
+            "/spec/dataset/path",
+            |h| json!(format!("d/{h}")),
+            |h| vec![("Job", format!("--data_path=/data/d/{h}"))],
+        ),
+        (
+            "/spec/output/path",
+            |h| json!(format!("o/{h}")),
+            |h| {
+                vec![
+                    ("Job", format!("--data_output_path=/output/o/{h}/data")),
+                    ("PyTorchJob", format!("--output_dir=/output/o/{h}")),
+                    (
+                        "PyTorchJob",
+                        format!("--data_path=/output/o/{h}/data/data.jsonl"),
+                    ),
+                ]
+            },
+        ),
+        (
+            "/spec/preprocess/chatTemplate",
+            |h| json!(format!("/opt/t/{h}")),
+            |h| {
+                let a = format!("--chat-tmpl-path=/opt/t/{h}");
+                vec![("Job", a.clone()), ("PyTorchJob", a)]
+            },
+        ),
+        (
+            "/spec/training/extraArgs",
+            |h| json!([format!("--note={h}")]),
+            |h| vec![("PyTorchJob", format!("--note={h}"))],
+        ),
     ]
 }
 
@@ -221,7 +244,12 @@ fn hostile_strings_arrive_as_exactly_one_literal_argv_element() {
                 .unwrap_or_else(|e| panic!("{pointer} = {hostile:?} refused: {e}"));
             let children = build_children(&job).unwrap();
             let mut docs = vec![serde_json::to_value(&children.pytorch_job).unwrap()];
-            docs.extend(children.preprocess.iter().map(|j| serde_json::to_value(j).unwrap()));
+            docs.extend(
+                children
+                    .preprocess
+                    .iter()
+                    .map(|j| serde_json::to_value(j).unwrap()),
+            );
             let all = containers(&Value::Array(docs));
             assert_eq!(all.len(), 3, "preprocess + master + worker");
 
@@ -244,14 +272,26 @@ fn hostile_strings_arrive_as_exactly_one_literal_argv_element() {
                     .collect();
                 for w in &wanted {
                     let n = argv.iter().filter(|a| a == w).count();
-                    assert_eq!(n, 1, "{pointer} = {hostile:?}: {} argv {argv:#?} should hold {w:?} once", c.owner);
+                    assert_eq!(
+                        n, 1,
+                        "{pointer} = {hostile:?}: {} argv {argv:#?} should hold {w:?} once",
+                        c.owner
+                    );
                 }
                 // Nowhere else: no other argv element, env value, command or image holds it.
                 for a in argv.iter().filter(|a| !wanted.contains(a)) {
-                    assert!(!a.contains(*hostile), "{pointer} = {hostile:?} leaked into {a:?} ({})", c.owner);
+                    assert!(
+                        !a.contains(*hostile),
+                        "{pointer} = {hostile:?} leaked into {a:?} ({})",
+                        c.owner
+                    );
                 }
                 for v in c.env.values().chain(&c.command).chain([&c.image]) {
-                    assert!(!v.contains(*hostile), "{pointer} = {hostile:?} leaked into {v:?} ({})", c.owner);
+                    assert!(
+                        !v.contains(*hostile),
+                        "{pointer} = {hostile:?} leaked into {v:?} ({})",
+                        c.owner
+                    );
                 }
             }
         }
@@ -278,7 +318,11 @@ fn the_image_is_passed_through_unchanged_and_never_expanded() {
 #[test]
 fn spec_env_keeps_kubernetes_semantics() {
     // A user may reference other variables in spec.env on purpose: it is passed as written.
-    let obj = set(base(), "/spec/env", json!([{"name": "OUT", "value": "$(COLUMNS)-wide"}]));
+    let obj = set(
+        base(),
+        "/spec/env",
+        json!([{"name": "OUT", "value": "$(COLUMNS)-wide"}]),
+    );
     let job = parse_finetunejob(&obj.to_string()).unwrap();
     let children = build_children(&job).unwrap();
     let docs = Value::Array(vec![serde_json::to_value(&children.pytorch_job).unwrap()]);

@@ -124,7 +124,8 @@ pub struct FineTuneJobSpec {
 
     /// While true the job is not started, and a running job's children are suspended (their
     /// pods are deleted). Set it back to false to resume; training resumes from the last full
-    /// state checkpoint when there is one.
+    /// state checkpoint when there is one. With scheduling.queueName, a PyTorchJob already handed
+    /// to Kueue is not suspended: Kueue owns its suspension.
     #[serde(default)]
     pub suspend: bool,
 

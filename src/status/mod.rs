@@ -324,12 +324,19 @@ impl<'a> Decider<'a> {
             }
         }
 
+        if suspend && queue_managed && self.new.pytorch_job.is_some() {
+            // Saying Suspended while Kueue keeps the pods running would be a lie.
+            self.set_condition(
+                condition::SUSPENDED,
+                false,
+                "ManagedByQueue",
+                "spec.suspend has no effect once the PyTorchJob is queued: Kueue owns its \
+                 suspension (deactivate its Workload to stop it)",
+            );
+            return Flow::Continue;
+        }
         if suspend {
-            let message = if queue_managed && self.new.pytorch_job.is_some() {
-                "Suspended by spec.suspend; the PyTorchJob is managed by Kueue, which decides when its pods run"
-            } else {
-                "Suspended by spec.suspend; no pods run until it is set to false"
-            };
+            let message = "Suspended by spec.suspend; no pods run until it is set to false";
             self.set_condition(condition::SUSPENDED, true, reason::SUSPENDED, message);
             if !was_suspended {
                 self.event(

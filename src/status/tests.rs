@@ -552,3 +552,17 @@ fn a_rejected_child_fails_the_job_with_the_apiserver_message() {
     assert!(event.note.contains("spec.tolerations[0]: Invalid"));
     assert_eq!(event.severity, Severity::Warning);
 }
+
+#[test]
+fn suspend_does_not_claim_to_stop_a_queued_job() {
+    let spec = json!({"scheduling": {"queueName": "gpu"}, "suspend": true});
+    let mut status = training_status();
+    status.phase = Some(Phase::Training);
+    let j = job(spec, Some(status));
+    let running = world(Lookup::Skipped, Lookup::Present(pytorch_job(Some("Running"), false)), vec![]);
+    let d = decide(&j, &running);
+    assert_eq!(d.status.phase, Some(Phase::Training));
+    assert!(d.actions.is_empty(), "Kueue owns runPolicy.suspend");
+    assert_eq!(condition(&d.status, "Suspended"), Some(("False".into(), "ManagedByQueue".into())));
+    assert!(d.events.is_empty());
+}
