@@ -53,7 +53,7 @@ pub async fn act(job: &FineTuneJob, mut decision: Decision, ctx: &Context) -> Re
     }
 
     if job.status.as_ref() != Some(&decision.status) {
-        patch_status(job, &decision.status, ctx, &ns).await?;
+        patch_status(job, &decision.status, ctx).await?;
     }
 
     publish_all(job, &decision.events, ctx, &ns).await;
@@ -182,13 +182,13 @@ async fn delete_child(
 }
 
 /// Writes the whole status with server-side apply, so fields we stop setting are removed.
-async fn patch_status(
+pub async fn patch_status(
     job: &FineTuneJob,
     status: &crate::api::FineTuneJobStatus,
     ctx: &Context,
-    ns: &str,
 ) -> Result<(), Error> {
-    let api: Api<FineTuneJob> = Api::namespaced(ctx.client.clone(), ns);
+    let ns = job.namespace().ok_or(Error::MissingNamespace)?;
+    let api: Api<FineTuneJob> = Api::namespaced(ctx.client.clone(), &ns);
     let body = json!({
         "apiVersion": FineTuneJob::api_version(&()),
         "kind": FineTuneJob::kind(&()),

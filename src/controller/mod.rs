@@ -163,8 +163,11 @@ pub async fn reconcile(cached: Arc<FineTuneJob>, ctx: Arc<Context>) -> Result<Ac
         };
     }
     if !finalizer::has_finalizer(&job) {
-        // The patch is itself a change, which triggers the next reconcile.
+        // The patches are themselves changes, which trigger the next reconcile.
         finalizer::add(&api, &job).await?;
+        if job.status.is_none() {
+            act::patch_status(&job, &status::accepted(&job, &fetch::now()), &ctx).await?;
+        }
         return Ok(Action::await_change());
     }
 

@@ -167,7 +167,9 @@ async fn first_reconcile_adds_the_finalizer() {
     let current = obj.clone();
     let server = tokio::spawn(async move {
         api.answer(Method::GET, NS_PATH, 200, current.clone()).await;
-        let (_, patch) = api.answer(Method::PATCH, NS_PATH, 200, current).await;
+        let (_, patch) = api
+            .answer(Method::PATCH, NS_PATH, 200, current.clone())
+            .await;
         assert_eq!(
             patch,
             json!([
@@ -175,6 +177,13 @@ async fn first_reconcile_adds_the_finalizer() {
                 {"op": "add", "path": "/metadata/finalizers", "value": ["finetune.dev/cleanup"]},
             ])
         );
+        // With it, the first status: Pending, so `kubectl get` shows it before anything starts.
+        let (_, status) = api
+            .answer(Method::PATCH, &format!("{NS_PATH}/status"), 200, current)
+            .await;
+        assert_eq!(status["status"]["phase"], "Pending");
+        assert_eq!(status["status"]["conditions"][0]["type"], "Accepted");
+        assert!(status["status"]["startTime"].is_string());
     });
     let action = run(ctx, &obj).await.unwrap();
     assert_eq!(action, Action::await_change());

@@ -158,6 +158,28 @@ pub fn decide(job: &FineTuneJob, observed: &Observed) -> Decision {
     d.finish()
 }
 
+/// The first status of a new job, written together with the finalizer, so that `kubectl get`
+/// shows Pending before anything starts.
+pub fn accepted(job: &FineTuneJob, now: &Time) -> FineTuneJobStatus {
+    let observed = Observed {
+        now: now.clone(),
+        preprocess_job: Lookup::Skipped,
+        pytorch_job: Lookup::Skipped,
+        pods: Vec::new(),
+    };
+    let mut d = Decider::new(job, &observed);
+    d.new.observed_generation = d.generation;
+    d.new.start_time = Some(now.clone());
+    d.set_phase(Phase::Pending, "Accepted", "Accepted; starting");
+    d.set_condition(
+        condition::ACCEPTED,
+        true,
+        "Accepted",
+        "The spec was accepted",
+    );
+    d.finish().status
+}
+
 /// Status and event after the apiserver refused to create a child (e.g. an invalid toleration
 /// that admission of the FineTuneJob could not check). Retrying would not help, so the job fails.
 pub fn child_rejected(

@@ -559,10 +559,17 @@ fn suspend_does_not_claim_to_stop_a_queued_job() {
     let mut status = training_status();
     status.phase = Some(Phase::Training);
     let j = job(spec, Some(status));
-    let running = world(Lookup::Skipped, Lookup::Present(pytorch_job(Some("Running"), false)), vec![]);
+    let running = world(
+        Lookup::Skipped,
+        Lookup::Present(pytorch_job(Some("Running"), false)),
+        vec![],
+    );
     let d = decide(&j, &running);
     assert_eq!(d.status.phase, Some(Phase::Training));
     assert!(d.actions.is_empty(), "Kueue owns runPolicy.suspend");
-    assert_eq!(condition(&d.status, "Suspended"), Some(("False".into(), "ManagedByQueue".into())));
+    assert_eq!(
+        condition(&d.status, "Suspended"),
+        Some(("False".into(), "ManagedByQueue".into()))
+    );
     assert!(d.events.is_empty());
 }
