@@ -1,0 +1,231 @@
+#!/usr/bin/env bash
+# Smoke test of the local test cluster (run by `make cluster-smoke`, part of `make test`).
+#
+# Proves the pieces our operator's tests rely on work together for real:
+#   - a PyTorchJob (Master + 1 Worker, container `pytorch`) goes Created -> Running ->
+#     Succeeded through the real training operator, on pods played by kwok;
+#   - `kubectl logs <job>-master-0` serves the log file chosen by a pod label, and
+#     `kubectl logs -f` shows lines appended while the pod runs;
+#   - a PyTorchJob whose pods exit with a code ends Failed, the exit code and reason in
+#     the container status; an unlabelled pod serves default.log;
+#   - deleting a PyTorchJob removes its pods (garbage collector);
+#   - the rest of the pod contract: batch Job pods complete or fail, init containers
+#     run before the main containers, image pull failures keep pods Pending.
+# Never skips: if the cluster is not reachable it fails with a message saying so.
+#
+# Usage: tests/cluster/smoke.sh     (cluster started by tests/cluster/up.sh)
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+BIN_DIR="$(cluster_bin_dir)"
+bin_dir_complete "$BIN_DIR" || die "test-cluster binaries are not built ($BIN_DIR).
+Start the cluster first: make cluster-up (or tests/cluster/up.sh)."
+export PATH="$BIN_DIR:$PATH"
+export KUBECONFIG="$KUBECONFIG_PATH"
+
+[[ -f "$KUBECONFIG" ]] || die "no test cluster: $KUBECONFIG does not exist.
+Start it with: make cluster-up (or tests/cluster/up.sh)."
+kubectl get --raw /readyz >/dev/null 2>&1 || die "the test cluster is not reachable \
+(kube-apiserver at https://127.0.0.1:$APISERVER_PORT is not ready).
+Start it with: make cluster-up (or tests/cluster/up.sh); logs are in build/cluster/logs/."
+curl -sf "http://127.0.0.1:$TO_HEALTH_PORT/readyz" >/dev/null 2>&1 || die "the training \
+operator of the test cluster is not ready (http://127.0.0.1:$TO_HEALTH_PORT/readyz).
+Restart the cluster: make cluster-down cluster-up; see build/cluster/logs/training-operator.log."
+
+T0=$SECONDS
+ID="$(date +%s)-$$"
+NS="fto-smoke-$ID"
+LOG_FILE="smoke-$ID.log"
+MARKER="smoke marker $ID"
+PASSED=0
+FAILED=0
+FOLLOW_PID=""
+
+pass() { PASSED=$((PASSED + 1)); printf '  PASS  %s\n' "$*"; }
+fail() { FAILED=$((FAILED + 1)); printf '  FAIL  %s\n' "$*"; }
+# check <description> <command...>
+check() { local d="$1"; shift; if "$@"; then pass "$d"; else fail "$d"; fi; }
+
+k() { kubectl -n "$NS" "$@"; }
+jp() { k get "$1" -o "jsonpath=$2" 2>/dev/null || true; }
+cond() { jp "$1" "{.status.conditions[?(@.type==\"$2\")].status}"; }
+# is <resource> <jsonpath> <expected>: the jsonpath value equals the expected text
+# (a function, so `eventually` re-reads it on every try).
+is() { [[ "$(jp "$1" "$2")" == "$3" ]]; }
+cond_is() { [[ "$(cond "$1" "$2")" == "$3" ]]; }
+
+# eventually <seconds> <command...>: poll until the command succeeds.
+eventually() {
+  local deadline=$((SECONDS + $1)); shift
+  until "$@" >/dev/null 2>&1; do
+    (( SECONDS < deadline )) || return 1
+    sleep 0.3
+  done
+}
+
+cleanup() {
+  [[ -z "$FOLLOW_PID" ]] || kill "$FOLLOW_PID" 2>/dev/null || true
+  # The namespace controller deletes everything in it; no need to wait.
+  kubectl delete namespace "$NS" --wait=false >/dev/null 2>&1 || true
+  rm -f "$POD_LOG_DIR/$LOG_FILE" "$RUN_DIR/smoke-follow-$ID.out"
+}
+trap cleanup EXIT
+
+echo "cluster-smoke: namespace $NS"
+kubectl create namespace "$NS" >/dev/null
+eventually 30 k get serviceaccount default || { fail "default ServiceAccount created in $NS"; exit 1; }
+
+# The log file the `ok` job's pods choose by label; appended to below while they run.
+"$CLUSTER_DIR/sim-log.sh" "$LOG_FILE" "$MARKER: training started" "epoch=0, step=1, avg_loss=1.234"
+
+pytorchjob() { # name restartPolicy annotations-yaml labels-yaml [runPolicy-yaml]
+  local replica
+  printf 'apiVersion: kubeflow.org/v1\nkind: PyTorchJob\nmetadata:\n  name: %s\nspec:\n' "$1"
+  [[ -z "${5:-}" ]] || printf '  runPolicy: {%s}\n' "$5"
+  printf '  pytorchReplicaSpecs:\n'
+  for replica in Master Worker; do
+    cat <<EOF
+    $replica:
+      replicas: 1
+      restartPolicy: $2
+      template:
+        metadata:
+          annotations: {$3}
+          labels: {$4}
+        spec:
+          containers:
+          - name: pytorch
+            image: registry.invalid/finetune-operator/smoke:1
+            command: ["torchrun", "train.py"]
+            resources:
+              limits: {nvidia.com/gpu: "4", cpu: "8", memory: 64Gi}
+EOF
+  done
+}
+job() { # name annotations-yaml
+  cat <<EOF
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: $1
+spec:
+  backoffLimit: 0
+  template:
+    metadata:
+      annotations: {$2}
+    spec:
+      restartPolicy: Never
+      containers:
+      - name: preprocess
+        image: registry.invalid/finetune-operator/preprocess:1
+EOF
+}
+
+{
+  pytorchjob ok OnFailure '"sim.finetune.dev/duration": "10s"' "\"sim.finetune.dev/log\": \"$LOG_FILE\""
+  echo ---
+  pytorchjob bad Never '"sim.finetune.dev/duration": "2s", "sim.finetune.dev/exit-code": "3"' ''
+  echo ---
+  pytorchjob crashy OnFailure '"sim.finetune.dev/duration": "1s", "sim.finetune.dev/exit-code": "1"' '' 'backoffLimit: 2'
+  echo ---
+  job prep-ok '"sim.finetune.dev/duration": "1s"'
+  echo ---
+  job prep-bad '"sim.finetune.dev/duration": "1s", "sim.finetune.dev/exit-code": "2"'
+  echo ---
+  cat <<'EOF'
+apiVersion: v1
+kind: Pod
+metadata:
+  name: with-init
+  annotations: {"sim.finetune.dev/init-duration": "6s"}
+spec:
+  initContainers:
+  - name: data-loader
+    image: registry.invalid/finetune-operator/preprocess:1
+  containers:
+  - name: main
+    image: registry.invalid/finetune-operator/smoke:1
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: pull-fails
+  annotations: {"sim.finetune.dev/image-pull-failure": "true"}
+spec:
+  containers:
+  - name: main
+    image: registry.invalid/finetune-operator/missing:1
+EOF
+} | k apply -f - >/dev/null
+
+echo "cluster-smoke: init containers and image pull failures"
+check "init container running (pod Pending, main container PodInitializing)" eventually 15 is pod/with-init \
+  '{.status.phase} {.status.initContainerStatuses[0].started} {.status.containerStatuses[0].state.waiting.reason}' \
+  "Pending true PodInitializing"
+check "image pull failure: Pending with container waiting ErrImagePull" eventually 15 is pod/pull-fails \
+  '{.status.phase} {.status.containerStatuses[0].state.waiting.reason}' "Pending ErrImagePull"
+
+echo "cluster-smoke: PyTorchJob ok (Master + Worker, 10s run)"
+# Watch the job's conditions until it finishes, recording each one seen True.
+seen=""
+deadline=$((SECONDS + 120))
+while (( SECONDS < deadline )); do
+  for c in Created Running Succeeded Failed; do
+    [[ "$(cond pytorchjob/ok "$c")" != True || " $seen " == *" $c "* ]] || seen="$seen $c"
+  done
+  [[ " $seen " != *" Succeeded "* && " $seen " != *" Failed "* ]] || break
+  # While it runs: logs, then a follow that must show a line appended afterwards.
+  if [[ " $seen " == *" Running "* && -z "$FOLLOW_PID" ]] \
+     && [[ "$(jp pod/ok-master-0 '{.status.phase}')" == Running ]]; then
+    check "kubectl logs ok-master-0 serves the file chosen by its sim.finetune.dev/log label" \
+      eventually 10 bash -c "kubectl -n '$NS' logs ok-master-0 -c pytorch | grep -qF '$MARKER: training started'"
+    kubectl -n "$NS" logs -f ok-master-0 -c pytorch >"$RUN_DIR/smoke-follow-$ID.out" 2>&1 &
+    FOLLOW_PID=$!
+    sleep 1
+    "$CLUSTER_DIR/sim-log.sh" "$LOG_FILE" "$MARKER: epoch=0, step=2, avg_loss=1.111"
+    check "kubectl logs -f shows a line appended while the pod runs" \
+      eventually 10 grep -qF "$MARKER: epoch=0, step=2" "$RUN_DIR/smoke-follow-$ID.out"
+    kill "$FOLLOW_PID" 2>/dev/null || true
+  fi
+  sleep 0.3
+done
+check "PyTorchJob ok went Created -> Running -> Succeeded (seen:$seen)" \
+  test "$seen" == " Created Running Succeeded"
+check "ok-master-0 Succeeded with container pytorch exit code 0" test \
+  "$(jp pod/ok-master-0 '{.status.phase} {.status.containerStatuses[?(@.name=="pytorch")].state.terminated.exitCode}')" == "Succeeded 0"
+check "ok-worker-0 ran its init container (init-pytorch), then Succeeded" eventually 15 is pod/ok-worker-0 \
+  '{.status.initContainerStatuses[0].name} {.status.initContainerStatuses[0].state.terminated.reason} {.status.phase}' \
+  "init-pytorch Completed Succeeded"
+
+echo "cluster-smoke: PyTorchJob bad (exit code 3)"
+check "PyTorchJob bad ends Failed" eventually 60 cond_is pytorchjob/bad Failed True
+check "bad-master-0 Failed; container pytorch terminated with exit code 3, reason Error" test \
+  "$(jp pod/bad-master-0 '{.status.phase} {.status.containerStatuses[?(@.name=="pytorch")].state.terminated.exitCode} {.status.containerStatuses[?(@.name=="pytorch")].state.terminated.reason}')" == "Failed 3 Error"
+check "kubectl logs of an unlabelled pod serves default.log" \
+  bash -c "kubectl -n '$NS' logs bad-master-0 -c pytorch | grep -qF 'Training finished'"
+
+echo "cluster-smoke: PyTorchJob crashy (OnFailure, exit code 1, backoffLimit 2)"
+check "crashy-master-0: container pytorch restarted, exit code 1 in lastState" eventually 30 is pod/crashy-master-0 \
+  '{.status.phase} {.status.containerStatuses[0].lastState.terminated.exitCode} {.status.containerStatuses[0].lastState.terminated.reason}' \
+  "Running 1 Error"
+check "PyTorchJob crashy ends Failed once the restarts pass its backoffLimit" eventually 60 cond_is pytorchjob/crashy Failed True
+
+echo "cluster-smoke: garbage collection"
+check "PyTorchJob ok still has its 2 pods" test "$(k get pods -l training.kubeflow.org/job-name=ok -o name | wc -l)" == 2
+k delete pytorchjob ok --wait=false >/dev/null
+no_ok_pods() { [[ -z "$(k get pods -l training.kubeflow.org/job-name=ok -o name)" ]]; }
+check "deleting PyTorchJob ok removes its pods (garbage collector)" eventually 60 no_ok_pods
+
+echo "cluster-smoke: rest of the pod contract"
+check "Job prep-ok completes" eventually 30 cond_is job/prep-ok Complete True
+check "Job prep-bad fails" eventually 30 cond_is job/prep-bad Failed True
+check "prep-bad pod: container terminated with exit code 2, reason Error" test \
+  "$(k get pods -l job-name=prep-bad -o 'jsonpath={.items[0].status.phase} {.items[0].status.containerStatuses[0].state.terminated.exitCode} {.items[0].status.containerStatuses[0].state.terminated.reason}')" == "Failed 2 Error"
+check "init container completed after its init-duration, then the pod Running" eventually 30 is pod/with-init \
+  '{.status.initContainerStatuses[0].state.terminated.reason} {.status.phase}' "Completed Running"
+check "image pull failure then turns into ImagePullBackOff, pod still Pending" eventually 30 is pod/pull-fails \
+  '{.status.phase} {.status.containerStatuses[0].state.waiting.reason}' "Pending ImagePullBackOff"
+
+echo "cluster-smoke: took $((SECONDS - T0))s"
+echo "cluster-smoke: $PASSED passed, $FAILED failed"
+(( FAILED == 0 ))

@@ -1,0 +1,334 @@
+#!/usr/bin/env bash
+# Start the local test control plane: etcd, kube-apiserver, kube-controller-manager,
+# kube-scheduler, kwok (4 fake GPU nodes, simulated pods, `kubectl logs`), a small
+# log router, and the Kubeflow training operator (PyTorchJob only).
+#
+# Builds the binaries first if needed. Idempotent: when the cluster is already up and
+# healthy it says so and exits 0; a half-dead cluster is stopped and started afresh.
+# Every start is a fresh cluster (etcd is wiped); the PKI is kept between starts.
+#
+# Usage: tests/cluster/up.sh        (then: source tests/cluster/env.sh)
+# Env:   FTO_CACHE, FTO_CLUSTER_PORT_BASE, FTO_CLUSTER_CRDS (extra CRDs installed before
+#        the controllers start), FTO_KEEP_ON_FAILURE=1 (debug a failed start)
+set -Eeuo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+T0="$(date +%s.%N)"
+elapsed() { awk -v a="$T0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }'; }
+
+BIN_DIR="$("$CLUSTER_DIR/build.sh")"
+export PATH="$BIN_DIR:$PATH"
+# Everything below talks to this cluster only, never to ~/.kube/config.
+export KUBECONFIG="$KUBECONFIG_PATH"
+unset KUBEFLOW_NAMESPACE
+
+pid_of() { cat "$RUN_DIR/pids/$1.pid" 2>/dev/null || true; }
+alive() { local pid; pid="$(pid_of "$1")"; [[ -n "$pid" ]] && kill -0 "$pid" 2>/dev/null; }
+
+healthy() {
+  local c
+  for c in "${COMPONENTS[@]}"; do alive "$c" || return 1; done
+  kubectl get --raw /readyz >/dev/null 2>&1 || return 1
+  curl -sf "http://127.0.0.1:$TO_HEALTH_PORT/readyz" >/dev/null 2>&1 || return 1
+}
+
+if healthy; then
+  log "test cluster is already up and healthy (kubeconfig: $KUBECONFIG_PATH)"
+  exit 0
+fi
+for c in "${COMPONENTS[@]}"; do
+  if alive "$c"; then
+    log "test cluster is only partly running; stopping it to start afresh"
+    "$CLUSTER_DIR/down.sh"
+    break
+  fi
+done
+
+read -r eph_lo eph_hi </proc/sys/net/ipv4/ip_local_port_range
+for p in "${ALL_PORTS[@]}"; do
+  if (( p >= eph_lo && p <= eph_hi )); then
+    die "port $p is inside the ephemeral port range $eph_lo-$eph_hi, where outgoing
+connections may take it at random; choose FTO_CLUSTER_PORT_BASE so that ports
+n+43..n+93 stay below $eph_lo."
+  fi
+done
+for p in "${ALL_PORTS[@]}"; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+    die "port $p on 127.0.0.1 is already in use (another cluster or program?).
+Stop it, or pick other ports with FTO_CLUSTER_PORT_BASE=<n> (ports n+43..n+93, below 32768)."
+  fi
+done
+
+# --- On failure: show what the components said, then leave nothing running. ---------
+on_error() {
+  local rc=$? line="$1" cmd="$2"
+  printf '\nERROR: the test cluster did not start: up.sh line %s failed (exit %s): %s\n' \
+    "$line" "$rc" "$cmd" >&2
+  printf 'Last log lines:\n' >&2
+  for f in "$RUN_DIR"/logs/*.log; do
+    [[ -f "$f" ]] || continue
+    printf -- '--- %s\n' "${f#"$REPO_ROOT"/}" >&2
+    tail -n 12 "$f" >&2
+  done
+  if [[ "${FTO_KEEP_ON_FAILURE:-}" == 1 ]]; then
+    printf '\nFTO_KEEP_ON_FAILURE=1: leaving it running; stop with tests/cluster/down.sh\n' >&2
+  else
+    "$CLUSTER_DIR/down.sh" >&2 || true
+  fi
+  exit "$rc"
+}
+trap 'on_error "$LINENO" "$BASH_COMMAND"' ERR
+
+# wait_for <what> <seconds> <command...>: poll until the command succeeds. Gives up
+# early when a component started so far has exited (its log says why).
+wait_for() {
+  local what="$1" timeout="$2"; shift 2
+  local deadline=$((SECONDS + timeout)) f
+  until "$@" >/dev/null 2>&1; do
+    for f in "$RUN_DIR"/pids/*.pid; do
+      [[ -e "$f" ]] || continue
+      if ! kill -0 "$(cat "$f")" 2>/dev/null; then
+        log "$(basename "$f" .pid) exited while waiting for $what; see ${RUN_DIR#"$REPO_ROOT"/}/logs/$(basename "$f" .pid).log"
+        return 1
+      fi
+    done
+    if (( SECONDS >= deadline )); then
+      log "timed out after ${timeout}s waiting for $what"
+      return 1
+    fi
+    sleep 0.2
+  done
+}
+
+# start <name> <command...>: run detached in its own session (so Ctrl-C in the caller's
+# terminal does not kill it, and down.sh can stop its whole process group).
+start() {
+  local name="$1"; shift
+  (cd "$RUN_DIR" && exec setsid "$@" >"$RUN_DIR/logs/$name.log" 2>&1 </dev/null) &
+  echo "$!" >"$RUN_DIR/pids/$name.pid"
+}
+
+# --- Fresh runtime directory (PKI kept) ----------------------------------------------
+mkdir -p "$RUN_DIR"
+rm -rf "$RUN_DIR/etcd" "$RUN_DIR/logs" "$RUN_DIR/pids" "$POD_LOG_DIR"
+mkdir -p "$RUN_DIR/logs" "$RUN_DIR/pids" "$RUN_DIR/pki" "$POD_LOG_DIR"
+# Log fixtures are copied, so tests can append to them without touching the repo.
+cp "$FIXTURES_DIR"/*.log "$POD_LOG_DIR/"
+
+# --- PKI: one CA; serving certs with 127.0.0.1 SANs; an admin client cert -----------
+# A real CA (not a self-signed leaf) because rustls clients (kube-rs) reject a leaf
+# certificate used as its own CA.
+PKI="$RUN_DIR/pki"
+if [[ ! -f "$PKI/admin.crt" ]]; then
+  log "generating PKI in ${PKI#"$REPO_ROOT"/}"
+  (
+    cd "$PKI"
+    ec_key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
+    ec_key ca.key
+    openssl req -x509 -new -key ca.key -sha256 -days 3650 -subj "/CN=finetune-operator-test-ca" \
+      -addext "basicConstraints=critical,CA:TRUE" \
+      -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" -out ca.crt
+    # sign <name> <subject> <extensions>
+    sign() {
+      ec_key "$1.key"
+      openssl req -new -key "$1.key" -subj "$2" -out "$1.csr"
+      printf '%s\n' "$3" >"$1.ext"
+      openssl x509 -req -in "$1.csr" -CA ca.crt -CAkey ca.key -CAcreateserial -sha256 \
+        -days 3650 -extfile "$1.ext" -out "$1.crt" 2>/dev/null
+      rm -f "$1.csr" "$1.ext"
+    }
+    sans="subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+    sign apiserver "/CN=kube-apiserver" \
+      "basicConstraints=critical,CA:FALSE
+keyUsage=critical,digitalSignature
+extendedKeyUsage=serverAuth
+$sans"
+    sign kwok "/CN=kwok-kubelet" \
+      "basicConstraints=critical,CA:FALSE
+keyUsage=critical,digitalSignature
+extendedKeyUsage=serverAuth
+subjectAltName=IP:127.0.0.1,DNS:localhost"
+    sign admin "/O=system:masters/CN=finetune-operator-test-admin" \
+      "basicConstraints=critical,CA:FALSE
+keyUsage=critical,digitalSignature
+extendedKeyUsage=clientAuth"
+    openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out sa.key 2>/dev/null
+    openssl pkey -in sa.key -pubout -out sa.pub
+  )
+fi
+
+# Self-contained admin kubeconfig (certs embedded), so it can be copied anywhere.
+b64() { base64 -w0 "$1"; }
+cat >"$KUBECONFIG_PATH.tmp" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: fto-test
+  cluster:
+    server: https://127.0.0.1:$APISERVER_PORT
+    certificate-authority-data: $(b64 "$PKI/ca.crt")
+users:
+- name: fto-test-admin
+  user:
+    client-certificate-data: $(b64 "$PKI/admin.crt")
+    client-key-data: $(b64 "$PKI/admin.key")
+contexts:
+- name: fto-test
+  context:
+    cluster: fto-test
+    user: fto-test-admin
+current-context: fto-test
+EOF
+mv "$KUBECONFIG_PATH.tmp" "$KUBECONFIG_PATH"
+chmod 600 "$KUBECONFIG_PATH"
+
+# --- etcd ----------------------------------------------------------------------------
+log "starting etcd on 127.0.0.1:$ETCD_PORT"
+start etcd etcd --name=node0 --data-dir="$RUN_DIR/etcd" \
+  --listen-client-urls="http://127.0.0.1:$ETCD_PORT" --advertise-client-urls="http://127.0.0.1:$ETCD_PORT" \
+  --listen-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls="http://127.0.0.1:$ETCD_PEER_PORT" \
+  --initial-cluster="node0=http://127.0.0.1:$ETCD_PEER_PORT" \
+  --unsafe-no-fsync=true --auto-compaction-retention=1 --quota-backend-bytes=8589934592 --log-level=warn
+wait_for "etcd" 30 curl -sf "http://127.0.0.1:$ETCD_PORT/health"
+
+# --- kube-apiserver ------------------------------------------------------------------
+# Advertised as 127.0.0.1 with no endpoint reconciler: the `kubernetes` Service's
+# Endpoints may not hold a loopback address, and nothing in the cluster uses them.
+log "starting kube-apiserver on https://127.0.0.1:$APISERVER_PORT"
+start kube-apiserver kube-apiserver \
+  --bind-address=127.0.0.1 --advertise-address=127.0.0.1 --secure-port="$APISERVER_PORT" \
+  --endpoint-reconciler-type=none \
+  --etcd-servers="http://127.0.0.1:$ETCD_PORT" --etcd-prefix=/registry \
+  --tls-cert-file="$PKI/apiserver.crt" --tls-private-key-file="$PKI/apiserver.key" \
+  --client-ca-file="$PKI/ca.crt" \
+  --requestheader-client-ca-file="$PKI/ca.crt" --requestheader-allowed-names=front-proxy-client \
+  --requestheader-username-headers=X-Remote-User --requestheader-group-headers=X-Remote-Group \
+  --requestheader-extra-headers-prefix=X-Remote-Extra- \
+  --service-account-issuer=https://kubernetes.default.svc.cluster.local \
+  --service-account-key-file="$PKI/sa.pub" --service-account-signing-key-file="$PKI/sa.key" \
+  --service-cluster-ip-range=10.96.0.0/16 \
+  --authorization-mode=RBAC --allow-privileged=true \
+  --enable-priority-and-fairness=false --max-requests-inflight=0 --max-mutating-requests-inflight=0 \
+  --profiling=false
+wait_for "kube-apiserver /readyz" 60 kubectl get --raw /readyz
+
+# --- Objects that must exist before the controllers start ----------------------------
+# The garbage collector only rediscovers API types every 30 s, so the PyTorchJob CRD
+# goes in before kube-controller-manager starts. Server-side apply: the CRD is too big
+# for client-side apply's last-applied annotation.
+log "installing PyTorchJob and kwok Logs CRDs, namespace kubeflow, fake nodes"
+kubectl apply --server-side --field-manager=fto-test-cluster \
+  -f "$BIN_DIR/kubeflow.org_pytorchjobs.yaml" -f "$BIN_DIR/kwok.x-k8s.io_logs.yaml" >/dev/null
+# More CRDs for the same reason, e.g. the operator's own, so that deleting one of its
+# objects cascades at once: FTO_CLUSTER_CRDS="<file or dir, relative to the repo> ...".
+for crd in ${FTO_CLUSTER_CRDS:-}; do
+  [[ "$crd" == /* ]] || crd="$REPO_ROOT/$crd"
+  log "  + $crd"
+  kubectl apply --server-side --field-manager=fto-test-cluster -f "$crd" >/dev/null
+done
+established() {
+  [[ "$(kubectl get crd -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Established")].status}{"\n"}{end}' \
+        | sort -u)" == True ]]
+}
+wait_for "CRDs to be established" 30 established
+# The training operator's cert rotator needs this Secret to exist (empty) and fills it.
+kubectl apply --server-side --field-manager=fto-test-cluster -f - >/dev/null <<'EOF'
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: kubeflow
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: training-operator-webhook-cert
+  namespace: kubeflow
+type: Opaque
+EOF
+# Node status (capacity, allocatable) is kept on create, so creating the nodes sets it.
+kubectl create -f "$CLUSTER_DIR/config/nodes.yaml" >/dev/null
+
+# --- Controllers ---------------------------------------------------------------------
+log "starting kube-controller-manager, kube-scheduler, kwok"
+start kube-controller-manager kube-controller-manager \
+  --kubeconfig="$KUBECONFIG_PATH" \
+  --authentication-kubeconfig="$KUBECONFIG_PATH" --authorization-kubeconfig="$KUBECONFIG_PATH" \
+  --bind-address=127.0.0.1 --secure-port="$KCM_PORT" --cert-dir="$RUN_DIR/pki/kcm" \
+  --authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics \
+  --leader-elect=false --controllers='*' \
+  --root-ca-file="$PKI/ca.crt" --service-account-private-key-file="$PKI/sa.key" \
+  --kube-api-qps=5000 --kube-api-burst=10000 \
+  --node-monitor-period=25s --node-monitor-grace-period=3m20s
+start kube-scheduler kube-scheduler \
+  --kubeconfig="$KUBECONFIG_PATH" \
+  --authentication-kubeconfig="$KUBECONFIG_PATH" --authorization-kubeconfig="$KUBECONFIG_PATH" \
+  --bind-address=127.0.0.1 --secure-port="$SCHEDULER_PORT" --cert-dir="$RUN_DIR/pki/scheduler" \
+  --authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics \
+  --leader-elect=false --kube-api-qps=5000 --kube-api-burst=10000
+# kwok: node name "localhost" becomes each node's Hostname address, so the apiserver
+# dials 127.0.0.1:$KWOK_PORT for logs. Pod IPs come from a documentation range
+# (TEST-NET-2); they are data only and nothing connects to them.
+sed "s|@POD_LOG_DIR@|$POD_LOG_DIR|g" "$CLUSTER_DIR/config/kwok.yaml" >"$RUN_DIR/kwok.yaml"
+start kwok kwok \
+  --kubeconfig="$KUBECONFIG_PATH" --config="$RUN_DIR/kwok.yaml" \
+  --manage-nodes-with-label-selector=type=kwok \
+  --node-name=localhost --node-ip=127.0.0.1 --node-port="$KWOK_PORT" \
+  --server-address="127.0.0.1:$KWOK_PORT" \
+  --tls-cert-file="$PKI/kwok.crt" --tls-private-key-file="$PKI/kwok.key" \
+  --cidr=198.51.100.0/24 --node-lease-duration-seconds=200 --enable-crds=Logs
+start log-router bash "$CLUSTER_DIR/log-router.sh" "$RUN_DIR"
+
+# --- Training operator -----------------------------------------------------------------
+log "starting training-operator (PyTorchJob only)"
+# Stale cert files from an earlier run would not match the new Secret.
+mkdir -p "$TO_CERT_DIR"
+rm -f "$TO_CERT_DIR/tls.crt" "$TO_CERT_DIR/tls.key" "$TO_CERT_DIR/ca.crt"
+start training-operator env MY_POD_NAMESPACE=kubeflow training-operator \
+  --kubeconfig="$KUBECONFIG_PATH" --enable-scheme=pytorchjob \
+  --metrics-bind-address="127.0.0.1:$TO_METRICS_PORT" \
+  --health-probe-bind-address="127.0.0.1:$TO_HEALTH_PORT" \
+  --webhook-server-port="$TO_WEBHOOK_PORT" \
+  --leader-elect=false --kube-api-qps=200 --kube-api-burst=400 --zap-devel=false
+# In a real deployment the Secret is mounted at $TO_CERT_DIR; here we copy the cert
+# the rotator generated into it, which is what the operator waits for before it
+# starts any controller.
+secret_has_cert() {
+  [[ -n "$(kubectl -n kubeflow get secret training-operator-webhook-cert \
+    -o jsonpath='{.data.tls\.crt}' 2>/dev/null)" ]]
+}
+wait_for "training-operator to fill its webhook cert Secret" 60 secret_has_cert
+# One read, so key and cert come from the same version of the Secret (the rotator may
+# write it twice while starting). tls.crt goes last: its existence is what the
+# operator waits for, and it then loads tls.key at once.
+read -r key crt ca <<<"$(kubectl -n kubeflow get secret training-operator-webhook-cert \
+  -o 'jsonpath={.data.tls\.key} {.data.tls\.crt} {.data.ca\.crt}')"
+put_cert() { base64 -d <<<"$2" >"$TO_CERT_DIR/.$1.tmp" && mv "$TO_CERT_DIR/.$1.tmp" "$TO_CERT_DIR/$1"; }
+put_cert tls.key "$key"
+put_cert ca.crt "$ca"
+put_cert tls.crt "$crt"
+
+# --- Ready? ----------------------------------------------------------------------------
+https_ok() { curl -skf "https://127.0.0.1:$1/healthz"; }
+wait_for "kube-controller-manager /healthz" 60 https_ok "$KCM_PORT"
+wait_for "kube-scheduler /healthz" 60 https_ok "$SCHEDULER_PORT"
+wait_for "kwok /healthz" 60 https_ok "$KWOK_PORT"
+nodes_ready() {
+  # 4 nodes Ready and untainted (the node lifecycle controller removes the not-ready
+  # taint that the apiserver adds at creation).
+  local out
+  out="$(kubectl get nodes -l type=kwok -o jsonpath='{range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{.spec.taints}{"\n"}{end}')"
+  [[ "$(grep -cx True <<<"$out")" == 4 ]]
+}
+wait_for "4 fake nodes Ready and untainted" 90 nodes_ready
+wait_for "the default ServiceAccount" 60 kubectl -n default get serviceaccount default
+wait_for "training-operator /readyz" 90 curl -sf "http://127.0.0.1:$TO_HEALTH_PORT/readyz"
+alive log-router || die "log-router exited; see ${RUN_DIR#"$REPO_ROOT"/}/logs/log-router.log"
+
+trap - ERR
+log "test cluster ready in $(elapsed)s"
+cat >&2 <<EOF
+  kubeconfig: $KUBECONFIG_PATH
+  use it:     source tests/cluster/env.sh   (or: export KUBECONFIG=$KUBECONFIG_PATH PATH=$BIN_DIR:\$PATH)
+  apiserver:  https://127.0.0.1:$APISERVER_PORT   logs: ${RUN_DIR#"$REPO_ROOT"/}/logs/
+  stop:       tests/cluster/down.sh
+EOF
