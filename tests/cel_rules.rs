@@ -202,15 +202,6 @@ fn invalid_jobs_are_refused_with_an_actionable_message() {
             ),
             "reserved",
         ),
-        (
-            "invalid pod label value",
-            with(
-                valid(),
-                "/spec/podTemplate",
-                json!({"labels": {"team": "a b"}}),
-            ),
-            "valid label values",
-        ),
     ];
     for (what, obj, message) in cases {
         match check(&obj, None) {

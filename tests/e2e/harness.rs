@@ -334,6 +334,40 @@ impl TestNamespace {
             .collect()
     }
 
+    /// Waits until the job's events are exactly `expected`, in order. Events are published
+    /// just after the status they follow, so a test that saw the status may be a moment early.
+    pub async fn wait_for_events(&self, name: &str, expected: &[&str]) {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let reasons = self.event_reasons(name).await;
+            if reasons == expected {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "events of {name}: expected {expected:?}, got {reasons:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
+    /// Waits for an event with `reason` about the job and returns it.
+    pub async fn wait_for_event(&self, name: &str, reason: &str) -> Event {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let events = self.events(name).await;
+            if let Some(e) = events.iter().find(|e| e.reason.as_deref() == Some(reason)) {
+                return e.clone();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {reason} event for {name}; got {:?}",
+                events.iter().map(|e| &e.reason).collect::<Vec<_>>()
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+
     /// Polls until the condition holds, panicking with `what` after the timeout.
     pub async fn eventually<F, Fut>(&self, what: &str, mut check: F)
     where
