@@ -104,14 +104,15 @@ pub(super) fn env(job: &FineTuneJob, extra: &[(&str, String)]) -> Vec<EnvVar> {
         value: Some(value),
         ..Default::default()
     };
-    // Caches go to the writable /tmp emptyDir; COLUMNS stops InstructLab's Rich logger from
-    // wrapping lines at 80 columns when stdout is not a terminal.
+    // Caches go to the writable /tmp emptyDir. COLUMNS stops InstructLab's Rich logger from
+    // wrapping lines at 80 columns when stdout is not a terminal; Rich also pads every line to
+    // that width, so it is just wide enough for a metrics line (~330 characters), not 10000.
     let mut env: Vec<EnvVar> = [
         ("XDG_CACHE_HOME", "/tmp"),
         ("TRITON_CACHE_DIR", "/tmp"),
         ("HF_HOME", "/tmp"),
         ("TRANSFORMERS_CACHE", "/tmp"),
-        ("COLUMNS", "10000"),
+        ("COLUMNS", "512"),
     ]
     .into_iter()
     .map(|(n, v)| var(n, v.to_string()))
