@@ -45,6 +45,15 @@ enum Command {
         #[arg(short = 'f', long = "filename")]
         file: PathBuf,
     },
+    /// Print, as JSON, the progress, checkpoints and events the operator would derive from a
+    /// training log (e.g. `kubectl logs NAME-master-0 > run.log`).
+    InspectLog {
+        /// Rank-0 log file, or - for standard input.
+        file: PathBuf,
+        /// Epochs of the run (spec.training.epochs); without it, the log's own count if it has one.
+        #[arg(long)]
+        epochs: Option<i64>,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -70,6 +79,10 @@ struct RunArgs {
     /// Milliseconds to wait after a change before reconciling, to batch bursts of updates.
     #[arg(long, default_value_t = 0)]
     debounce_ms: u64,
+    /// Least seconds between two reads of a training job's log, and so between two progress
+    /// updates of its status.
+    #[arg(long, default_value_t = 10)]
+    progress_interval_seconds: u64,
 }
 
 fn main() -> ExitCode {
@@ -79,14 +92,30 @@ fn main() -> ExitCode {
             print!("{}", api::crd_yaml());
             ExitCode::SUCCESS
         }
-        Some(Command::Render { file }) => match read(&file).map(|yaml| render::render(&yaml)) {
-            Ok(Ok(out)) => {
-                print!("{out}");
-                ExitCode::SUCCESS
+        Some(Command::Render { file }) => {
+            match read_text(&file).map(|yaml| render::render(&yaml)) {
+                Ok(Ok(out)) => {
+                    print!("{out}");
+                    ExitCode::SUCCESS
+                }
+                Ok(Err(e)) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+                Err(e) => {
+                    eprintln!("error: cannot read {}: {e}", file.display());
+                    ExitCode::FAILURE
+                }
             }
-            Ok(Err(e)) => {
-                eprintln!("error: {e}");
-                ExitCode::FAILURE
+        }
+        Some(Command::InspectLog { file, epochs }) => match read_bytes(&file) {
+            Ok(bytes) => {
+                let inspection = finetune_operator::logs::progress::inspect(&bytes, epochs);
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&inspection).expect("inspection serializes")
+                );
+                ExitCode::SUCCESS
             }
             Err(e) => {
                 eprintln!("error: cannot read {}: {e}", file.display());
@@ -98,12 +127,20 @@ fn main() -> ExitCode {
     }
 }
 
-fn read(file: &PathBuf) -> std::io::Result<String> {
+/// A file's bytes, or standard input's for `-`.
+fn read_bytes(file: &PathBuf) -> std::io::Result<Vec<u8>> {
     if file.as_os_str() == "-" {
-        std::io::read_to_string(std::io::stdin())
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut bytes)?;
+        Ok(bytes)
     } else {
-        std::fs::read_to_string(file)
+        std::fs::read(file)
     }
+}
+
+fn read_text(file: &PathBuf) -> std::io::Result<String> {
+    String::from_utf8(read_bytes(file)?)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
 
 fn run(args: RunArgs) -> ExitCode {
@@ -155,7 +192,12 @@ async fn operate(args: RunArgs) -> Result<(), BoxError> {
         controller: api::FIELD_MANAGER.to_string(),
         instance: std::env::var("POD_NAME").ok(),
     };
-    let ctx = Arc::new(Context::new(client.clone(), reporter, metrics));
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        reporter,
+        metrics,
+        Duration::from_secs(args.progress_interval_seconds.max(1)),
+    ));
     let settings = Settings {
         namespace: args.namespace.clone(),
         concurrency: args.concurrency,

@@ -69,12 +69,7 @@ fn step(
     pre: Lookup<k8s_openapi::api::batch::v1::Job>,
     ptj: Lookup<finetune_operator::api::PyTorchJob>,
 ) -> FineTuneJob {
-    let world = Observed {
-        now: Time("2026-11-26T10:00:00Z".parse().unwrap()),
-        preprocess_job: pre,
-        pytorch_job: ptj,
-        pods: vec![],
-    };
+    let world = Observed::new(Time("2026-11-26T10:00:00Z".parse().unwrap()), pre, ptj);
     job.status = Some(decide(&job, &world).status);
     job
 }

@@ -132,6 +132,7 @@ const OPTIONAL_SPEC_FIELDS: &[&str] = &[
     "podTemplate",
     "serviceAccountName",
     "activeDeadlineSeconds",
+    "progressDeadlineSeconds",
 ];
 
 /// A changed training spec that silently retrains, or is silently ignored, is worse than a clear

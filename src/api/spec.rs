@@ -111,6 +111,13 @@ pub struct FineTuneJobSpec {
     #[schemars(range(min = 1))]
     pub active_deadline_seconds: Option<i64>,
 
+    /// Seconds training may go without a new step in the rank-0 log (from the start of
+    /// training, or the last step) before the job is marked Stalled with a Warning event. The
+    /// job keeps running; this is an alarm, not a deadline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub progress_deadline_seconds: Option<i64>,
+
     /// Retries of failed pods, for the preprocess Job and the PyTorchJob.
     #[serde(default = "default_backoff_limit")]
     #[schemars(range(min = 0, max = 100))]

@@ -12,8 +12,8 @@ pub struct FineTuneJobStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
 
-    /// Conditions Accepted, Initialized, Complete, Failed and Suspended, each with a reason and
-    /// message. lastTransitionTime moves only when the condition's status changes.
+    /// Conditions Accepted, Initialized, Complete, Failed, Suspended and Stalled, each with a
+    /// reason and message. lastTransitionTime moves only when the condition's status changes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
@@ -56,9 +56,32 @@ pub struct FineTuneJobStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<Progress>,
 
-    /// Checkpoints seen in the rank-0 log, oldest first.
+    /// Checkpoints seen in the rank-0 log, oldest first (at most 64: the newest are kept).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub checkpoints: Vec<Checkpoint>,
+
+    /// The full training state the current run resumed from, when InstructLab reported
+    /// loading one (after a pod restart or a resume).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed_from: Option<Checkpoint>,
+
+    /// How far the operator has read the rank-0 log, so that a restarted operator neither
+    /// reads lines twice nor misses any. Internal bookkeeping.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_cursor: Option<LogCursor>,
+}
+
+/// A position in the log of one container: after the line stamped `time`, counting `lines`
+/// lines carrying exactly that timestamp (several lines can share one).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LogCursor {
+    /// UID of the pod the log belongs to; a recreated pod starts a new log.
+    pub pod_uid: String,
+    /// Timestamp of the last line read, RFC 3339 with nanoseconds, as the kubelet stamps it.
+    pub time: String,
+    /// Lines read that carry exactly `time`.
+    pub lines: i64,
 }
 
 /// Lifecycle phase of a FineTuneJob: Pending (accepted, waiting to start or for queue
@@ -181,4 +204,7 @@ pub mod condition {
     pub const FAILED: &str = "Failed";
     /// The job is suspended.
     pub const SUSPENDED: &str = "Suspended";
+    /// Training makes no progress: pods cannot start (no GPUs, image, volume) or no new step
+    /// came within spec.progressDeadlineSeconds.
+    pub const STALLED: &str = "Stalled";
 }

@@ -3,13 +3,17 @@
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::ListParams;
+use kube::api::{ListParams, LogParams};
 use kube::{Api, Client, Resource, ResourceExt};
 
+use tracing::debug;
+
+use super::Context;
 use super::error::{Error, KubeContext};
 use crate::api::{FineTuneJob, JOB_NAME_LABEL, PyTorchJob};
 use crate::build::preprocess_job_name;
-use crate::status::{Lookup, Needs, Observed};
+use crate::logs::{TAIL_LIMIT_BYTES, TAIL_LINES};
+use crate::status::{self, LogSource, Lookup, Needs, Observed};
 
 /// The current time at whole seconds, as the apiserver stores it.
 pub fn now() -> Time {
@@ -17,7 +21,10 @@ pub fn now() -> Time {
     Time(jiff::Timestamp::from_second(ts.as_second()).expect("a current timestamp is in range"))
 }
 
-pub async fn observe(client: &Client, job: &FineTuneJob, needs: Needs) -> Result<Observed, Error> {
+/// Reads what `needs` asks for: the children, the pods, the new lines of the rank-0 log (when
+/// due), and the last lines of a failing container.
+pub async fn observe(ctx: &Context, job: &FineTuneJob, needs: Needs) -> Result<Observed, Error> {
+    let client = &ctx.client;
     let ns = job.namespace().ok_or(Error::MissingNamespace)?;
     let name = job.name_any();
 
@@ -54,12 +61,36 @@ pub async fn observe(client: &Client, job: &FineTuneJob, needs: Needs) -> Result
         Vec::new()
     };
 
-    Ok(Observed {
-        now: now(),
-        preprocess_job,
-        pytorch_job,
-        pods,
-    })
+    let mut observed = Observed::new(now(), preprocess_job, pytorch_job);
+    observed.pods = pods;
+    if needs.log {
+        let (read, next) = ctx.followers.read(client, job, &observed.pods).await;
+        observed.log = read;
+        observed.next_log_read = Some(next);
+    }
+    if let Some(source) = status::failure_source(job, &observed) {
+        observed.failure_log = log_tail(client, &ns, &source).await;
+    }
+    Ok(observed)
+}
+
+/// The last lines of a container's log, bounded in lines and bytes. A missing pod or log is not
+/// an error: what it would explain is still worth reporting without it.
+pub async fn log_tail(client: &Client, ns: &str, source: &LogSource) -> Option<String> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let params = LogParams {
+        container: Some(source.container.clone()),
+        tail_lines: Some(TAIL_LINES),
+        limit_bytes: Some(TAIL_LIMIT_BYTES),
+        ..Default::default()
+    };
+    match pods.logs(&source.pod, &params).await {
+        Ok(log) => Some(log),
+        Err(e) => {
+            debug!(pod = %source.pod, error = %e, "no log tail");
+            None
+        }
+    }
 }
 
 /// Whether the cluster serves `kubeflow.org/v1` `pytorchjobs`.

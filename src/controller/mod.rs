@@ -5,6 +5,7 @@ mod error;
 mod events;
 mod fetch;
 mod finalizer;
+mod follow;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -25,7 +26,7 @@ pub use error::Error;
 pub use fetch::pytorchjob_kind_installed;
 
 use crate::api::{FineTuneJob, JOB_NAME_LABEL, Phase, PyTorchJob};
-use crate::status::{self, Lookup, Needs, PlannedEvent, Severity, reason};
+use crate::status::{self, Lookup, Needs, PlannedEvent, Severity, Tail, reason};
 use crate::telemetry::Metrics;
 
 /// What every reconcile shares.
@@ -36,15 +37,25 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     /// Consecutive failures per object, for exponential retry backoff.
     failures: Mutex<HashMap<ObjectRef<FineTuneJob>, u32>>,
+    /// The rank-0 logs being followed, one per training job.
+    followers: follow::Followers,
 }
 
 impl Context {
-    pub fn new(client: Client, reporter: Reporter, metrics: Arc<Metrics>) -> Self {
+    /// `progress_interval`: the least time between two reads of a job's log, and so between
+    /// two progress writes to its status.
+    pub fn new(
+        client: Client,
+        reporter: Reporter,
+        metrics: Arc<Metrics>,
+        progress_interval: Duration,
+    ) -> Self {
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
             metrics,
             failures: Mutex::default(),
+            followers: follow::Followers::new(progress_interval),
         }
     }
 }
@@ -171,10 +182,14 @@ pub async fn reconcile(cached: Arc<FineTuneJob>, ctx: Arc<Context>) -> Result<Ac
         return Ok(Action::await_change());
     }
 
-    let observed = fetch::observe(&ctx.client, &job, status::needs(&job)).await?;
+    let observed = fetch::observe(&ctx, &job, status::needs(&job)).await?;
     let decision = status::decide(&job, &observed);
     let requeue = decision.requeue_after;
+    let training = decision.status.phase == Some(Phase::Training);
     act::act(&job, decision, &ctx).await?;
+    if !training {
+        ctx.followers.forget(&ObjectRef::from(&job));
+    }
     ctx.failures
         .lock()
         .expect("failures lock")
@@ -192,12 +207,14 @@ async fn cleanup(
 ) -> Result<Action, Error> {
     let status = job.status.clone().unwrap_or_default();
     let phase = status.phase.unwrap_or(Phase::Pending);
+    ctx.followers.forget(&ObjectRef::from(job));
     let needs = Needs {
         preprocess_job: true,
         pytorch_job: true,
         pods: phase == Phase::Initializing,
+        log: false,
     };
-    let observed = fetch::observe(&ctx.client, job, needs).await?;
+    let observed = fetch::observe(ctx, job, needs).await?;
     let children: Vec<_> = [
         observed.preprocess_job.present().map(|j| &j.metadata),
         observed.pytorch_job.present().map(|j| &j.metadata),
@@ -239,19 +256,21 @@ fn cancelled_event(job: &FineTuneJob, phase: Phase, observed: &status::Observed)
         Phase::Training | Phase::Suspended
             if matches!(observed.pytorch_job, Lookup::Present(_)) =>
         {
-            Some(status::LogSource {
+            Some(Tail::Fetch(status::LogSource {
                 pod: crate::build::master_pod_name(&name),
                 container: crate::api::PYTORCH_CONTAINER.to_string(),
-            })
+            }))
         }
         Phase::Initializing => {
             let pods =
                 status::pods::of_job(&observed.pods, &crate::build::preprocess_job_name(&name));
             pods.iter()
                 .max_by_key(|p| p.metadata.creation_timestamp.clone())
-                .map(|p| status::LogSource {
-                    pod: p.name_any(),
-                    container: crate::build::PREPROCESS_CONTAINER.to_string(),
+                .map(|p| {
+                    Tail::Fetch(status::LogSource {
+                        pod: p.name_any(),
+                        container: crate::build::PREPROCESS_CONTAINER.to_string(),
+                    })
                 })
         }
         _ => None,
@@ -259,6 +278,7 @@ fn cancelled_event(job: &FineTuneJob, phase: Phase, observed: &status::Observed)
     PlannedEvent {
         severity: Severity::Normal,
         reason: reason::CANCELLED,
+        action: reason::CANCELLED.to_string(),
         note: format!(
             "FineTuneJob deleted while {}; deleting its children",
             phase.as_str()

@@ -127,7 +127,12 @@ fn setup() -> (Arc<Context>, ApiServer) {
         controller: "finetune-operator".into(),
         instance: Some("test".into()),
     };
-    let ctx = Arc::new(Context::new(client, reporter, Arc::new(Metrics::default())));
+    let ctx = Arc::new(Context::new(
+        client,
+        reporter,
+        Arc::new(Metrics::default()),
+        Duration::from_secs(10),
+    ));
     (ctx, ApiServer(handle))
 }
 
@@ -336,9 +341,13 @@ async fn a_steady_training_job_writes_nothing() {
         api.answer(Method::GET, PODS_PATH, 200, pod_list(vec![]))
             .await;
         // No status patch, no event: the mock would see them and the join below would fail.
+        // (No log read either: the master pod has not started.)
         api.no_more().await;
     });
-    assert_eq!(run(ctx, &obj).await.unwrap(), Action::await_change());
+    assert_eq!(
+        run(ctx, &obj).await.unwrap(),
+        Action::requeue(Duration::from_secs(10))
+    );
     server.await.unwrap();
 }
 
@@ -358,6 +367,15 @@ async fn failed_training_publishes_a_warning_with_the_log_tail() {
         api.answer(Method::GET, PODS_PATH, 200, pod_list(vec![master]))
             .await;
 
+        // The failing container's last lines are read once: they explain the failure (the
+        // condition's reason) and end the event's note.
+        let (query, _) = api
+            .answer(Method::GET, "/api/v1/namespaces/ns/pods/ft-master-0/log", 200,
+                    Value::String("step 9 loss 0.5\nTraceback (most recent call last):\ntorch.OutOfMemoryError: CUDA out of memory.\n".into()))
+            .await;
+        for part in ["container=pytorch", "tailLines=40", "limitBytes=16384"] {
+            assert!(query.contains(part), "{query}");
+        }
         let (_, status) = api
             .answer(
                 Method::PATCH,
@@ -368,20 +386,29 @@ async fn failed_training_publishes_a_warning_with_the_log_tail() {
             .await;
         assert_eq!(status["status"]["phase"], "Failed");
         assert_eq!(status["status"]["reason"], "TrainingFailed");
+        let failed = status["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Failed")
+            .unwrap();
+        assert_eq!(failed["reason"], "CUDAOutOfMemory");
+        assert!(
+            status["status"]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("the GPU ran out of memory")
+        );
 
-        let (query, _) = api
-            .answer(Method::GET, "/api/v1/namespaces/ns/pods/ft-master-0/log", 200,
-                    Value::String("step 9 loss 0.5\nTraceback (most recent call last):\nRuntimeError: CUDA error\n".into()))
-            .await;
-        for part in ["container=pytorch", "tailLines=40", "limitBytes=16384"] {
-            assert!(query.contains(part), "{query}");
-        }
         let event = api.event().await;
         assert_eq!(event["reason"], "TrainingFailed");
         assert_eq!(event["type"], "Warning");
         let note = event["note"].as_str().unwrap();
         assert!(note.contains("exited with code 1 (Error)"), "{note}");
-        assert!(note.ends_with("RuntimeError: CUDA error"), "{note}");
+        assert!(
+            note.ends_with("torch.OutOfMemoryError: CUDA out of memory."),
+            "{note}"
+        );
         assert!(note.len() <= 1024);
     });
     run(ctx, &obj).await.unwrap();

@@ -1,5 +1,7 @@
-//! Pod logs as event material: bounded tails that fit an Event note.
+//! Pod logs: bounded tails that fit an Event note, incremental reads with a cursor, and the
+//! training progress InstructLab prints.
 
+pub mod cursor;
 pub mod progress;
 mod tail;
 

@@ -5,7 +5,10 @@
 //! status is durable, so a restarted operator re-deciding the same world publishes nothing new.
 
 mod conditions;
+mod decider;
+pub mod diagnose;
 pub mod pods;
+mod progress;
 
 use std::time::Duration;
 
@@ -14,10 +17,14 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 
-use crate::api::{FineTuneJob, FineTuneJobStatus, PYTORCH_CONTAINER, Phase, PyTorchJob, condition};
+use crate::api::{
+    FineTuneJob, FineTuneJobStatus, LogCursor, PYTORCH_CONTAINER, Phase, PyTorchJob, condition,
+};
 use crate::build::{PREPROCESS_CONTAINER, master_pod_name, preprocess_job_name};
+use crate::logs::progress::Record;
 
 pub use conditions::is_true as condition_is_true;
+use decider::Decider;
 
 /// What the controller found for one child.
 #[derive(Clone, Debug, PartialEq)]
@@ -48,6 +55,36 @@ pub struct Observed {
     pub pytorch_job: Lookup<PyTorchJob>,
     /// Pods labelled with the job's name (preprocess and training pods).
     pub pods: Vec<Pod>,
+    /// The rank-0 log's new records, when it was read this time (only while training).
+    pub log: Option<LogRead>,
+    /// When the rank-0 log is next due to be read (only while training).
+    pub next_log_read: Option<Duration>,
+    /// The last lines of the failing container, when [`failure_source`] names one.
+    pub failure_log: Option<String>,
+}
+
+impl Observed {
+    /// A world of the given time and children, without pods or logs.
+    pub fn new(now: Time, preprocess_job: Lookup<Job>, pytorch_job: Lookup<PyTorchJob>) -> Self {
+        Observed {
+            now,
+            preprocess_job,
+            pytorch_job,
+            pods: Vec::new(),
+            log: None,
+            next_log_read: None,
+            failure_log: None,
+        }
+    }
+}
+
+/// New lines of the rank-0 log, read this time.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LogRead {
+    /// What the new lines said.
+    pub records: Vec<Record>,
+    /// Where the next read starts.
+    pub cursor: Option<LogCursor>,
 }
 
 /// Which parts of the world a reconcile must fetch.
@@ -56,6 +93,8 @@ pub struct Needs {
     pub preprocess_job: bool,
     pub pytorch_job: bool,
     pub pods: bool,
+    /// The rank-0 log, for progress: only while training.
+    pub log: bool,
 }
 
 /// The two children.
@@ -87,14 +126,26 @@ pub struct LogSource {
     pub container: String,
 }
 
+/// The log lines that end an event's note.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Tail {
+    /// Read the last lines of this container when publishing.
+    Fetch(LogSource),
+    /// Lines already read.
+    Text(String),
+}
+
 /// An event to publish on the FineTuneJob.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PlannedEvent {
     pub severity: Severity,
     pub reason: &'static str,
+    /// The event's action. The recorder merges events of one reason and action within six
+    /// minutes, keeping the first note, so events that repeat a reason with news (one per epoch,
+    /// one per checkpoint) carry a distinct action.
+    pub action: String,
     pub note: String,
-    /// When set, the last lines of this container's log are appended to the note.
-    pub tail: Option<LogSource>,
+    pub tail: Option<Tail>,
 }
 
 /// What to do after observing the world.
@@ -126,6 +177,12 @@ pub mod reason {
     pub const CHILD_REJECTED: &str = "ChildRejected";
     pub const PYTORCHJOB_NOT_INSTALLED: &str = "PyTorchJobNotInstalled";
     pub const QUEUED: &str = "Queued";
+    /// Warning events when the Stalled condition turns true.
+    pub const PREPROCESS_STALLED: &str = "PreprocessStalled";
+    pub const TRAINING_STALLED: &str = "TrainingStalled";
+    /// Stalled condition reasons besides the diagnoses of blocked pods.
+    pub const PROGRESS_DEADLINE_EXCEEDED: &str = "ProgressDeadlineExceeded";
+    pub const PROGRESSING: &str = "Progressing";
 }
 
 /// How often to look again while the PyTorchJob kind is missing.
@@ -141,6 +198,7 @@ pub fn needs(job: &FineTuneJob) -> Needs {
             preprocess_job: cleanup && status.preprocess_job.is_some(),
             pytorch_job: cleanup && status.pytorch_job.is_some(),
             pods: false,
+            log: false,
         };
     }
     let initialized = conditions::is_true(&status.conditions, condition::INITIALIZED);
@@ -148,7 +206,36 @@ pub fn needs(job: &FineTuneJob) -> Needs {
         preprocess_job: job.spec.preprocess.is_some() && !initialized,
         pytorch_job: true,
         pods: true,
+        log: status.phase == Some(Phase::Training) && status.pytorch_job.is_some(),
     }
+}
+
+/// The container whose last lines explain a failure in `observed`, if one failed: the failed
+/// preprocess pod, or the failing training pod (the rank-0 pod first).
+pub fn failure_source(job: &FineTuneJob, observed: &Observed) -> Option<LogSource> {
+    let name = job.name_any();
+    if let Some(pre) = observed.preprocess_job.present()
+        && decider::job_condition(pre, "Failed")
+    {
+        let job_pods = pods::of_job(&observed.pods, &preprocess_job_name(&name));
+        return pods::failed_container(&job_pods, PREPROCESS_CONTAINER, "").map(|t| LogSource {
+            pod: t.pod,
+            container: t.container,
+        });
+    }
+    let ptj = observed.pytorch_job.present()?;
+    let master = master_pod_name(&name);
+    let pod = if ptj.condition_true("Failed").is_some() {
+        pods::failed_container(&observed.pods, PYTORCH_CONTAINER, &master)
+            .map(|t| t.pod)
+            .unwrap_or(master)
+    } else {
+        pods::restarting_too_often(&observed.pods, PYTORCH_CONTAINER, job.spec.backoff_limit)?.pod
+    };
+    Some(LogSource {
+        pod,
+        container: PYTORCH_CONTAINER.to_string(),
+    })
 }
 
 /// Decides the next status, child actions and events for `job` in the world `observed`.
@@ -161,12 +248,7 @@ pub fn decide(job: &FineTuneJob, observed: &Observed) -> Decision {
 /// The first status of a new job, written together with the finalizer, so that `kubectl get`
 /// shows Pending before anything starts.
 pub fn accepted(job: &FineTuneJob, now: &Time) -> FineTuneJobStatus {
-    let observed = Observed {
-        now: now.clone(),
-        preprocess_job: Lookup::Skipped,
-        pytorch_job: Lookup::Skipped,
-        pods: Vec::new(),
-    };
+    let observed = Observed::new(now.clone(), Lookup::Skipped, Lookup::Skipped);
     let mut d = Decider::new(job, &observed);
     d.new.observed_generation = d.generation;
     d.new.start_time = Some(now.clone());
@@ -188,12 +270,7 @@ pub fn child_rejected(
     message: &str,
     now: &Time,
 ) -> (FineTuneJobStatus, PlannedEvent) {
-    let observed = Observed {
-        now: now.clone(),
-        preprocess_job: Lookup::Skipped,
-        pytorch_job: Lookup::Skipped,
-        pods: Vec::new(),
-    };
+    let observed = Observed::new(now.clone(), Lookup::Skipped, Lookup::Skipped);
     let mut d = Decider::new(job, &observed);
     let (what, event_reason) = match kind {
         ChildKind::Preprocess => ("preprocess Job", reason::PREPROCESS_FAILED),
@@ -204,568 +281,11 @@ pub fn child_rejected(
     let event = PlannedEvent {
         severity: Severity::Warning,
         reason: event_reason,
+        action: event_reason.to_string(),
         note: text,
         tail: None,
     };
     (d.finish().status, event)
-}
-
-/// Whether the stage is done deciding, or the next stage should look too.
-enum Flow {
-    Continue,
-    Stop,
-}
-
-struct Decider<'a> {
-    job: &'a FineTuneJob,
-    name: String,
-    obs: &'a Observed,
-    old: FineTuneJobStatus,
-    new: FineTuneJobStatus,
-    generation: Option<i64>,
-    actions: Vec<ChildAction>,
-    events: Vec<PlannedEvent>,
-    requeue_after: Option<Duration>,
-}
-
-impl<'a> Decider<'a> {
-    fn new(job: &'a FineTuneJob, obs: &'a Observed) -> Self {
-        let old = job.status.clone().unwrap_or_default();
-        Self {
-            job,
-            name: job.name_any(),
-            obs,
-            new: old.clone(),
-            old,
-            generation: job.metadata.generation,
-            actions: Vec::new(),
-            events: Vec::new(),
-            requeue_after: None,
-        }
-    }
-
-    fn finish(self) -> Decision {
-        Decision {
-            status: self.new,
-            actions: self.actions,
-            events: self.events,
-            requeue_after: self.requeue_after,
-        }
-    }
-
-    fn run(&mut self) {
-        self.new.observed_generation = self.generation;
-        if self.old.phase.is_some_and(Phase::is_finished) {
-            self.finished();
-            return;
-        }
-        if self.new.start_time.is_none() {
-            self.new.start_time = Some(self.obs.now.clone());
-            self.set_phase(Phase::Pending, "Accepted", "Accepted; starting");
-        }
-        for stage in [
-            Self::children_deleted,
-            Self::suspend,
-            Self::kind_installed,
-            Self::preprocess,
-            Self::training,
-            Self::deadline,
-        ] {
-            if let Flow::Stop = stage(self) {
-                break;
-            }
-        }
-        if !matches!(self.obs.pytorch_job, Lookup::KindMissing) {
-            self.set_condition(
-                condition::ACCEPTED,
-                true,
-                "Accepted",
-                "The spec was accepted",
-            );
-        }
-        self.delete_children_if_finished();
-    }
-
-    // ---- stages -------------------------------------------------------------------------
-
-    /// A child we created has disappeared before the job finished: someone else deleted it.
-    fn children_deleted(&mut self) -> Flow {
-        let preprocess_gone = self.new.preprocess_job.is_some()
-            && !self.initialized()
-            && matches!(self.obs.preprocess_job, Lookup::Absent);
-        let pytorch_gone = self.new.pytorch_job.is_some()
-            && matches!(self.obs.pytorch_job, Lookup::Absent | Lookup::KindMissing);
-        let message = if preprocess_gone {
-            format!(
-                "the preprocess Job {} was deleted before it finished",
-                preprocess_job_name(&self.name)
-            )
-        } else if pytorch_gone {
-            format!(
-                "the PyTorchJob {} was deleted before it finished",
-                self.name
-            )
-        } else {
-            return Flow::Continue;
-        };
-        let event_reason = if preprocess_gone {
-            reason::PREPROCESS_FAILED
-        } else {
-            reason::TRAINING_FAILED
-        };
-        self.fail(reason::CHILD_DELETED, &message, None);
-        self.event(Severity::Warning, event_reason, message, None);
-        Flow::Stop
-    }
-
-    /// spec.suspend: hold creation, suspend running children; on resume, unsuspend them.
-    fn suspend(&mut self) -> Flow {
-        let suspend = self.job.spec.suspend;
-        let was_suspended = self.old.phase == Some(Phase::Suspended);
-        let queue_managed = self.job.spec.queue_name().is_some();
-
-        // Children whose suspension differs from what the spec asks for.
-        if let Some(pre) = self.obs.preprocess_job.present() {
-            let is = pre.spec.as_ref().and_then(|s| s.suspend).unwrap_or(false);
-            if is != suspend && !job_finished(pre) {
-                self.actions
-                    .push(ChildAction::SetSuspended(ChildKind::Preprocess, suspend));
-            }
-        }
-        if let Some(ptj) = self.obs.pytorch_job.present() {
-            let is = ptj
-                .spec
-                .run_policy
-                .as_ref()
-                .and_then(|r| r.suspend)
-                .unwrap_or(false);
-            // Kueue owns runPolicy.suspend of a queued job; we never fight it.
-            if is != suspend && !queue_managed {
-                self.actions
-                    .push(ChildAction::SetSuspended(ChildKind::PyTorchJob, suspend));
-            }
-        }
-
-        if suspend && queue_managed && self.new.pytorch_job.is_some() {
-            // Saying Suspended while Kueue keeps the pods running would be a lie.
-            self.set_condition(
-                condition::SUSPENDED,
-                false,
-                "ManagedByQueue",
-                "spec.suspend has no effect once the PyTorchJob is queued: Kueue owns its \
-                 suspension (deactivate its Workload to stop it)",
-            );
-            return Flow::Continue;
-        }
-        if suspend {
-            let message = "Suspended by spec.suspend; no pods run until it is set to false";
-            self.set_condition(condition::SUSPENDED, true, reason::SUSPENDED, message);
-            if !was_suspended {
-                self.event(
-                    Severity::Normal,
-                    reason::SUSPENDED,
-                    message.to_string(),
-                    None,
-                );
-            }
-            self.new.phase = Some(Phase::Suspended);
-            self.new.reason = Some(reason::SUSPENDED.to_string());
-            self.new.message = Some(message.to_string());
-            return Flow::Stop;
-        }
-        if was_suspended {
-            self.set_condition(
-                condition::SUSPENDED,
-                false,
-                reason::RESUMED,
-                "Resumed: spec.suspend is false",
-            );
-            self.event(
-                Severity::Normal,
-                reason::RESUMED,
-                "Resumed: spec.suspend is false".to_string(),
-                None,
-            );
-            // The deadline counts again from the resume, as for a Kubernetes Job.
-            if self.new.training_start_time.is_some() {
-                self.new.training_start_time = Some(self.obs.now.clone());
-            }
-            // Return to the phase the world is in; the next stages set it.
-            self.new.phase = Some(self.resume_phase());
-        }
-        Flow::Continue
-    }
-
-    /// Without the PyTorchJob kind nothing can train: say so instead of starting (or failing),
-    /// and look again from time to time, so that installing the training operator is enough.
-    fn kind_installed(&mut self) -> Flow {
-        if !matches!(self.obs.pytorch_job, Lookup::KindMissing) {
-            return Flow::Continue;
-        }
-        let message = "The kubeflow.org/v1 PyTorchJob kind is not installed in this cluster; \
-                       install the Kubeflow training operator (v1.9) and the job starts by itself";
-        self.set_condition(
-            condition::ACCEPTED,
-            false,
-            reason::PYTORCHJOB_NOT_INSTALLED,
-            message,
-        );
-        self.new.reason = Some(reason::PYTORCHJOB_NOT_INSTALLED.to_string());
-        self.new.message = Some(message.to_string());
-        self.requeue_after = Some(KIND_MISSING_RETRY);
-        Flow::Stop
-    }
-
-    /// The Initializing phase: run the preprocess Job once.
-    fn preprocess(&mut self) -> Flow {
-        if self.job.spec.preprocess.is_none() {
-            self.set_condition(
-                condition::INITIALIZED,
-                true,
-                "NoPreprocessing",
-                "spec.preprocess is not set; dataset.path is used as processed data",
-            );
-            return Flow::Continue;
-        }
-        if self.initialized() {
-            return Flow::Continue;
-        }
-        let job_name = preprocess_job_name(&self.name);
-        match &self.obs.preprocess_job {
-            Lookup::Absent if self.new.preprocess_job.is_none() => {
-                self.actions
-                    .push(ChildAction::Create(ChildKind::Preprocess));
-                self.new.preprocess_job = Some(job_name.clone());
-                let message = format!("Job {job_name} runs instructlab.training.data_process");
-                self.set_condition(condition::INITIALIZED, false, "Preprocessing", &message);
-                self.set_phase(Phase::Initializing, "Preprocessing", &message);
-                self.event(Severity::Normal, reason::PREPROCESS_STARTED, message, None);
-                Flow::Stop
-            }
-            Lookup::Present(pre) => {
-                if job_condition(pre, "Complete") {
-                    let message = format!("Job {job_name} processed the data");
-                    self.set_condition(
-                        condition::INITIALIZED,
-                        true,
-                        reason::PREPROCESS_SUCCEEDED,
-                        &message,
-                    );
-                    self.event(
-                        Severity::Normal,
-                        reason::PREPROCESS_SUCCEEDED,
-                        message,
-                        None,
-                    );
-                    Flow::Continue
-                } else if let Some(failed) = job_condition_message(pre, "Failed") {
-                    let job_pods = pods::of_job(&self.obs.pods, &job_name);
-                    let termination = pods::failed_container(&job_pods, PREPROCESS_CONTAINER, "");
-                    let mut message = format!("preprocess Job {job_name} failed: {failed}");
-                    if let Some(t) = &termination {
-                        message.push_str(&format!("; {}", t.describe()));
-                    }
-                    self.fail(reason::PREPROCESS_FAILED, &message, None);
-                    let tail = termination.map(|t| LogSource {
-                        pod: t.pod,
-                        container: t.container,
-                    });
-                    self.event(Severity::Warning, reason::PREPROCESS_FAILED, message, tail);
-                    Flow::Stop
-                } else {
-                    let message = format!("Job {job_name} runs instructlab.training.data_process");
-                    self.set_condition(condition::INITIALIZED, false, "Preprocessing", &message);
-                    self.set_phase(Phase::Initializing, "Preprocessing", &message);
-                    Flow::Stop
-                }
-            }
-            // Skipped cannot happen while needs() asks for it; Absent after creation is handled
-            // by children_deleted. Either way, wait for the next event.
-            _ => Flow::Stop,
-        }
-    }
-
-    /// The Training phase: the PyTorchJob.
-    fn training(&mut self) -> Flow {
-        match &self.obs.pytorch_job {
-            Lookup::Absent if self.new.pytorch_job.is_none() => {
-                self.actions
-                    .push(ChildAction::Create(ChildKind::PyTorchJob));
-                self.new.pytorch_job = Some(self.name.clone());
-                match self.job.spec.queue_name() {
-                    Some(queue) => self.queued(queue),
-                    None => self.training_started(),
-                }
-                Flow::Stop
-            }
-            Lookup::Present(ptj) => self.pytorch_job_state(ptj),
-            _ => Flow::Stop,
-        }
-    }
-
-    fn pytorch_job_state(&mut self, ptj: &PyTorchJob) -> Flow {
-        if ptj.condition_true("Succeeded").is_some() {
-            let message = format!("PyTorchJob {} finished training", self.name);
-            self.set_condition(
-                condition::COMPLETE,
-                true,
-                reason::TRAINING_SUCCEEDED,
-                &message,
-            );
-            self.set_phase(Phase::Succeeded, reason::TRAINING_SUCCEEDED, &message);
-            self.new.completion_time = Some(self.obs.now.clone());
-            self.event(Severity::Normal, reason::TRAINING_SUCCEEDED, message, None);
-            return Flow::Stop;
-        }
-        let master = master_pod_name(&self.name);
-        if let Some(failed) = ptj.condition_true("Failed") {
-            let termination = pods::failed_container(&self.obs.pods, PYTORCH_CONTAINER, &master);
-            let mut message = format!(
-                "PyTorchJob {} failed: {}",
-                self.name,
-                failed.message.as_deref().unwrap_or("no message")
-            );
-            if let Some(t) = &termination {
-                message.push_str(&format!("; {}", t.describe()));
-            }
-            let tail = Some(LogSource {
-                pod: termination.map(|t| t.pod).unwrap_or(master),
-                container: PYTORCH_CONTAINER.to_string(),
-            });
-            self.fail(reason::TRAINING_FAILED, &message, None);
-            self.event(Severity::Warning, reason::TRAINING_FAILED, message, tail);
-            return Flow::Stop;
-        }
-        if let Some(t) = pods::restarting_too_often(
-            &self.obs.pods,
-            PYTORCH_CONTAINER,
-            self.job.spec.backoff_limit,
-        ) {
-            let message = format!(
-                "pod {} container {} restarted {} times, more than backoffLimit {}; last exit code {}",
-                t.pod, t.container, t.restarts, self.job.spec.backoff_limit, t.exit_code
-            );
-            let tail = Some(LogSource {
-                pod: t.pod,
-                container: t.container,
-            });
-            self.fail(
-                reason::TRAINING_FAILED,
-                &message,
-                Some(ChildKind::PyTorchJob),
-            );
-            self.event(Severity::Warning, reason::TRAINING_FAILED, message, tail);
-            return Flow::Stop;
-        }
-        let suspended_by_queue = self.job.spec.queue_name().is_some()
-            && ptj
-                .spec
-                .run_policy
-                .as_ref()
-                .and_then(|r| r.suspend)
-                .unwrap_or(false);
-        match (suspended_by_queue, self.new.training_start_time.is_some()) {
-            (true, false) => self.queued(self.job.spec.queue_name().unwrap_or_default()),
-            (false, false) => self.training_started(),
-            (true, true) => self.set_phase(
-                Phase::Training,
-                "SuspendedByQueue",
-                &format!("Kueue suspended PyTorchJob {} (e.g. preempted)", self.name),
-            ),
-            (false, true) => {
-                let message = self.training_message();
-                self.set_phase(Phase::Training, "Training", &message)
-            }
-        }
-        Flow::Continue
-    }
-
-    /// activeDeadlineSeconds, counted from the start (or resume) of training.
-    fn deadline(&mut self) -> Flow {
-        let (Some(limit), Some(started)) = (
-            self.job.spec.active_deadline_seconds,
-            self.new.training_start_time.as_ref(),
-        ) else {
-            return Flow::Continue;
-        };
-        if self.new.phase != Some(Phase::Training) {
-            return Flow::Continue;
-        }
-        let elapsed = self.obs.now.0.as_second() - started.0.as_second();
-        if elapsed < limit {
-            self.requeue_after = Some(Duration::from_secs((limit - elapsed) as u64));
-            return Flow::Continue;
-        }
-        let message = format!(
-            "training ran for {elapsed}s, longer than activeDeadlineSeconds {limit}; its pods were stopped"
-        );
-        let tail = Some(LogSource {
-            pod: master_pod_name(&self.name),
-            container: PYTORCH_CONTAINER.to_string(),
-        });
-        self.fail(
-            reason::DEADLINE_EXCEEDED,
-            &message,
-            Some(ChildKind::PyTorchJob),
-        );
-        self.event(Severity::Warning, reason::DEADLINE_EXCEEDED, message, tail);
-        Flow::Stop
-    }
-
-    /// A finished job: nothing changes any more, except deleting children when asked.
-    fn finished(&mut self) {
-        self.delete_children_if_finished();
-    }
-
-    fn delete_children_if_finished(&mut self) {
-        if !self.new.phase.is_some_and(Phase::is_finished)
-            || !self.job.spec.cleanup.delete_children_after_finished
-        {
-            return;
-        }
-        if exists(&self.obs.preprocess_job, |j| &j.metadata) {
-            self.actions
-                .push(ChildAction::Delete(ChildKind::Preprocess));
-        }
-        if exists(&self.obs.pytorch_job, |j| &j.metadata) {
-            self.actions
-                .push(ChildAction::Delete(ChildKind::PyTorchJob));
-        }
-    }
-
-    // ---- helpers ------------------------------------------------------------------------
-
-    fn initialized(&self) -> bool {
-        conditions::is_true(&self.new.conditions, condition::INITIALIZED)
-    }
-
-    /// The phase to return to after a resume: the furthest the job had got.
-    fn resume_phase(&self) -> Phase {
-        if self.new.pytorch_job.is_some() {
-            Phase::Training
-        } else if self.new.preprocess_job.is_some() && !self.initialized() {
-            Phase::Initializing
-        } else {
-            Phase::Pending
-        }
-    }
-
-    fn queued(&mut self, queue: &str) {
-        self.set_phase(
-            Phase::Pending,
-            reason::QUEUED,
-            &format!(
-                "PyTorchJob {} waits for Kueue to admit it from queue {queue}",
-                self.name
-            ),
-        );
-    }
-
-    /// The same words at the start and while training, so a steady state writes nothing.
-    fn training_message(&self) -> String {
-        let spec = &self.job.spec;
-        format!(
-            "PyTorchJob {} trains on {} node(s) with {} GPU(s) each",
-            self.name, spec.resources.nodes, spec.resources.gpus_per_node
-        )
-    }
-
-    fn training_started(&mut self) {
-        let message = self.training_message();
-        self.new.training_start_time = Some(self.obs.now.clone());
-        self.set_phase(Phase::Training, "Training", &message);
-        self.event(Severity::Normal, reason::TRAINING_STARTED, message, None);
-    }
-
-    /// Fails the job for good; `stop` names a child whose pods must stop now.
-    fn fail(&mut self, why: &str, message: &str, stop: Option<ChildKind>) {
-        self.set_condition(condition::FAILED, true, why, message);
-        self.set_phase(Phase::Failed, why, message);
-        self.new.completion_time = Some(self.obs.now.clone());
-        if let Some(kind) = stop {
-            self.actions.push(ChildAction::SetSuspended(kind, true));
-        }
-    }
-
-    /// Sets the phase, unless that would move it backwards.
-    fn set_phase(&mut self, phase: Phase, why: &str, message: &str) {
-        let rank = |p: Phase| match p {
-            Phase::Pending | Phase::Suspended => 0,
-            Phase::Initializing => 1,
-            Phase::Training => 2,
-            Phase::Succeeded | Phase::Failed => 3,
-        };
-        if let Some(current) = self.new.phase
-            && current != Phase::Suspended
-            && rank(phase) < rank(current)
-        {
-            return;
-        }
-        self.new.phase = Some(phase);
-        self.new.reason = Some(why.to_string());
-        self.new.message = Some(message.to_string());
-    }
-
-    fn set_condition(&mut self, type_: &str, status: bool, why: &str, message: &str) {
-        conditions::set(
-            &mut self.new.conditions,
-            type_,
-            status,
-            why,
-            message,
-            self.generation,
-            &self.obs.now,
-        );
-    }
-
-    fn event(
-        &mut self,
-        severity: Severity,
-        reason: &'static str,
-        note: String,
-        tail: Option<LogSource>,
-    ) {
-        self.events.push(PlannedEvent {
-            severity,
-            reason,
-            note,
-            tail,
-        });
-    }
-}
-
-/// The child exists and is not already being deleted.
-fn exists<T>(
-    lookup: &Lookup<T>,
-    meta: impl Fn(&T) -> &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-) -> bool {
-    lookup
-        .present()
-        .is_some_and(|t| meta(t).deletion_timestamp.is_none())
-}
-
-fn job_condition(job: &Job, type_: &str) -> bool {
-    job_condition_message(job, type_).is_some()
-}
-
-/// The message of the Job's condition `type_` when it is True.
-fn job_condition_message(job: &Job, type_: &str) -> Option<String> {
-    job.status
-        .as_ref()?
-        .conditions
-        .as_ref()?
-        .iter()
-        .find(|c| c.type_ == type_ && c.status == "True")
-        .map(|c| {
-            c.message
-                .clone()
-                .or_else(|| c.reason.clone())
-                .unwrap_or_else(|| type_.to_string())
-        })
-}
-
-fn job_finished(job: &Job) -> bool {
-    job_condition(job, "Complete") || job_condition(job, "Failed")
 }
 
 #[cfg(test)]

@@ -45,11 +45,16 @@ fn merge(target: &mut Value, patch: Value) {
 }
 
 fn world(pre: Lookup<Job>, ptj: Lookup<PyTorchJob>, pods: Vec<Pod>) -> Observed {
-    Observed {
-        now: t(T1),
-        preprocess_job: pre,
-        pytorch_job: ptj,
-        pods,
+    let mut observed = Observed::new(t(T1), pre, ptj);
+    observed.pods = pods;
+    observed
+}
+
+/// The pod a tail is read from.
+fn tail_pod(e: &PlannedEvent) -> &str {
+    match e.tail.as_ref().unwrap() {
+        Tail::Fetch(source) => &source.pod,
+        Tail::Text(_) => panic!("the tail was already read"),
     }
 }
 
@@ -233,10 +238,10 @@ fn failed_preprocess_fails_with_exit_code_and_tail() {
     assert!(e.note.contains("exited with code 2 (Error)"), "{}", e.note);
     assert_eq!(
         e.tail,
-        Some(LogSource {
+        Some(Tail::Fetch(LogSource {
             pod: "ft-preprocess-abc".into(),
             container: "preprocess".into()
-        })
+        }))
     );
     assert!(d.actions.is_empty());
     assert_settles(j, &d, &w);
@@ -301,7 +306,7 @@ fn failed_training_reports_the_failing_container() {
         "{}",
         e.note
     );
-    assert_eq!(e.tail.as_ref().unwrap().pod, "ft-master-0");
+    assert_eq!(tail_pod(e), "ft-master-0");
     assert_settles(j, &d, &w);
 }
 
@@ -361,7 +366,7 @@ fn deadline_is_enforced_from_training_start() {
         vec![ChildAction::SetSuspended(ChildKind::PyTorchJob, true)]
     );
     assert_eq!(reasons(&d), vec![reason::DEADLINE_EXCEEDED]);
-    assert_eq!(d.events[0].tail.as_ref().unwrap().pod, "ft-master-0");
+    assert_eq!(tail_pod(&d.events[0]), "ft-master-0");
     assert_settles(j, &d, &w);
 }
 
@@ -572,4 +577,227 @@ fn suspend_does_not_claim_to_stop_a_queued_job() {
         Some(("False".into(), "ManagedByQueue".into()))
     );
     assert!(d.events.is_empty());
+}
+
+/// Records of InstructLab v0.12 log lines: metrics through Rich's handler, markers as prints.
+fn records(lines: &[&str]) -> Vec<crate::logs::progress::Record> {
+    let log: String = lines
+        .iter()
+        .map(|l| match l.starts_with("epoch=") {
+            true => format!("[10:04:59] INFO     {l}   main_ds.py:170\n"),
+            false => format!("{l}\n"),
+        })
+        .collect();
+    let mut parser = crate::logs::progress::ProgressParser::new();
+    let mut records = parser.feed(log.as_bytes());
+    records.extend(parser.finish());
+    records
+}
+
+fn cursor(time: &str, lines: i64) -> crate::api::LogCursor {
+    crate::api::LogCursor {
+        pod_uid: "uid-m".into(),
+        time: time.into(),
+        lines,
+    }
+}
+
+#[test]
+fn log_lines_become_progress_checkpoints_and_events() {
+    let j = job(json!({"training": {"epochs": 2}}), Some(training_status()));
+    let mut w = world(
+        Lookup::Skipped,
+        Lookup::Present(pytorch_job(Some("Running"), false)),
+        vec![],
+    );
+    w.log = Some(LogRead {
+        records: records(&[
+            "epoch=0, step=1, rank=0, overall_throughput=40.0, avg_loss=2.500, samples_seen=100, total_samples=200, num_epoch_steps=2",
+            "epoch=0, step=2, rank=0, overall_throughput=42.0, avg_loss=2.000, samples_seen=200, total_samples=200, num_epoch_steps=2",
+            "\x1b[93mModel state saved in: /output/ft/full_state/epoch_0\x1b[0m",
+        ]),
+        cursor: Some(cursor("2026-11-26T10:04:59.5Z", 3)),
+    });
+    w.next_log_read = Some(Duration::from_secs(10));
+    let d = decide(&j, &w);
+    let p = d.status.progress.clone().expect("progress");
+    assert_eq!(
+        (p.epoch, p.epoch_text.as_deref(), p.step, p.total_steps),
+        (Some(1), Some("1/2"), Some(2), Some(4))
+    );
+    assert_eq!(p.percent, Some(50));
+    assert_eq!(p.loss, Some(2.0));
+    assert_eq!(
+        d.status.checkpoints[0].path,
+        "/output/ft/full_state/epoch_0"
+    );
+    assert_eq!(
+        d.status.log_cursor,
+        Some(cursor("2026-11-26T10:04:59.5Z", 3))
+    );
+    assert_eq!(reasons(&d), ["EpochCompleted", "CheckpointSaved"]);
+    // Events that repeat a reason carry distinct actions, so the recorder never merges them.
+    assert_eq!(d.events[0].action, "EpochCompleted/epoch-1");
+    assert!(
+        d.events[0]
+            .note
+            .contains("Epoch 1/2 completed, loss 2.0000"),
+        "{}",
+        d.events[0].note
+    );
+    assert_eq!(
+        d.requeue_after,
+        Some(Duration::from_secs(10)),
+        "the next read"
+    );
+
+    // Nothing new read: nothing written, nothing published.
+    let j = job(json!({"training": {"epochs": 2}}), Some(d.status.clone()));
+    let mut quiet = world(
+        Lookup::Skipped,
+        Lookup::Present(pytorch_job(Some("Running"), false)),
+        vec![],
+    );
+    quiet.log = Some(LogRead {
+        records: vec![],
+        cursor: Some(cursor("2026-11-26T10:04:59.5Z", 3)),
+    });
+    let again = decide(&j, &quiet);
+    assert_eq!(again.status, d.status);
+    assert!(again.events.is_empty());
+}
+
+#[test]
+fn the_last_lines_count_before_success() {
+    let j = job(json!({"training": {"epochs": 1}}), Some(training_status()));
+    let mut w = world(
+        Lookup::Skipped,
+        Lookup::Present(pytorch_job(Some("Succeeded"), false)),
+        vec![],
+    );
+    w.log = Some(LogRead {
+        records: records(&[
+            "epoch=0, step=2, rank=0, avg_loss=1.500, samples_seen=200, total_samples=200, num_epoch_steps=2",
+        ]),
+        cursor: None,
+    });
+    let d = decide(&j, &w);
+    assert_eq!(d.status.phase, Some(Phase::Succeeded));
+    assert_eq!(d.status.progress.as_ref().unwrap().percent, Some(100));
+    assert_eq!(reasons(&d), ["EpochCompleted", "TrainingSucceeded"]);
+}
+
+#[test]
+fn failures_get_a_specific_reason_from_pods_and_log() {
+    let j = job(json!({}), Some(training_status()));
+    let mut w = world(
+        Lookup::Skipped,
+        Lookup::Present(pytorch_job(Some("Failed"), false)),
+        vec![pod("ft-master-0", "pytorch", json!({}), Some(1), 0)],
+    );
+    w.failure_log = Some("step 3\n[rank0]: torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 GiB\n".into());
+    let d = decide(&j, &w);
+    assert_eq!(d.status.reason.as_deref(), Some(reason::TRAINING_FAILED));
+    assert_eq!(
+        condition(&d.status, "Failed"),
+        Some(("True".into(), "CUDAOutOfMemory".into()))
+    );
+    assert!(
+        d.status
+            .message
+            .as_deref()
+            .unwrap()
+            .starts_with("the GPU ran out of memory")
+    );
+    // The lines already read end the event; nothing is read twice.
+    assert!(matches!(&d.events[0].tail, Some(Tail::Text(t)) if t.contains("CUDA out of memory")));
+}
+
+#[test]
+fn pods_that_cannot_start_mark_the_job_stalled_once() {
+    let j = job(json!({}), Some(training_status()));
+    let unschedulable: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "ft-master-0", "labels": {"training.kubeflow.org/job-name": "ft"},
+                     "creationTimestamp": "2026-11-26T10:00:00Z"},
+        "status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+            "reason": "Unschedulable", "message": "0/4 nodes are available: 4 Insufficient nvidia.com/gpu."}]},
+    }))
+    .unwrap();
+    let w = world(
+        Lookup::Skipped,
+        Lookup::Present(pytorch_job(Some("Created"), false)),
+        vec![unschedulable],
+    );
+    let d = decide(&j, &w);
+    assert_eq!(
+        d.status.phase,
+        Some(Phase::Training),
+        "stalled is not failed"
+    );
+    assert_eq!(
+        condition(&d.status, "Stalled"),
+        Some(("True".into(), "InsufficientGPUs".into()))
+    );
+    assert_eq!(reasons(&d), ["TrainingStalled"]);
+    assert_eq!(d.events[0].severity, Severity::Warning);
+    assert_settles(j, &d, &w);
+
+    // Once the pods run, the condition says so.
+    let j = job(json!({}), Some(d.status));
+    let d = decide(
+        &j,
+        &world(
+            Lookup::Skipped,
+            Lookup::Present(pytorch_job(Some("Running"), false)),
+            vec![],
+        ),
+    );
+    assert_eq!(
+        condition(&d.status, "Stalled"),
+        Some(("False".into(), "Progressing".into()))
+    );
+    assert!(d.events.is_empty());
+}
+
+#[test]
+fn no_new_step_within_the_progress_deadline_is_a_stall() {
+    let mut status = training_status();
+    status.training_start_time = Some(t("2026-11-26T10:04:00Z"));
+    let spec = json!({"progressDeadlineSeconds": 100});
+    let running = world(
+        Lookup::Skipped,
+        Lookup::Present(pytorch_job(Some("Running"), false)),
+        vec![],
+    );
+    let d = decide(&job(spec.clone(), Some(status.clone())), &running);
+    assert_eq!(condition(&d.status, "Stalled"), None);
+    assert_eq!(d.requeue_after, Some(Duration::from_secs(40)));
+
+    status.training_start_time = Some(t("2026-11-26T10:00:00Z"));
+    let d = decide(&job(spec, Some(status)), &running);
+    assert_eq!(
+        condition(&d.status, "Stalled"),
+        Some(("True".into(), "ProgressDeadlineExceeded".into()))
+    );
+    assert_eq!(reasons(&d), ["TrainingStalled"]);
+    assert_eq!(d.status.phase, Some(Phase::Training));
+}
+
+#[test]
+fn needs_the_log_only_while_training() {
+    let training = job(json!({}), Some(training_status()));
+    assert!(needs(&training).log);
+    let j = job(json!({"preprocess": {}}), None);
+    let initializing = decide(&j, &world(Lookup::Absent, Lookup::Absent, vec![])).status;
+    assert!(!needs(&job(json!({"preprocess": {}}), Some(initializing))).log);
+    let done = decide(
+        &training,
+        &world(
+            Lookup::Skipped,
+            Lookup::Present(pytorch_job(Some("Succeeded"), false)),
+            vec![],
+        ),
+    )
+    .status;
+    assert!(!needs(&job(json!({}), Some(done))).log);
 }

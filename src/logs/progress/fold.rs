@@ -46,7 +46,7 @@ const MAX_EPOCH: i64 = 1_000_000;
 pub struct LogState {
     pub progress: Option<Progress>,
     pub checkpoints: Vec<Checkpoint>,
-    /// The full state the current run resumed from. The status has no field for it yet.
+    /// The full state the current run resumed from.
     pub resumed_from: Option<Checkpoint>,
 }
 
@@ -56,7 +56,7 @@ impl LogState {
         LogState {
             progress: status.progress.clone(),
             checkpoints: status.checkpoints.clone(),
-            resumed_from: None,
+            resumed_from: status.resumed_from.clone(),
         }
     }
 }

@@ -4,7 +4,7 @@ use super::line::LineReader;
 use super::record::Record;
 
 /// Longest line kept; the rest of a longer line is dropped. Rich pads its lines to `COLUMNS`,
-/// 10,000 in the operator's pods, so they stay whole. `\r` ends a line too: tqdm redraws its bar
+/// 512 in the operator's pods, so they stay whole. `\r` ends a line too: tqdm redraws its bar
 /// after one, and output of other processes may follow the last redraw.
 pub const MAX_LINE_BYTES: usize = 16 * 1024;
 
@@ -97,7 +97,7 @@ impl ProgressParser {
 }
 
 /// Position of the first `\n` or `\r`. Looks at 32 bytes at a time first, which the compiler
-/// vectorises: most bytes of a log are not line ends, and Rich lines are 10,000 bytes long.
+/// vectorises: most bytes of a log are not line ends, and Rich pads its lines to the console width.
 fn find_line_end(s: &[u8]) -> Option<usize> {
     const BLOCK: usize = 32;
     let is_end = |b: u8| b == b'\n' || b == b'\r';

@@ -10,7 +10,8 @@
 //! column takes the rest of the console width (padded with spaces) but for the `file.py:line`
 //! column on the right. A message wider than its column continues on lines indented to the
 //! column, broken at spaces, or inside a word longer than the column ("fold"). With
-//! `COLUMNS=10000` lines are 10,000 bytes and never wrap; without it Rich uses 80 columns.
+//! `COLUMNS=512` (the operator's pods) lines are 512 bytes and metrics lines never wrap;
+//! without it Rich uses 80 columns.
 
 use super::scan::{leading_spaces, trim, trim_end};
 

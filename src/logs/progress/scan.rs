@@ -26,8 +26,8 @@ pub(super) fn leading_spaces(s: &[u8]) -> usize {
     s.iter().take_while(|&&b| b == b' ').count()
 }
 
-/// `s` without trailing spaces and tabs. Rich pads lines to the console width, 10,000 columns
-/// in the operator's pods, so this looks at 32 bytes at a time.
+/// `s` without trailing spaces and tabs. Rich pads lines to the console width (512 columns in
+/// the operator's pods, more elsewhere), so this looks at 32 bytes at a time.
 pub(super) fn trim_end(s: &[u8]) -> &[u8] {
     const BLOCK: usize = 32;
     let blank = |b: u8| b == b' ' || b == b'\t';

@@ -1,0 +1,158 @@
+//! Following the rank-0 log of training jobs: one bounded, incremental read per job at most
+//! every `interval`, from the cursor the status holds.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::LogParams;
+use kube::runtime::reflector::ObjectRef;
+use kube::{Api, Client, ResourceExt};
+use tracing::debug;
+
+use crate::api::{FineTuneJob, LogCursor, PYTORCH_CONTAINER};
+use crate::build::master_pod_name;
+use crate::logs::cursor::{after_cursor, since_time};
+use crate::logs::progress::ProgressParser;
+use crate::status::LogRead;
+
+/// Bytes asked for in one read. A log that grew more is read again a second later.
+pub const READ_LIMIT_BYTES: i64 = 256 * 1024;
+/// How soon to read again when a read stopped at the limit.
+const CATCH_UP: Duration = Duration::from_secs(1);
+
+/// What is kept between reads of one job's log: the parser (a JSON block or wrapped line can
+/// span two reads) and where it stopped. A restarted operator starts a fresh parser at the
+/// status's cursor, which is always at a line start.
+struct Follower {
+    pod_uid: String,
+    parser: ProgressParser,
+    /// The cursor after the lines the parser has seen.
+    cursor: Option<LogCursor>,
+    last_read: Instant,
+}
+
+pub struct Followers {
+    interval: Duration,
+    jobs: Mutex<HashMap<ObjectRef<FineTuneJob>, Follower>>,
+}
+
+impl Followers {
+    pub fn new(interval: Duration) -> Self {
+        Self {
+            interval,
+            jobs: Mutex::default(),
+        }
+    }
+
+    /// Reads the new lines of the job's rank-0 container when a read is due. Returns them (if
+    /// read) and when the next read is due. A log that cannot be read yet (the pod has not
+    /// started) is not an error: progress simply waits.
+    pub async fn read(
+        &self,
+        client: &Client,
+        job: &FineTuneJob,
+        pods: &[Pod],
+    ) -> (Option<LogRead>, Duration) {
+        let key = ObjectRef::from(job);
+        let previous = self.jobs.lock().expect("followers lock").remove(&key);
+        let now = Instant::now();
+        if let Some(f) = &previous {
+            let since = now.duration_since(f.last_read);
+            if since < self.interval {
+                let wait = self.interval - since;
+                self.put(key, previous);
+                return (None, wait);
+            }
+        }
+        let master_name = master_pod_name(&job.name_any());
+        let Some((master, uid)) = pods
+            .iter()
+            .find(|p| p.name_any() == master_name)
+            .filter(|p| container_started(p))
+            .and_then(|p| Some((p, p.uid()?)))
+        else {
+            self.put(key, previous);
+            return (None, self.interval);
+        };
+
+        let status_cursor = job
+            .status
+            .as_ref()
+            .and_then(|s| s.log_cursor.clone())
+            .filter(|c| c.pod_uid == uid);
+        // The parser's state is good only if the status holds the cursor it stopped at (the
+        // last status write went through) and the pod is the same.
+        let mut follower = previous
+            .filter(|f| f.pod_uid == uid && f.cursor == status_cursor)
+            .unwrap_or_else(|| Follower {
+                pod_uid: uid.clone(),
+                parser: ProgressParser::new(),
+                cursor: status_cursor.clone(),
+                last_read: now,
+            });
+        follower.last_read = now;
+
+        let params = LogParams {
+            container: Some(PYTORCH_CONTAINER.to_string()),
+            timestamps: true,
+            since_time: status_cursor.as_ref().and_then(since_time),
+            limit_bytes: Some(READ_LIMIT_BYTES),
+            ..Default::default()
+        };
+        let ns = job.namespace().unwrap_or_default();
+        let text = match Api::<Pod>::namespaced(client.clone(), &ns)
+            .logs(&master.name_any(), &params)
+            .await
+        {
+            Ok(text) => text,
+            Err(e) => {
+                debug!(pod = %master.name_any(), error = %e, "rank-0 log not readable yet");
+                self.put(key, Some(follower));
+                return (None, self.interval);
+            }
+        };
+        let cut = text.len() as i64 >= READ_LIMIT_BYTES;
+        let new = after_cursor(&text, &uid, status_cursor.as_ref(), cut);
+        let mut bytes = Vec::with_capacity(text.len());
+        for line in &new.lines {
+            bytes.extend_from_slice(line.as_bytes());
+            bytes.push(b'\n');
+        }
+        let records = follower.parser.feed(&bytes);
+        follower.cursor = new.cursor.clone();
+        self.put(key, Some(follower));
+        let next = if cut { CATCH_UP } else { self.interval };
+        (
+            Some(LogRead {
+                records,
+                cursor: new.cursor,
+            }),
+            next,
+        )
+    }
+
+    /// Drops what is kept for a job that no longer trains.
+    pub fn forget(&self, job: &ObjectRef<FineTuneJob>) {
+        self.jobs.lock().expect("followers lock").remove(job);
+    }
+
+    fn put(&self, key: ObjectRef<FineTuneJob>, follower: Option<Follower>) {
+        if let Some(f) = follower {
+            self.jobs.lock().expect("followers lock").insert(key, f);
+        }
+    }
+}
+
+/// Whether the training container has started (has a log to read).
+fn container_started(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .into_iter()
+        .flatten()
+        .filter(|c| c.name == PYTORCH_CONTAINER)
+        .filter_map(|c| c.state.as_ref())
+        .any(|s| s.running.is_some() || s.terminated.is_some())
+}
