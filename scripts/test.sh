@@ -28,4 +28,7 @@ step "end-to-end tests: the operator on the local control plane"
 # Each test runs its own operator in its own namespace; most of the time is spent waiting.
 cargo test --locked --test e2e -- --test-threads=8
 
+step "end-to-end, alone: a cluster without the PyTorchJob kind"
+cargo test --locked --test e2e_without_pytorchjob
+
 step "all tests passed"

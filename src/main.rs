@@ -172,10 +172,12 @@ async fn operate(args: RunArgs) -> Result<(), BoxError> {
 
     // One shutdown signal (SIGTERM or Ctrl-C) for the controller, the lease and the server.
     let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_tx = Arc::new(stop_tx);
+    let on_signal = stop_tx.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
         info!("shutting down");
-        let _ = stop_tx.send(true);
+        let _ = on_signal.send(true);
     });
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|stop| *stop).await;
@@ -212,7 +214,9 @@ async fn operate(args: RunArgs) -> Result<(), BoxError> {
             .await
             .map_err(BoxError::from)
     };
-    // Stop the server too when the controller ended on its own.
+    // However the controller ended (a signal, an error), the server stops too, so that a
+    // failure exits the process instead of leaving it alive and idle.
+    let _ = stop_tx.send(true);
     let _ = server.await;
     result
 }

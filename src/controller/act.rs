@@ -13,7 +13,7 @@ use serde_json::json;
 use tracing::{info, warn};
 
 use super::Context;
-use super::error::{Error, KubeContext};
+use super::error::{Error, KubeContext, is_not_found};
 use super::events;
 use crate::api::{FIELD_MANAGER, FineTuneJob, PyTorchJob};
 use crate::build::{build_preprocess_job, build_pytorch_job, preprocess_job_name};
@@ -153,7 +153,7 @@ async fn set_suspended(
     };
     match result {
         // Gone already: nothing left to suspend.
-        Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
         other => other.during("suspend_child"),
     }
 }
@@ -176,7 +176,7 @@ async fn delete_child(
             .map(|_| ()),
     };
     match result {
-        Err(kube::Error::Api(s)) if s.is_not_found() => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
         other => other.during("delete_child"),
     }
 }

@@ -40,3 +40,10 @@ impl<T> KubeContext<T> for Result<T, kube::Error> {
         self.map_err(|source| Error::Kube { action, source })
     }
 }
+
+/// A 404, whatever its body. The apiserver answers a path of a kind it does not serve (such as
+/// a PyTorchJob without the training operator) with a plain-text "404 page not found", which
+/// kube cannot read as a NotFound Status.
+pub(crate) fn is_not_found(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if status.code == 404 || status.is_not_found())
+}

@@ -9,7 +9,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use tracing::debug;
 
 use super::Context;
-use super::error::{Error, KubeContext};
+use super::error::{Error, KubeContext, is_not_found};
 use crate::api::{FineTuneJob, JOB_NAME_LABEL, PyTorchJob};
 use crate::build::preprocess_job_name;
 use crate::logs::{TAIL_LIMIT_BYTES, TAIL_LINES};
@@ -40,7 +40,17 @@ pub async fn observe(ctx: &Context, job: &FineTuneJob, needs: Needs) -> Result<O
 
     let pytorch_job = if needs.pytorch_job {
         let api: Api<PyTorchJob> = Api::namespaced(client.clone(), &ns);
-        match api.get_opt(&name).await.during("get_pytorchjob")? {
+        let found = match api.get(&name).await {
+            Ok(p) => Some(p),
+            Err(e) if is_not_found(&e) => None,
+            Err(source) => {
+                return Err(Error::Kube {
+                    action: "get_pytorchjob",
+                    source,
+                });
+            }
+        };
+        match found {
             Some(p) => Lookup::Present(p),
             // A 404 is also what a missing kind looks like; ask discovery which it is.
             None if pytorchjob_kind_installed(client).await? => Lookup::Absent,
@@ -101,7 +111,7 @@ pub async fn pytorchjob_kind_installed(client: &Client) -> Result<bool, Error> {
             .resources
             .iter()
             .any(|r| r.name == PyTorchJob::plural(&()))),
-        Err(kube::Error::Api(status)) if status.is_not_found() => Ok(false),
+        Err(e) if is_not_found(&e) => Ok(false),
         Err(source) => Err(Error::Kube {
             action: "discover_pytorchjob_kind",
             source,

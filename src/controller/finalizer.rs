@@ -5,7 +5,7 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
-use super::error::{Error, KubeContext};
+use super::error::{Error, KubeContext, is_not_found};
 use crate::api::{FIELD_MANAGER, FINALIZER, FineTuneJob};
 
 pub fn has_finalizer(job: &FineTuneJob) -> bool {
@@ -55,7 +55,7 @@ async fn patch(
         .await
     {
         // Removing the finalizer of an object that is already gone is done.
-        Err(kube::Error::Api(s)) if s.is_not_found() && action == "remove_finalizer" => Ok(()),
+        Err(e) if is_not_found(&e) && action == "remove_finalizer" => Ok(()),
         other => other.map(|_| ()).during(action),
     }
 }

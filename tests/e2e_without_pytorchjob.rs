@@ -1,0 +1,159 @@
+//! End-to-end, alone: a cluster without the PyTorchJob kind. FineTuneJobs wait with a clear
+//! condition instead of crash-looping, and deleting them is never blocked.
+//!
+//! It removes the PyTorchJob CRD, so it runs after the main suite (`make test` does), never
+//! beside it, and puts the CRD back and checks the training operator and the garbage
+//! collector work again before it ends.
+
+// This binary uses only part of the shared harness.
+#[allow(dead_code)]
+#[path = "e2e/harness.rs"]
+mod harness;
+
+use std::time::Duration;
+
+use finetune_operator::api::{Phase, PyTorchJob};
+use harness::*;
+use kube::api::{DeleteParams, PostParams};
+use serde_json::json;
+
+const CRD: &str = "pytorchjobs.kubeflow.org";
+
+/// Installs the PyTorchJob CRD again (from the cluster's build) and waits until it is served.
+fn restore_crd() -> Result<(), String> {
+    let c = cluster();
+    let crd = c
+        .kubectl
+        .parent()
+        .unwrap()
+        .join("kubeflow.org_pytorchjobs.yaml");
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    loop {
+        let apply = c.kubectl(&[
+            "apply",
+            "--server-side",
+            "--field-manager=fto-test-cluster",
+            "-f",
+            crd.to_str().unwrap(),
+        ]);
+        let wait = c.kubectl(&[
+            "wait",
+            "--for=condition=Established",
+            &format!("crd/{CRD}"),
+            "--timeout=10s",
+        ]);
+        if apply.status.success() && wait.status.success() {
+            return Ok(());
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(format!(
+                "{}{}",
+                String::from_utf8_lossy(&apply.stderr),
+                String::from_utf8_lossy(&wait.stderr)
+            ));
+        }
+        // The deleted CRD may still be terminating.
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// Puts the CRD back if the test ends early, so a failure here does not break the cluster.
+struct RestoreCrd;
+
+impl Drop for RestoreCrd {
+    fn drop(&mut self) {
+        if let Err(e) = restore_crd() {
+            eprintln!("could not restore the PyTorchJob CRD: {e}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_pytorchjob_kind_jobs_wait_and_deletion_is_not_blocked() {
+    let c = cluster();
+    let out = c.kubectl(&["delete", "crd", CRD, "--wait=true", "--timeout=60s"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let restore = RestoreCrd;
+
+    let ns = TestNamespace::new("nokind").await;
+    let _operator = Operator::start(&ns.name);
+    ns.create(finetunejob("waits", json!({}))).await;
+    let (job, _) = ns
+        .wait_for(
+            "waits",
+            "Accepted=False with reason PyTorchJobNotInstalled",
+            |j| {
+                j.status.as_ref().is_some_and(|s| {
+                    s.conditions.iter().any(|c| {
+                        c.type_ == "Accepted"
+                            && c.status == "False"
+                            && c.reason == "PyTorchJobNotInstalled"
+                    })
+                })
+            },
+        )
+        .await;
+    let status = job.status.unwrap();
+    assert_eq!(status.phase, Some(Phase::Pending));
+    assert!(
+        status
+            .message
+            .unwrap()
+            .contains("install the Kubeflow training operator")
+    );
+
+    ns.jobs()
+        .delete("waits", &DeleteParams::default())
+        .await
+        .unwrap();
+    ns.eventually(
+        "the FineTuneJob is deleted without the PyTorchJob kind",
+        || async { ns.jobs().get_opt("waits").await.unwrap().is_none() },
+    )
+    .await;
+    ns.wait_for_event("waits", "Cancelled").await;
+
+    // Leave the cluster as it was: the CRD back, the training operator and the garbage
+    // collector working with it again (the collector rediscovers kinds every 30 s).
+    restore_crd().expect("restore the PyTorchJob CRD");
+    std::mem::forget(restore);
+    let probe: PyTorchJob = serde_json::from_value(json!({
+        "apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob",
+        "metadata": {"name": "probe", "namespace": ns.name},
+        "spec": {"pytorchReplicaSpecs": {"Master": {"replicas": 1, "restartPolicy": "Never",
+            "template": {"metadata": {"annotations": {"sim.finetune.dev/duration": "10m"}},
+                         "spec": {"containers": [{"name": "pytorch", "image": "busybox"}]}}}}},
+    }))
+    .unwrap();
+    let probes = ns.api::<PyTorchJob>();
+    ns.eventually("the PyTorchJob kind is served again", || async {
+        probes.create(&PostParams::default(), &probe).await.is_ok()
+    })
+    .await;
+    ns.eventually("the training operator runs the probe's pod", || async {
+        ns.api::<k8s_openapi::api::core::v1::Pod>()
+            .get_opt("probe-master-0")
+            .await
+            .unwrap()
+            .is_some()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    probes
+        .delete("probe", &DeleteParams::foreground())
+        .await
+        .unwrap();
+    ns.eventually("the garbage collector removes the probe's pod", || async {
+        ns.api::<k8s_openapi::api::core::v1::Pod>()
+            .get_opt("probe-master-0")
+            .await
+            .unwrap()
+            .is_none()
+            && probes.get_opt("probe").await.unwrap().is_none()
+    })
+    .await;
+}
