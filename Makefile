@@ -55,3 +55,11 @@ musl: setup ## Build the static release binary the Dockerfile ships (build/musl/
 
 docker: ## Build the container image (needs a container engine)
 	docker build -t finetune-operator:dev .
+
+.PHONY: demo demo-down
+
+demo: ## See it work: a FineTuneJob from Pending to Succeeded on the local cluster
+	scripts/demo.sh
+
+demo-down: ## Stop what `make demo` started: the operator and the local cluster
+	scripts/demo.sh down

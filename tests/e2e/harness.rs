@@ -261,6 +261,11 @@ impl TestNamespace {
     /// Creates a FineTuneJob from JSON (metadata.namespace is filled in).
     pub async fn create(&self, mut job: Value) -> FineTuneJob {
         job["metadata"]["namespace"] = json!(self.name);
+        if let Some(file) = job["spec"]["podTemplate"]["labels"]["sim.finetune.dev/log"].as_str() {
+            let name = job["metadata"]["name"].as_str().unwrap();
+            let nodes = job["spec"]["resources"]["nodes"].as_i64().unwrap_or(1);
+            self.serve_log(name, nodes, file);
+        }
         let job: FineTuneJob = serde_json::from_value(job).unwrap();
         self.jobs()
             .create(&PostParams::default(), &job)
@@ -389,6 +394,29 @@ impl TestNamespace {
             );
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
+    }
+
+    /// Makes kwok serve `file` as the log of the training pods of job `name` before they exist.
+    /// The cluster's log router does it when a labelled pod appears, but the operator may read
+    /// the log of a pod that just started before that, and would get the default log instead.
+    fn serve_log(&self, name: &str, nodes: i64, file: &str) {
+        let path = cluster().log_dir.join(file);
+        let pods = std::iter::once(format!("{name}-master-0"))
+            .chain((0..nodes - 1).map(|i| format!("{name}-worker-{i}")));
+        let docs: Vec<String> = pods
+            .map(|pod| {
+                json!({"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "Logs",
+                       "metadata": {"name": pod, "namespace": self.name},
+                       "spec": {"logs": [{"logsFile": path, "previousLogsFile": path, "follow": true}]}})
+                .to_string()
+            })
+            .collect();
+        let out = cluster().kubectl_stdin(&["apply", "-f", "-"], &docs.join("\n---\n"));
+        assert!(
+            out.status.success(),
+            "kwok Logs: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 
     /// Writes a pod log file the pods labelled `sim.finetune.dev/log: <file>` serve.
