@@ -233,10 +233,11 @@ async fn run_as_leader(
 ) -> Result<(), BoxError> {
     let identity = std::env::var("POD_NAME")
         .unwrap_or_else(|_| format!("{}-{}", api::FIELD_MANAGER, std::process::id()));
+    // Each replica keeps the lease manager's own field manager (one per identity): server-side
+    // apply conflicts between replicas are what keep two of them from holding the lease.
     let manager = LeaseManagerBuilder::new(client, "finetune-operator-leader")
         .with_namespace(&args.lease_namespace)
         .with_identity(identity)
-        .with_field_manager(api::FIELD_MANAGER)
         .build()
         .await?;
     let (mut leading, lease_task) = manager.watch().await;
