@@ -542,6 +542,11 @@ impl Operator {
         }
     }
 
+    /// The process id (the leader-election identity without POD_NAME).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
     /// SIGKILL, as when a node dies: no graceful shutdown.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -560,6 +565,18 @@ impl Operator {
         let (code, body) = http_get(self.metrics_port, "/metrics").expect("metrics endpoint");
         assert_eq!(code, 200);
         body
+    }
+
+    /// Reconciles the operator has run.
+    pub fn reconciles(&self) -> f64 {
+        self.metrics()
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("finetune_operator_reconciles_total ")?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0.0)
     }
 
     /// Sum of `finetune_operator_api_requests_total` samples whose verb is a write.

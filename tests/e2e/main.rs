@@ -888,3 +888,44 @@ async fn progress_rises_to_100_percent_as_the_log_grows() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_leader_election_one_replica_acts_and_another_takes_over() {
+    let ns = TestNamespace::new("leader").await;
+    let flags = ["--leader-elect", "--lease-namespace", "finetune-system"];
+    let mut first = Operator::start_with(&ns.name, &flags);
+    // Let the first replica take the lease (a lease left by an earlier run expires in 30 s).
+    ns.eventually("a replica holds the lease", || async {
+        let out = cluster().kubectl(&[
+            "get",
+            "lease",
+            "finetune-operator-leader",
+            "-n",
+            "finetune-system",
+            "-o",
+            "jsonpath={.spec.holderIdentity}",
+        ]);
+        String::from_utf8_lossy(&out.stdout).ends_with(&first.pid().to_string())
+    })
+    .await;
+    let second = Operator::start_with(&ns.name, &flags);
+
+    ns.create(finetunejob(
+        "one",
+        json!({"sim.finetune.dev/duration": "1s"}),
+    ))
+    .await;
+    ns.wait_for_phase("one", Phase::Succeeded).await;
+    assert!(first.reconciles() > 0.0, "the leader reconciles");
+    assert_eq!(second.reconciles(), 0.0, "the follower only waits");
+
+    // The leader dies without releasing the lease: the follower takes over once it expires.
+    first.kill();
+    ns.create(finetunejob(
+        "two",
+        json!({"sim.finetune.dev/duration": "1s"}),
+    ))
+    .await;
+    ns.wait_for_phase("two", Phase::Succeeded).await;
+    assert!(second.reconciles() > 0.0, "the new leader reconciles");
+}
