@@ -547,6 +547,24 @@ impl Operator {
         self.child.as_ref().expect("running").id()
     }
 
+    /// SIGTERM, as Kubernetes stops a pod, and the exit status once the process ended.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the operator ignored SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// SIGKILL, as when a node dies: no graceful shutdown.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {

@@ -929,3 +929,17 @@ async fn with_leader_election_one_replica_acts_and_another_takes_over() {
     ns.wait_for_phase("two", Phase::Succeeded).await;
     assert!(second.reconciles() > 0.0, "the new leader reconciles");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_stops_the_operator_gracefully() {
+    let ns = TestNamespace::new("sigterm").await;
+    let mut operator = Operator::start(&ns.name);
+    ns.create(finetunejob(
+        "term",
+        json!({"sim.finetune.dev/duration": "1s"}),
+    ))
+    .await;
+    ns.wait_for_phase("term", Phase::Succeeded).await;
+    let status = operator.terminate();
+    assert!(status.success(), "exit status {status}");
+}
