@@ -13,7 +13,7 @@ BIN := $(CARGO_TARGET_DIR)/debug/finetune-operator
 
 include tests/cluster/cluster.mk
 
-.PHONY: help build test unit-test lint fmt crds golden render musl docker setup
+.PHONY: help build test unit-test lint fmt crds golden render musl docker setup bench
 
 help: ## Show this help
 	@grep -hE '^[a-z][a-z-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -28,6 +28,9 @@ build: ## Build the operator (debug)
 
 test: ## Run every test: unit, mocked apiserver, and the real local control plane
 	scripts/test.sh
+
+bench: ## Benchmarks (not tests): parser, then the operator on the local cluster → BENCHMARKS.md
+	scripts/bench.sh
 
 unit-test: ## Run only the tests that need no cluster
 	cargo test --locked
