@@ -63,6 +63,16 @@ impl<'a> Decider<'a> {
             self.new.start_time = Some(self.obs.now.clone());
             self.set_phase(Phase::Pending, "Accepted", "Accepted; starting");
         }
+        // What admission could not check fails the job before anything is created.
+        if self.new.preprocess_job.is_none()
+            && self.new.pytorch_job.is_none()
+            && let Some(problem) = names::invalid_pod_metadata(self.job)
+        {
+            self.set_condition(condition::ACCEPTED, false, reason::INVALID_SPEC, &problem);
+            self.fail(reason::INVALID_SPEC, &problem, None);
+            self.event(Severity::Warning, reason::INVALID_SPEC, problem, None);
+            return;
+        }
         for stage in [
             Self::children_deleted,
             Self::suspend,

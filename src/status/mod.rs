@@ -7,6 +7,7 @@
 mod conditions;
 mod decider;
 pub mod diagnose;
+mod names;
 pub mod pods;
 mod progress;
 
@@ -177,6 +178,9 @@ pub mod reason {
     pub const CHILD_REJECTED: &str = "ChildRejected";
     pub const PYTORCHJOB_NOT_INSTALLED: &str = "PyTorchJobNotInstalled";
     pub const QUEUED: &str = "Queued";
+    /// The spec holds what Kubernetes would refuse on a pod (e.g. a bad label key). Also an
+    /// event (Warning).
+    pub const INVALID_SPEC: &str = "InvalidSpec";
     /// Warning events when the Stalled condition turns true.
     pub const PREPROCESS_STALLED: &str = "PreprocessStalled";
     pub const TRAINING_STALLED: &str = "TrainingStalled";

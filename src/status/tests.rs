@@ -801,3 +801,23 @@ fn needs_the_log_only_while_training() {
     .status;
     assert!(!needs(&job(json!({}), Some(done))).log);
 }
+
+#[test]
+fn a_bad_pod_label_key_fails_the_job_before_anything_starts() {
+    let j = job(json!({"podTemplate": {"labels": {"team/a/b": "x"}}}), None);
+    let d = decide(&j, &world(Lookup::Skipped, Lookup::Absent, vec![]));
+    assert!(d.actions.is_empty(), "nothing is created");
+    assert_eq!(d.status.phase, Some(Phase::Failed));
+    assert_eq!(d.status.reason.as_deref(), Some(reason::INVALID_SPEC));
+    assert_eq!(
+        condition(&d.status, "Accepted"),
+        Some(("False".into(), "InvalidSpec".into()))
+    );
+    assert_eq!(reasons(&d), [reason::INVALID_SPEC]);
+    assert!(
+        d.status
+            .message
+            .unwrap()
+            .contains("podTemplate.labels key \"team/a/b\"")
+    );
+}
