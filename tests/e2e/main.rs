@@ -943,3 +943,24 @@ async fn sigterm_stops_the_operator_gracefully() {
     let status = operator.terminate();
     assert!(status.success(), "exit status {status}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_kubernetes_would_refuse_on_a_pod_fails_the_job_at_once() {
+    let ns = TestNamespace::new("badkey").await;
+    let _operator = Operator::start(&ns.name);
+    let mut spec = finetunejob("badkey", json!({}));
+    spec["spec"]["podTemplate"]["annotations"] = json!({"not a key": "x"});
+    ns.create(spec).await;
+    let (job, _) = ns.wait_for_phase("badkey", Phase::Failed).await;
+    let status = job.status.unwrap();
+    assert_eq!(status.reason.as_deref(), Some("InvalidSpec"));
+    assert!(status.message.unwrap().contains("\"not a key\""));
+    assert!(
+        ns.api::<PyTorchJob>()
+            .get_opt("badkey")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    ns.wait_for_event("badkey", "InvalidSpec").await;
+}
