@@ -182,11 +182,12 @@ async fn delete_child(
 }
 
 /// Writes the whole status with server-side apply, so fields we stop setting are removed.
+/// Returns the object as written.
 pub async fn patch_status(
     job: &FineTuneJob,
     status: &crate::api::FineTuneJobStatus,
     ctx: &Context,
-) -> Result<(), Error> {
+) -> Result<FineTuneJob, Error> {
     let ns = job.namespace().ok_or(Error::MissingNamespace)?;
     let api: Api<FineTuneJob> = Api::namespaced(ctx.client.clone(), &ns);
     let body = json!({
@@ -194,14 +195,16 @@ pub async fn patch_status(
         "kind": FineTuneJob::kind(&()),
         "status": status,
     });
-    api.patch_status(
-        &job.name_any(),
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(&body),
-    )
-    .await
-    .during("patch_status")?;
-    Ok(())
+    let written = api
+        .patch_status(
+            &job.name_any(),
+            &PatchParams::apply(FIELD_MANAGER).force(),
+            &Patch::Apply(&body),
+        )
+        .await
+        .during("patch_status")?;
+    ctx.written.record(&written);
+    Ok(written)
 }
 
 /// Events are best effort: a failure to publish one is logged, never retried (a retry would

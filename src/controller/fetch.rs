@@ -28,45 +28,57 @@ pub async fn observe(ctx: &Context, job: &FineTuneJob, needs: Needs) -> Result<O
     let ns = job.namespace().ok_or(Error::MissingNamespace)?;
     let name = job.name_any();
 
+    // The watch caches answer first. A child they lack is looked up in the apiserver: the
+    // cache may not have seen it created yet, and "absent" would mean "deleted".
+    //
+    // A child the status does not name was never created (the status is written after the
+    // child); unless a crash came in between, in which case applying it again is harmless. So
+    // for such a child the cache's "absent" is enough, outside deletion (which must see every
+    // child) and, for the PyTorchJob, while discovery has just found its kind.
+    let caches = ctx.caches.get();
+    let status = job.status.clone().unwrap_or_default();
+    let absence_is_enough = caches.is_some() && job.metadata.deletion_timestamp.is_none();
     let preprocess_job = if needs.preprocess_job {
-        let jobs: Api<Job> = Api::namespaced(client.clone(), &ns);
-        jobs.get_opt(&preprocess_job_name(&name))
-            .await
-            .during("get_preprocess_job")?
-            .map_or(Lookup::Absent, Lookup::Present)
+        let child = preprocess_job_name(&name);
+        match caches.and_then(|c| c.preprocess_job(&ns, &child)) {
+            Some(j) => Lookup::Present(j),
+            None if absence_is_enough && status.preprocess_job.is_none() => Lookup::Absent,
+            None => {
+                let jobs: Api<Job> = Api::namespaced(client.clone(), &ns);
+                jobs.get_opt(&child)
+                    .await
+                    .during("get_preprocess_job")?
+                    .map_or(Lookup::Absent, Lookup::Present)
+            }
+        }
     } else {
         Lookup::Skipped
     };
 
     let pytorch_job = if needs.pytorch_job {
-        let api: Api<PyTorchJob> = Api::namespaced(client.clone(), &ns);
-        let found = match api.get(&name).await {
-            Ok(p) => Some(p),
-            Err(e) if is_not_found(&e) => None,
-            Err(source) => {
-                return Err(Error::Kube {
-                    action: "get_pytorchjob",
-                    source,
-                });
-            }
-        };
-        match found {
+        match caches.and_then(|c| c.pytorch_job(&ns, &name)) {
             Some(p) => Lookup::Present(p),
-            // A 404 is also what a missing kind looks like; ask discovery which it is.
-            None if pytorchjob_kind_installed(client).await? => Lookup::Absent,
-            None => Lookup::KindMissing,
+            None if absence_is_enough && status.pytorch_job.is_none() && ctx.kind_seen.recent() => {
+                Lookup::Absent
+            }
+            None => get_pytorch_job(ctx, &ns, &name).await?,
         }
     } else {
         Lookup::Skipped
     };
 
     let pods = if needs.pods {
-        let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
-        let selector = format!("{JOB_NAME_LABEL}={name}");
-        api.list(&ListParams::default().labels(&selector))
-            .await
-            .during("list_pods")?
-            .items
+        match caches.and_then(|c| c.pods.of(&ns, &name)) {
+            Some(pods) => pods,
+            None => {
+                let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+                let selector = format!("{JOB_NAME_LABEL}={name}");
+                api.list(&ListParams::default().labels(&selector))
+                    .await
+                    .during("list_pods")?
+                    .items
+            }
+        }
     } else {
         Vec::new()
     };
@@ -82,6 +94,31 @@ pub async fn observe(ctx: &Context, job: &FineTuneJob, needs: Needs) -> Result<O
         observed.failure_log = log_tail(client, &ns, &source).await;
     }
     Ok(observed)
+}
+
+/// The PyTorchJob from the apiserver. A 404 is also what a missing kind looks like: discovery
+/// says which (a recent "installed" answer is reused).
+async fn get_pytorch_job(ctx: &Context, ns: &str, name: &str) -> Result<Lookup<PyTorchJob>, Error> {
+    let api: Api<PyTorchJob> = Api::namespaced(ctx.client.clone(), ns);
+    match api.get(name).await {
+        Ok(p) => Ok(Lookup::Present(p)),
+        Err(e) if is_not_found(&e) => {
+            if ctx.kind_seen.recent() {
+                return Ok(Lookup::Absent);
+            }
+            let installed = pytorchjob_kind_installed(&ctx.client).await?;
+            ctx.kind_seen.set(installed);
+            Ok(if installed {
+                Lookup::Absent
+            } else {
+                Lookup::KindMissing
+            })
+        }
+        Err(source) => Err(Error::Kube {
+            action: "get_pytorchjob",
+            source,
+        }),
+    }
 }
 
 /// The last lines of a container's log, bounded in lines and bytes. A missing pod or log is not

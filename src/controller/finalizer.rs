@@ -5,6 +5,7 @@ use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use serde_json::json;
 
+use super::Context;
 use super::error::{Error, KubeContext, is_not_found};
 use crate::api::{FIELD_MANAGER, FINALIZER, FineTuneJob};
 
@@ -12,7 +13,12 @@ pub fn has_finalizer(job: &FineTuneJob) -> bool {
     job.finalizers().iter().any(|f| f == FINALIZER)
 }
 
-pub async fn add(api: &Api<FineTuneJob>, job: &FineTuneJob) -> Result<(), Error> {
+/// Adds the finalizer; returns the object as written.
+pub async fn add(
+    api: &Api<FineTuneJob>,
+    job: &FineTuneJob,
+    ctx: &Context,
+) -> Result<FineTuneJob, Error> {
     let ops = match &job.metadata.finalizers {
         None => json!([
             {"op": "test", "path": "/metadata/finalizers", "value": null},
@@ -23,7 +29,11 @@ pub async fn add(api: &Api<FineTuneJob>, job: &FineTuneJob) -> Result<(), Error>
             {"op": "add", "path": "/metadata/finalizers/-", "value": FINALIZER},
         ]),
     };
-    patch(api, job, ops, "add_finalizer").await
+    let written = patch(api, job, ops, "add_finalizer")
+        .await?
+        .expect("only a removal answers nothing");
+    ctx.written.record(&written);
+    Ok(written)
 }
 
 pub async fn remove(api: &Api<FineTuneJob>, job: &FineTuneJob) -> Result<(), Error> {
@@ -35,7 +45,7 @@ pub async fn remove(api: &Api<FineTuneJob>, job: &FineTuneJob) -> Result<(), Err
         {"op": "test", "path": path, "value": FINALIZER},
         {"op": "remove", "path": path},
     ]);
-    patch(api, job, ops, "remove_finalizer").await
+    patch(api, job, ops, "remove_finalizer").await.map(|_| ())
 }
 
 async fn patch(
@@ -43,7 +53,7 @@ async fn patch(
     job: &FineTuneJob,
     ops: serde_json::Value,
     action: &'static str,
-) -> Result<(), Error> {
+) -> Result<Option<FineTuneJob>, Error> {
     let ops: json_patch::Patch =
         serde_json::from_value(ops).expect("finalizer patch is valid JSON patch");
     let params = PatchParams {
@@ -55,7 +65,7 @@ async fn patch(
         .await
     {
         // Removing the finalizer of an object that is already gone is done.
-        Err(e) if is_not_found(&e) && action == "remove_finalizer" => Ok(()),
-        other => other.map(|_| ()).during(action),
+        Err(e) if is_not_found(&e) && action == "remove_finalizer" => Ok(None),
+        other => other.map(Some).during(action),
     }
 }

@@ -1,6 +1,7 @@
 //! The reconcile loop: fetch → decide (pure, in `status`) → act → report.
 
 mod act;
+mod cache;
 mod error;
 mod events;
 mod fetch;
@@ -8,17 +9,17 @@ mod finalizer;
 mod follow;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
 use kube::runtime::controller::{Action, Config as ControllerConfig};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::ObjectRef;
-use kube::runtime::{Controller, watcher};
+use kube::runtime::reflector::{self, ObjectRef};
+use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use tracing::{debug, info, warn};
 
@@ -39,6 +40,13 @@ pub struct Context {
     failures: Mutex<HashMap<ObjectRef<FineTuneJob>, u32>>,
     /// The rank-0 logs being followed, one per training job.
     followers: follow::Followers,
+    /// The children and pods the controller's watches hold; unset (every read goes to the
+    /// apiserver) until [`run`] starts them.
+    caches: OnceLock<cache::Caches>,
+    /// The operator's own last write of each FineTuneJob, until the cache holds it.
+    written: cache::Written,
+    /// When discovery last found the PyTorchJob kind.
+    kind_seen: cache::KindSeen,
 }
 
 impl Context {
@@ -56,6 +64,9 @@ impl Context {
             metrics,
             failures: Mutex::default(),
             followers: follow::Followers::new(progress_interval),
+            caches: OnceLock::new(),
+            written: cache::Written::default(),
+            kind_seen: cache::KindSeen::default(),
         }
     }
 }
@@ -101,14 +112,46 @@ pub async fn run(
         warn!("the kubeflow.org/v1 PyTorchJob kind is not installed; jobs will wait for it");
     }
 
-    // Children and pods carry our label; selecting on it keeps the watches small.
+    // Children and pods carry our label; selecting on it keeps the watches small. The same
+    // watches that trigger reconciles fill the caches reconciles read from.
     let ours = watcher::Config::default()
         .labels(JOB_NAME_LABEL)
         .any_semantic();
-    let controller = Controller::new(jobs, watcher::Config::default().any_semantic())
-        .owns(api::<Job>(&client, ns), ours.clone())
-        .owns(api::<PyTorchJob>(&client, ns), ours.clone())
-        .watches(api::<Pod>(&client, ns), ours, |pod: Pod| {
+    let (pytorch_jobs, pytorch_writer) = reflector::store();
+    let (preprocess_jobs, preprocess_writer) = reflector::store();
+    let pods = cache::PodIndex::default();
+    let pytorch_stream = watcher(api::<PyTorchJob>(&client, ns), ours.clone())
+        .default_backoff()
+        .modify(cache::slim_pytorch_job)
+        .reflect(pytorch_writer)
+        .touched_objects();
+    let preprocess_stream = watcher(api::<Job>(&client, ns), ours.clone())
+        .default_backoff()
+        .modify(cache::slim_job)
+        .reflect(preprocess_writer)
+        .touched_objects();
+    let index = pods.clone();
+    let pod_stream = watcher(api::<Pod>(&client, ns), ours)
+        .default_backoff()
+        .modify(cache::slim_pod)
+        .inspect_ok(move |event| index.apply(event))
+        .touched_objects();
+    let _ = ctx.caches.set(cache::Caches {
+        pytorch_jobs,
+        preprocess_jobs,
+        pods,
+    });
+    // The FineTuneJobs, cached without their managedFields, which no decision reads.
+    let (job_store, job_writer) = reflector::store();
+    let job_stream = watcher(jobs, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .modify(|j| j.metadata.managed_fields = None)
+        .reflect(job_writer)
+        .applied_objects();
+    let controller = Controller::for_stream(job_stream, job_store)
+        .owns_stream(preprocess_stream)
+        .owns_stream(pytorch_stream)
+        .watches_stream(pod_stream, |pod: Pod| {
             let name = pod.labels().get(JOB_NAME_LABEL)?.clone();
             Some(ObjectRef::new(&name).within(&pod.namespace()?))
         })
@@ -154,17 +197,29 @@ pub async fn reconcile(cached: Arc<FineTuneJob>, ctx: Arc<Context>) -> Result<Ac
     }
     let ns = cached.namespace().ok_or(Error::MissingNamespace)?;
     let api: Api<FineTuneJob> = Api::namespaced(ctx.client.clone(), &ns);
-    // The cached copy can lag behind our own last status write; deciding on it could repeat an
-    // event or a transition. Decide on the current object.
-    let Some(job) = api
-        .get_opt(&cached.name_any())
-        .await
-        .map_err(|source| Error::Kube {
-            action: "get_finetunejob",
-            source,
-        })?
-    else {
-        return Ok(Action::await_change());
+    // Deciding on a copy older than our own last status write could repeat an event or a
+    // transition. The cached copy is used when it holds that write; otherwise read the object.
+    let job = match ctx.written.check(&cached) {
+        cache::Freshness::Current => (*cached).clone(),
+        cache::Freshness::Stale => {
+            let fresh = api
+                .get_opt(&cached.name_any())
+                .await
+                .map_err(|source| Error::Kube {
+                    action: "get_finetunejob",
+                    source,
+                })?;
+            match fresh {
+                Some(job) => {
+                    ctx.written.record(&job);
+                    job
+                }
+                None => {
+                    ctx.written.forget(&ObjectRef::from(cached.as_ref()));
+                    return Ok(Action::await_change());
+                }
+            }
+        }
     };
 
     if job.metadata.deletion_timestamp.is_some() {
@@ -173,14 +228,18 @@ pub async fn reconcile(cached: Arc<FineTuneJob>, ctx: Arc<Context>) -> Result<Ac
             false => Ok(Action::await_change()),
         };
     }
-    if !finalizer::has_finalizer(&job) {
-        // The patches are themselves changes, which trigger the next reconcile.
-        finalizer::add(&api, &job).await?;
+    let job = if finalizer::has_finalizer(&job) {
+        job
+    } else {
+        // The finalizer, and with it the first status (Pending), so that `kubectl get` shows
+        // the job before anything starts; then on with the object these writes returned.
+        let job = finalizer::add(&api, &job, &ctx).await?;
         if job.status.is_none() {
-            act::patch_status(&job, &status::accepted(&job, &fetch::now()), &ctx).await?;
+            act::patch_status(&job, &status::accepted(&job, &fetch::now()), &ctx).await?
+        } else {
+            job
         }
-        return Ok(Action::await_change());
-    }
+    };
 
     let observed = fetch::observe(&ctx, &job, status::needs(&job)).await?;
     let decision = status::decide(&job, &observed);

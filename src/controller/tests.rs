@@ -73,6 +73,30 @@ impl ApiServer {
         (query, body)
     }
 
+    /// Expects a status apply and answers with `object` holding the applied status and
+    /// `version`, as the apiserver does.
+    async fn echo_status(&mut self, path: &str, object: &Value, version: &str) -> (String, Value) {
+        let (query, body, send) = self.expect(Method::PATCH, path).await;
+        let mut answer = object.clone();
+        answer["status"] = body["status"].clone();
+        answer["metadata"]["resourceVersion"] = json!(version);
+        respond(send, 200, &answer);
+        (query, body)
+    }
+
+    /// A PyTorchJob not created yet: its 404, discovery, the pods, then its apply, answered with
+    /// itself. Returns what was applied.
+    async fn creates_the_pytorchjob(&mut self) -> Value {
+        self.not_found(Method::GET, PYTORCHJOB_PATH).await;
+        self.answer(Method::GET, "/apis/kubeflow.org/v1", 200, discovery())
+            .await;
+        self.answer(Method::GET, PODS_PATH, 200, pod_list(vec![]))
+            .await;
+        let (_, ptj) = self.echo(Method::PATCH, PYTORCHJOB_PATH).await;
+        assert_eq!(ptj["kind"], "PyTorchJob");
+        ptj
+    }
+
     /// Asserts that no further request arrives (the client may also be gone, which is fine).
     async fn no_more(&mut self) {
         let next = tokio::time::timeout(Duration::from_millis(300), self.0.next_request()).await;
@@ -166,14 +190,13 @@ async fn run(ctx: Arc<Context>, obj: &Value) -> Result<Action, super::Error> {
 }
 
 #[tokio::test]
-async fn first_reconcile_adds_the_finalizer() {
+async fn first_reconcile_adds_the_finalizer_writes_pending_and_goes_on() {
     let (ctx, mut api) = setup();
     let obj = ftj(json!({}), Value::Null, json!({"finalizers": null}));
-    let current = obj.clone();
+    let with_finalizer = ftj(json!({}), Value::Null, json!({"resourceVersion": "11"}));
     let server = tokio::spawn(async move {
-        api.answer(Method::GET, NS_PATH, 200, current.clone()).await;
         let (_, patch) = api
-            .answer(Method::PATCH, NS_PATH, 200, current.clone())
+            .answer(Method::PATCH, NS_PATH, 200, with_finalizer.clone())
             .await;
         assert_eq!(
             patch,
@@ -184,15 +207,58 @@ async fn first_reconcile_adds_the_finalizer() {
         );
         // With it, the first status: Pending, so `kubectl get` shows it before anything starts.
         let (_, status) = api
-            .answer(Method::PATCH, &format!("{NS_PATH}/status"), 200, current)
+            .echo_status(&format!("{NS_PATH}/status"), &with_finalizer, "12")
             .await;
         assert_eq!(status["status"]["phase"], "Pending");
         assert_eq!(status["status"]["conditions"][0]["type"], "Accepted");
         assert!(status["status"]["startTime"].is_string());
+        // Then on, in the same reconcile, with the object the writes returned.
+        api.creates_the_pytorchjob().await;
+        let (_, status) = api
+            .echo_status(&format!("{NS_PATH}/status"), &with_finalizer, "13")
+            .await;
+        assert_eq!(status["status"]["phase"], "Training");
+        assert_eq!(api.event().await["reason"], "TrainingStarted");
+        api.no_more().await;
     });
     let action = run(ctx, &obj).await.unwrap();
     assert_eq!(action, Action::await_change());
     server.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_cache_older_than_our_last_write_is_not_decided_on() {
+    let (ctx, mut api) = setup();
+    let written = ftj(
+        json!({}),
+        training_status(),
+        json!({"resourceVersion": "11"}),
+    );
+    ctx.written
+        .record(&serde_json::from_value(written.clone()).unwrap());
+    // The cache still holds version 10: the object is read.
+    let cached = ftj(json!({}), training_status(), json!({}));
+    let server = tokio::spawn(async move {
+        api.answer(Method::GET, NS_PATH, 200, written).await;
+        api.answer(Method::GET, PYTORCHJOB_PATH, 200, pytorchjob("Running"))
+            .await;
+        api.answer(Method::GET, PODS_PATH, 200, pod_list(vec![]))
+            .await;
+        api.no_more().await;
+    });
+    run(ctx.clone(), &cached).await.unwrap();
+    server.await.unwrap();
+
+    // Once the cache holds version 11, it is decided on without reading the object.
+    let cached = ftj(
+        json!({}),
+        training_status(),
+        json!({"resourceVersion": "11"}),
+    );
+    assert_eq!(
+        ctx.written.check(&serde_json::from_value(cached).unwrap()),
+        super::cache::Freshness::Current
+    );
 }
 
 #[tokio::test]
@@ -203,10 +269,8 @@ async fn a_new_job_with_preprocess_gets_its_preprocess_job() {
         Value::Null,
         json!({}),
     );
-    let current = obj.clone();
     let reply = obj.clone();
     let server = tokio::spawn(async move {
-        api.answer(Method::GET, NS_PATH, 200, current).await;
         api.not_found(Method::GET, PREPROCESS_PATH).await;
         api.not_found(Method::GET, PYTORCHJOB_PATH).await;
         api.answer(Method::GET, "/apis/kubeflow.org/v1", 200, discovery())
@@ -270,21 +334,12 @@ async fn finished_preprocessing_creates_the_pytorchjob() {
         status,
         json!({}),
     );
-    let current = obj.clone();
     let reply = obj.clone();
     let server = tokio::spawn(async move {
-        api.answer(Method::GET, NS_PATH, 200, current).await;
         let done = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "ft-preprocess", "namespace": "ns"},
                           "spec": {"template": {}}, "status": {"conditions": [{"type": "Complete", "status": "True"}]}});
         api.answer(Method::GET, PREPROCESS_PATH, 200, done).await;
-        api.not_found(Method::GET, PYTORCHJOB_PATH).await;
-        api.answer(Method::GET, "/apis/kubeflow.org/v1", 200, discovery())
-            .await;
-        api.answer(Method::GET, PODS_PATH, 200, pod_list(vec![]))
-            .await;
-
-        let (_, ptj) = api.echo(Method::PATCH, PYTORCHJOB_PATH).await;
-        assert_eq!(ptj["kind"], "PyTorchJob");
+        let ptj = api.creates_the_pytorchjob().await;
         assert_eq!(ptj["spec"]["pytorchReplicaSpecs"]["Worker"]["replicas"], 1);
         assert_eq!(ptj["spec"]["nprocPerNode"], "4");
 
@@ -333,9 +388,7 @@ fn pytorchjob(condition: &str) -> Value {
 async fn a_steady_training_job_writes_nothing() {
     let (ctx, mut api) = setup();
     let obj = ftj(json!({}), training_status(), json!({}));
-    let current = obj.clone();
     let server = tokio::spawn(async move {
-        api.answer(Method::GET, NS_PATH, 200, current).await;
         api.answer(Method::GET, PYTORCHJOB_PATH, 200, pytorchjob("Running"))
             .await;
         api.answer(Method::GET, PODS_PATH, 200, pod_list(vec![]))
@@ -355,10 +408,8 @@ async fn a_steady_training_job_writes_nothing() {
 async fn failed_training_publishes_a_warning_with_the_log_tail() {
     let (ctx, mut api) = setup();
     let obj = ftj(json!({}), training_status(), json!({}));
-    let current = obj.clone();
     let reply = obj.clone();
     let server = tokio::spawn(async move {
-        api.answer(Method::GET, NS_PATH, 200, current).await;
         api.answer(Method::GET, PYTORCHJOB_PATH, 200, pytorchjob("Failed"))
             .await;
         let master = json!({"metadata": {"name": "ft-master-0", "namespace": "ns", "creationTimestamp": "2026-11-26T10:00:00Z"},
@@ -420,9 +471,7 @@ async fn deletion_removes_the_children_then_the_finalizer() {
     let (ctx, mut api) = setup();
     let deleting = json!({"deletionTimestamp": "2026-11-26T11:00:00Z"});
     let obj = ftj(json!({}), training_status(), deleting.clone());
-    let current = obj.clone();
     let server = tokio::spawn(async move {
-        api.answer(Method::GET, NS_PATH, 200, current).await;
         api.not_found(Method::GET, PREPROCESS_PATH).await;
         api.answer(Method::GET, PYTORCHJOB_PATH, 200, pytorchjob("Running"))
             .await;
@@ -453,7 +502,6 @@ async fn deletion_removes_the_children_then_the_finalizer() {
     let (ctx, mut api) = setup();
     let current = obj.clone();
     let server = tokio::spawn(async move {
-        api.answer(Method::GET, NS_PATH, 200, current.clone()).await;
         api.not_found(Method::GET, PREPROCESS_PATH).await;
         api.not_found(Method::GET, PYTORCHJOB_PATH).await;
         api.answer(Method::GET, "/apis/kubeflow.org/v1", 200, discovery())
@@ -481,7 +529,6 @@ async fn deletion_is_not_blocked_when_the_pytorchjob_kind_is_missing() {
     );
     let current = obj.clone();
     let server = tokio::spawn(async move {
-        api.answer(Method::GET, NS_PATH, 200, current.clone()).await;
         api.not_found(Method::GET, PREPROCESS_PATH).await;
         // The apiserver answers paths of a kind it does not serve in plain text.
         let plain = Value::String("404 page not found\n".into());

@@ -1,0 +1,310 @@
+//! What the controller's watches already hold, so that a reconcile reads the apiserver only when
+//! the cache cannot answer.
+//!
+//! - The FineTuneJob: the controller hands over its cached copy; it is used unless it is older
+//!   than the operator's own last write of that object ([`Written`]).
+//! - The children and pods: kept from the same watches that trigger reconciles ([`Caches`]).
+//!   A child missing from the cache is looked up in the apiserver: it may just have been created,
+//!   and deciding "deleted" on a stale cache would fail the job.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use kube::ResourceExt;
+use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::watcher;
+
+use crate::api::{FineTuneJob, JOB_NAME_LABEL, PyTorchJob};
+
+/// The watch caches of the children and pods, set when the controller starts.
+pub struct Caches {
+    pub pytorch_jobs: Store<PyTorchJob>,
+    pub preprocess_jobs: Store<Job>,
+    pub pods: PodIndex,
+}
+
+impl Caches {
+    pub fn pytorch_job(&self, ns: &str, name: &str) -> Option<PyTorchJob> {
+        let key = ObjectRef::new(name).within(ns);
+        self.pytorch_jobs.get(&key).map(|p| (*p).clone())
+    }
+
+    pub fn preprocess_job(&self, ns: &str, name: &str) -> Option<Job> {
+        let key = ObjectRef::new(name).within(ns);
+        self.preprocess_jobs.get(&key).map(|j| (*j).clone())
+    }
+}
+
+/// Pods by namespace and FineTuneJob (their `finetune.dev/job-name` label), kept from the pod
+/// watch. Unlike a plain store it answers "the pods of this job" without a scan.
+#[derive(Clone, Default)]
+pub struct PodIndex {
+    inner: Arc<RwLock<IndexState>>,
+}
+
+// What is kept of each cached object: decisions read a child's or pod's metadata (names, labels,
+// owners, uid, times) and status, a child's suspension, and nothing else. Pod templates and pod
+// specs are most of an object's size, so the cache drops them, and every managedFields.
+
+/// A pod as cached: metadata and status.
+pub fn slim_pod(pod: &mut Pod) {
+    pod.metadata.managed_fields = None;
+    pod.metadata.annotations = None;
+    pod.spec = None;
+}
+
+/// A PyTorchJob as cached: its pod templates emptied (its run policy and status stay).
+pub fn slim_pytorch_job(job: &mut PyTorchJob) {
+    job.metadata.managed_fields = None;
+    for replica in job.spec.pytorch_replica_specs.values_mut() {
+        replica.template = Default::default();
+    }
+}
+
+/// A batch Job as cached: its pod template emptied (suspend and status stay).
+pub fn slim_job(job: &mut Job) {
+    job.metadata.managed_fields = None;
+    if let Some(spec) = job.spec.as_mut() {
+        spec.template = Default::default();
+    }
+}
+
+/// Pods by (namespace, job name), then by pod name.
+type PodsByJob = HashMap<(String, String), HashMap<String, Arc<Pod>>>;
+
+#[derive(Default)]
+struct IndexState {
+    ready: bool,
+    pods: PodsByJob,
+    /// The objects of a relist, swapped in when it completes.
+    relist: Option<PodsByJob>,
+}
+
+fn key_of(pod: &Pod) -> Option<((String, String), String)> {
+    let job = pod.labels().get(JOB_NAME_LABEL)?.clone();
+    Some(((pod.namespace()?, job), pod.name_any()))
+}
+
+impl PodIndex {
+    /// Applies one watch event.
+    pub fn apply(&self, event: &watcher::Event<Pod>) {
+        let mut state = self.inner.write().expect("pod index lock");
+        match event {
+            watcher::Event::Apply(pod) => {
+                if let Some((job, name)) = key_of(pod) {
+                    state
+                        .pods
+                        .entry(job)
+                        .or_default()
+                        .insert(name, Arc::new(pod.clone()));
+                }
+            }
+            watcher::Event::Delete(pod) => {
+                if let Some((job, name)) = key_of(pod)
+                    && let Some(pods) = state.pods.get_mut(&job)
+                {
+                    pods.remove(&name);
+                    if pods.is_empty() {
+                        state.pods.remove(&job);
+                    }
+                }
+            }
+            watcher::Event::Init => state.relist = Some(HashMap::new()),
+            watcher::Event::InitApply(pod) => {
+                if let (Some((job, name)), Some(relist)) = (key_of(pod), state.relist.as_mut()) {
+                    relist
+                        .entry(job)
+                        .or_default()
+                        .insert(name, Arc::new(pod.clone()));
+                }
+            }
+            watcher::Event::InitDone => {
+                if let Some(relist) = state.relist.take() {
+                    state.pods = relist;
+                }
+                state.ready = true;
+            }
+        }
+    }
+
+    /// The pods of one FineTuneJob, or None before the first list completed.
+    pub fn of(&self, ns: &str, job: &str) -> Option<Vec<Pod>> {
+        let state = self.inner.read().expect("pod index lock");
+        if !state.ready {
+            return None;
+        }
+        let key = (ns.to_string(), job.to_string());
+        Some(
+            state
+                .pods
+                .get(&key)
+                .map(|pods| pods.values().map(|p| (**p).clone()).collect())
+                .unwrap_or_default(),
+        )
+    }
+}
+
+/// The resourceVersion each FineTuneJob had after the operator's own last write, until the
+/// controller's cache has caught up with it. resourceVersions are only compared for equality.
+#[derive(Default)]
+pub struct Written {
+    versions: Mutex<HashMap<ObjectRef<FineTuneJob>, String>>,
+}
+
+/// Whether the cached copy can be decided on.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Freshness {
+    /// It holds the operator's last write (or the operator wrote nothing since it started).
+    Current,
+    /// The cache has not yet caught up with the operator's last write: read the object.
+    Stale,
+}
+
+impl Written {
+    pub fn check(&self, cached: &FineTuneJob) -> Freshness {
+        let key = ObjectRef::from(cached);
+        let mut versions = self.versions.lock().expect("written lock");
+        match versions.get(&key) {
+            None => Freshness::Current,
+            Some(v) if cached.resource_version().as_ref() == Some(v) => {
+                versions.remove(&key);
+                Freshness::Current
+            }
+            Some(_) => Freshness::Stale,
+        }
+    }
+
+    /// Remembers the version a write (or a read after one) returned: the cache is trusted again
+    /// once it holds exactly this version.
+    pub fn record(&self, object: &FineTuneJob) {
+        if let Some(version) = object.resource_version() {
+            self.versions
+                .lock()
+                .expect("written lock")
+                .insert(ObjectRef::from(object), version);
+        }
+    }
+
+    pub fn forget(&self, key: &ObjectRef<FineTuneJob>) {
+        self.versions.lock().expect("written lock").remove(key);
+    }
+}
+
+/// How long a positive answer of discovery ("the PyTorchJob kind is served") is reused when a
+/// PyTorchJob is not found: a burst of new jobs asks once, and a removed kind is noticed soon.
+pub const KIND_CHECK_TTL: Duration = Duration::from_secs(10);
+
+/// When discovery last said the PyTorchJob kind is served.
+#[derive(Default)]
+pub struct KindSeen(Mutex<Option<Instant>>);
+
+impl KindSeen {
+    pub fn recent(&self) -> bool {
+        self.0
+            .lock()
+            .expect("kind lock")
+            .is_some_and(|t| t.elapsed() < KIND_CHECK_TTL)
+    }
+
+    pub fn set(&self, installed: bool) {
+        *self.0.lock().expect("kind lock") = installed.then(Instant::now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(name: &str, job: &str) -> Pod {
+        serde_json::from_value(json!({"metadata": {"name": name, "namespace": "ns",
+            "labels": {JOB_NAME_LABEL: job}}}))
+        .unwrap()
+    }
+
+    fn names(pods: Option<Vec<Pod>>) -> Vec<String> {
+        let mut n: Vec<String> = pods.unwrap().iter().map(|p| p.name_any()).collect();
+        n.sort();
+        n
+    }
+
+    #[test]
+    fn pod_index_answers_per_job_after_the_first_list() {
+        let index = PodIndex::default();
+        assert!(index.of("ns", "a").is_none(), "not ready before the list");
+        index.apply(&watcher::Event::Init);
+        index.apply(&watcher::Event::InitApply(pod("a-master-0", "a")));
+        index.apply(&watcher::Event::InitApply(pod("b-master-0", "b")));
+        index.apply(&watcher::Event::InitDone);
+        index.apply(&watcher::Event::Apply(pod("a-worker-0", "a")));
+        assert_eq!(names(index.of("ns", "a")), ["a-master-0", "a-worker-0"]);
+        index.apply(&watcher::Event::Delete(pod("a-master-0", "a")));
+        assert_eq!(names(index.of("ns", "a")), ["a-worker-0"]);
+        assert!(index.of("other", "a").unwrap().is_empty());
+        // A relist replaces everything.
+        index.apply(&watcher::Event::Init);
+        index.apply(&watcher::Event::InitApply(pod("b-master-0", "b")));
+        index.apply(&watcher::Event::InitDone);
+        assert!(index.of("ns", "a").unwrap().is_empty());
+        assert_eq!(names(index.of("ns", "b")), ["b-master-0"]);
+    }
+
+    #[test]
+    fn slim_objects_keep_what_decisions_read() {
+        let mut p: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "a-master-0", "namespace": "ns", "uid": "u",
+                         "labels": {JOB_NAME_LABEL: "a"}, "annotations": {"x": "y"},
+                         "managedFields": [{"manager": "kwok"}]},
+            "spec": {"containers": [{"name": "pytorch"}]},
+            "status": {"phase": "Running"}}))
+        .unwrap();
+        slim_pod(&mut p);
+        assert!(p.spec.is_none() && p.metadata.managed_fields.is_none());
+        assert_eq!(p.labels().get(JOB_NAME_LABEL).unwrap(), "a");
+        assert_eq!(p.uid().unwrap(), "u");
+        assert_eq!(p.status.unwrap().phase.unwrap(), "Running");
+
+        let mut job: PyTorchJob = serde_json::from_value(json!({
+            "apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob",
+            "metadata": {"name": "a", "namespace": "ns"},
+            "spec": {"runPolicy": {"suspend": true},
+                     "pytorchReplicaSpecs": {"Master": {"replicas": 1,
+                        "template": {"spec": {"containers": [{"name": "pytorch"}]}}}}},
+            "status": {"conditions": [{"type": "Running", "status": "True"}]}}))
+        .unwrap();
+        slim_pytorch_job(&mut job);
+        assert!(
+            job.spec.pytorch_replica_specs["Master"]
+                .template
+                .spec
+                .is_none()
+        );
+        assert!(job.condition_true("Running").is_some());
+        assert_eq!(job.spec.run_policy.unwrap().suspend, Some(true));
+    }
+
+    fn ftj(version: &str) -> FineTuneJob {
+        serde_json::from_value(
+            json!({"apiVersion": "finetune.dev/v1alpha1", "kind": "FineTuneJob",
+            "metadata": {"name": "ft", "namespace": "ns", "resourceVersion": version},
+            "spec": {"image": "i", "model": {"claimName": "m", "path": ""},
+                     "dataset": {"claimName": "d", "path": "t"}, "output": {"claimName": "o"},
+                     "training": {"epochs": 1}}}),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_cached_copy_is_trusted_once_it_holds_the_last_write() {
+        let written = Written::default();
+        assert_eq!(written.check(&ftj("5")), Freshness::Current);
+        written.record(&ftj("7"));
+        assert_eq!(written.check(&ftj("5")), Freshness::Stale);
+        assert_eq!(written.check(&ftj("7")), Freshness::Current);
+        // Caught up: later versions (someone else's changes) are trusted.
+        assert_eq!(written.check(&ftj("9")), Freshness::Current);
+    }
+}
