@@ -1594,52 +1594,66 @@ fn markdown(r: &Value, baseline: Option<&Value>, settings: &Settings) -> String 
         .copied()
         .unwrap_or(10000)
         .to_string();
+    // The largest job count a run measured, and its figures.
+    let largest = |x: &Value| -> (String, Value) {
+        x["scale"]
+            .as_object()
+            .and_then(|o| o.iter().max_by_key(|(k, _)| k.parse::<u64>().unwrap_or(0)))
+            .map_or(("–".to_string(), Value::Null), |(k, v)| {
+                (k.clone(), v.clone())
+            })
+    };
     let ratio = |x: &Value| ms(&x["throughput"][&top]["ratio"]);
     let mem = |x: &Value| {
-        let s = &x["scale"][&big];
+        let (n, s) = largest(x);
         let op = s["operator_peak_rss_mib_after_restart"]["median"].as_f64();
         let peer = s["training_operator_rss_mib"].as_f64();
         match (op, peer) {
-            (Some(o), Some(p)) => format!("{o:.0} MiB vs {p:.0} MiB ({:.2}×)", o / p),
+            (Some(o), Some(p)) => {
+                format!("{o:.0} MiB vs {p:.0} MiB ({:.2}×) at {n} jobs", o / p)
+            }
             _ => "–".into(),
         }
     };
-    let writes = |x: &Value| ms(&x["scale"][&big]["restart"]["writes"]);
+    let writes = |x: &Value| {
+        let (n, s) = largest(x);
+        format!("{} at {n} jobs", ms(&s["restart"]["writes"]))
+    };
     w("## Summary");
     w("");
+    let rows = [
+        (
+            format!("time to Training, operator / limit, N = {top}"),
+            &ratio as &dyn Fn(&Value) -> String,
+            "≤ 1.3".to_string(),
+        ),
+        (
+            "peak RSS: operator vs training operator".to_string(),
+            &mem,
+            format!("< 0.33× at {big} jobs"),
+        ),
+        (
+            "writes after a restart with finished jobs".to_string(),
+            &writes,
+            "0".to_string(),
+        ),
+    ];
     if has_b {
         w("| figure | before | after | goal |");
         w("| --- | --- | --- | --- |");
-        w(&format!(
-            "| time to Training, operator / limit, N = {top} | {} | {} | ≤ 1.3 |",
-            ratio(b),
-            ratio(r)
-        ));
-        w(&format!(
-            "| peak RSS with {big} jobs: operator vs training operator | {} | {} | < 0.33× |",
-            mem(b),
-            mem(r)
-        ));
-        w(&format!(
-            "| writes after a restart with {big} finished jobs | {} | {} | 0 |",
-            writes(b),
-            writes(r)
-        ));
+        for (what, value, goal) in &rows {
+            w(&format!(
+                "| {what} | {} | {} | {goal} |",
+                value(b),
+                value(r)
+            ));
+        }
     } else {
         w("| figure | value | goal |");
         w("| --- | --- | --- |");
-        w(&format!(
-            "| time to Training, operator / limit, N = {top} | {} | ≤ 1.3 |",
-            ratio(r)
-        ));
-        w(&format!(
-            "| peak RSS with {big} jobs: operator vs training operator | {} | < 0.33× |",
-            mem(r)
-        ));
-        w(&format!(
-            "| writes after a restart with {big} finished jobs | {} | 0 |",
-            writes(r)
-        ));
+        for (what, value, goal) in &rows {
+            w(&format!("| {what} | {} | {goal} |", value(r)));
+        }
     }
     w("");
 
@@ -1888,7 +1902,9 @@ fn markdown(r: &Value, baseline: Option<&Value>, settings: &Settings) -> String 
             ms(&l["writes_per_second"]),
             ms(&l["log_reads_per_second"]),
             f(&l["rss_mib"]),
-            l["jobs_with_progress"],
+            l["jobs_with_progress"]
+                .as_u64()
+                .map_or("–".to_string(), |p| p.to_string()),
             l["jobs"]
         ));
     }
@@ -1921,6 +1937,19 @@ async fn run() -> Res<()> {
     say!("operator binary: {}", cluster.operator_bin.display());
     cluster.install()?;
     cluster.add_nodes(10, 2000)?;
+    // What an interrupted run left behind.
+    let namespaces: Api<Namespace> = Api::all(cluster.admin.clone());
+    for ns in namespaces
+        .list_metadata(&ListParams::default())
+        .await?
+        .items
+    {
+        let name = ns.name_any();
+        if name.starts_with("bench-") {
+            say!("removing namespace {name}, left by an earlier run");
+            cluster.delete_namespace(&name).await?;
+        }
+    }
     let mut results = serde_json::Map::new();
     results.insert("machine".into(), machine(&cluster));
     results.insert(

@@ -31,16 +31,16 @@ pub async fn act(job: &FineTuneJob, mut decision: Decision, ctx: &Context) -> Re
             }
             ChildAction::Delete(_) => Ok(()),
         };
-        match result {
-            Ok(()) => {}
+        match (result, *action) {
+            (Ok(()), _) => {}
             // Retrying cannot fix a child the apiserver refuses; the job fails with its message.
-            Err(Error::Kube {
-                source: kube::Error::Api(status),
-                ..
-            }) if matches!(action, ChildAction::Create(_)) && is_permanent(&status) => {
-                let ChildAction::Create(kind) = *action else {
-                    unreachable!()
-                };
+            (
+                Err(Error::Kube {
+                    source: kube::Error::Api(status),
+                    ..
+                }),
+                ChildAction::Create(kind),
+            ) if is_permanent(&status) => {
                 let (failed, event) =
                     status::child_rejected(job, kind, &status.message, &super::fetch::now());
                 decision.status = failed;
@@ -48,7 +48,7 @@ pub async fn act(job: &FineTuneJob, mut decision: Decision, ctx: &Context) -> Re
                 decision.actions.clear();
                 break;
             }
-            Err(e) => return Err(e),
+            (Err(e), _) => return Err(e),
         }
     }
 

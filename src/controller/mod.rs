@@ -16,7 +16,7 @@ use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::ListParams;
-use kube::runtime::controller::{Action, Config as ControllerConfig};
+use kube::runtime::controller::{self, Action, Config as ControllerConfig};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{Controller, WatchStreamExt, watcher};
@@ -168,7 +168,13 @@ pub async fn run(
         .for_each(|result| async move {
             match result {
                 Ok((obj, _)) => debug!(object = %obj, "reconciled"),
-                Err(e) => debug!(error = %e, "reconcile loop"),
+                // Reconciler failures are logged by `error_policy`, and a reconcile of an
+                // object deleted meanwhile is expected; a failing watch or runner is not.
+                Err(
+                    e @ (controller::Error::ReconcilerFailed(..)
+                    | controller::Error::ObjectNotFound(_)),
+                ) => debug!(error = %e, "reconcile loop"),
+                Err(e) => warn!(error = %e, "controller queue failed; retrying"),
             }
         })
         .await;

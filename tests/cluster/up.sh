@@ -9,7 +9,8 @@
 #
 # Usage: tests/cluster/up.sh        (then: source tests/cluster/env.sh)
 # Env:   FTO_CACHE, FTO_CLUSTER_PORT_BASE, FTO_CLUSTER_CRDS (extra CRDs installed before
-#        the controllers start), FTO_KEEP_ON_FAILURE=1 (debug a failed start)
+#        the controllers start), FTO_TRAINING_OPERATOR_THREADS (its --controller-threads,
+#        default 1), FTO_KEEP_ON_FAILURE=1 (debug a failed start)
 set -Eeuo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -288,7 +289,8 @@ start training-operator env MY_POD_NAMESPACE=kubeflow training-operator \
   --metrics-bind-address="127.0.0.1:$TO_METRICS_PORT" \
   --health-probe-bind-address="127.0.0.1:$TO_HEALTH_PORT" \
   --webhook-server-port="$TO_WEBHOOK_PORT" \
-  --leader-elect=false --kube-api-qps=200 --kube-api-burst=400 --zap-devel=false
+  --leader-elect=false --kube-api-qps=200 --kube-api-burst=400 --zap-devel=false \
+  --controller-threads="${FTO_TRAINING_OPERATOR_THREADS:-1}"
 # In a real deployment the Secret is mounted at $TO_CERT_DIR; here we copy the cert
 # the rotator generated into it, which is what the operator waits for before it
 # starts any controller.
