@@ -16,7 +16,8 @@
 //! - `FTO_BENCH_ONLY`: a comma list of scenarios to run (`throughput,logs,scale`).
 //! - `FTO_BENCH_JSON` (bench/results.json), `FTO_BENCH_MD` (BENCHMARKS.md),
 //!   `FTO_BENCH_BASELINE` (a results file from an earlier run, shown as "before"),
-//!   `FTO_BENCH_COMMAND` (the command line to print in the report).
+//!   `FTO_BENCH_COMMAND` (the command line to print in the report), `FTO_BENCH_PARSER` (the
+//!   JSON lines benches/parser.rs printed, reported as section 6).
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{Read, Write};
@@ -1159,6 +1160,11 @@ async fn throughput(cluster: &Cluster, settings: &Settings) -> Res<Value> {
 
 /// One training step of an InstructLab v0.12 rank-0 log, as Rich prints it at COLUMNS=512 (the
 /// operator's pods set it): the per-rank loss lines and the metrics line, padded.
+/// Lines of one training step in the log-following scenario (see `step_lines`), and how often
+/// the driver appends one.
+const STEP_LINES: usize = 3;
+const STEP_INTERVAL: Duration = Duration::from_secs(2);
+
 fn step_lines(step: u64) -> Vec<String> {
     let epoch = step / 500;
     let loss = 2.45 / (1.0 + step as f64 / 50.0);
@@ -1237,7 +1243,7 @@ async fn log_following(cluster: &Cluster, settings: &Settings) -> Res<Value> {
                     let _ = append_log(f, &lines);
                 }
                 step += 1;
-                std::thread::sleep(Duration::from_secs(2).saturating_sub(t.elapsed()));
+                std::thread::sleep(STEP_INTERVAL.saturating_sub(t.elapsed()));
             }
         })
     };
@@ -1281,6 +1287,12 @@ async fn log_following(cluster: &Cluster, settings: &Settings) -> Res<Value> {
             })
             .count()
     };
+    // The operator's whole CPU (reads, parsing, status writes, events) per log line served.
+    let lines_per_second = (n * STEP_LINES) as f64 / STEP_INTERVAL.as_secs_f64();
+    let per_1000_lines: Vec<f64> = cpu
+        .iter()
+        .map(|percent| percent * 10.0 / lines_per_second * 1000.0)
+        .collect();
     let (hwm, rss) = memory_mib(op.pid());
     drop(op);
     drop(tracker);
@@ -1292,6 +1304,8 @@ async fn log_following(cluster: &Cluster, settings: &Settings) -> Res<Value> {
         "jobs": n,
         "window_seconds": settings.log_window.as_secs(),
         "cpu_percent_of_one_core": stats(&cpu),
+        "log_lines_per_second": round(lines_per_second),
+        "cpu_ms_per_1000_log_lines": stats(&per_1000_lines),
         "requests_per_second": stats(&rps),
         "writes_per_second": stats(&wps),
         "log_reads_per_second": stats(&logs_ps),
@@ -1886,18 +1900,19 @@ fn markdown(r: &Value, baseline: Option<&Value>, settings: &Settings) -> String 
     ));
     w("");
     w(
-        "| | CPU (% of one core) | requests/s | writes/s | log reads/s | RSS (MiB) | jobs with progress |",
+        "| | CPU (% of one core) | CPU ms per 1,000 log lines | requests/s | writes/s | log reads/s | RSS (MiB) | jobs with progress |",
     );
-    w("| --- | --- | --- | --- | --- | --- | --- |");
+    w("| --- | --- | --- | --- | --- | --- | --- | --- |");
     for (label, x) in [("before", b), ("after", r)] {
         let l = &x["log_following"];
         if l.is_null() || (label == "before" && !has_b) {
             continue;
         }
         w(&format!(
-            "| {} | {} | {} | {} | {} | {} | {}/{} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {}/{} |",
             if has_b { label } else { "operator" },
             ms(&l["cpu_percent_of_one_core"]),
+            ms(&l["cpu_ms_per_1000_log_lines"]),
             ms(&l["requests_per_second"]),
             ms(&l["writes_per_second"]),
             ms(&l["log_reads_per_second"]),
@@ -1909,11 +1924,60 @@ fn markdown(r: &Value, baseline: Option<&Value>, settings: &Settings) -> String 
         ));
     }
     w("");
+    w(
+        "CPU per 1,000 log lines is the operator's whole CPU in a window (reading, parsing, \
+       status writes, events, its watches) over the lines the driver appended in it.",
+    );
+    w("");
+    parser_section(r, &mut w);
     if let Ok(notes) = std::fs::read_to_string(repo().join("bench/NOTES.md")) {
         w(notes.trim_end());
         w("");
     }
     md
+}
+
+/// Section 6: the parser's own throughput (benches/parser.rs, run by `make bench` first).
+fn parser_section(r: &Value, w: &mut impl FnMut(&str)) {
+    let Some(rows) = r["parser"].as_array().filter(|rows| !rows.is_empty()) else {
+        return;
+    };
+    w("## 6. Log parser");
+    w("");
+    w(
+        "[`benches/parser.rs`](benches/parser.rs) on one core: large logs made by repeating the \
+       fixtures of `tests/fixtures/instructlab/`, fed in 64 KiB chunks as the operator reads a \
+       log; best of 3. *parse* only splits lines and recognises records; *parse_and_fold* also \
+       folds them into the status values, as the controller does.",
+    );
+    w("");
+    w("| log | what | MB | lines | records | MB/s | ms per 1,000 lines |");
+    w("| --- | --- | --- | --- | --- | --- | --- |");
+    for row in rows {
+        w(&format!(
+            "| {} | {} | {:.0} | {} | {} | {} | {} |",
+            row["log"].as_str().unwrap_or("–"),
+            row["what"].as_str().unwrap_or("–"),
+            row["bytes"].as_f64().unwrap_or(0.0) / 1e6,
+            row["lines"],
+            row["records"],
+            f(&row["mb_per_s"]),
+            f(&row["ms_per_1000_lines"]),
+        ));
+    }
+    w("");
+}
+
+/// The JSON lines benches/parser.rs printed, when `make bench` saved them (`FTO_BENCH_PARSER`).
+fn parser_results() -> Option<Value> {
+    let path = std::env::var_os("FTO_BENCH_PARSER")?;
+    let text = std::fs::read_to_string(path).ok()?;
+    let rows: Vec<Value> = text
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|v| v["bench"] == "parser")
+        .collect();
+    Some(Value::Array(rows))
 }
 
 async fn run() -> Res<()> {
@@ -1952,6 +2016,9 @@ async fn run() -> Res<()> {
     }
     let mut results = serde_json::Map::new();
     results.insert("machine".into(), machine(&cluster));
+    if let Some(parser) = parser_results() {
+        results.insert("parser".into(), parser);
+    }
     results.insert(
         "settings".into(),
         json!({"runs": settings.runs, "sizes": settings.sizes, "scale": settings.scale,

@@ -25,7 +25,9 @@ cargo bench --locked --no-run --bench cluster --bench parser
 
 if [[ "${FTO_BENCH_SKIP_PARSER:-}" != 1 ]]; then
   step "parser throughput (one core)"
-  cargo bench --locked --bench parser
+  mkdir -p build/bench
+  cargo bench --locked --bench parser | tee build/bench/parser.jsonl
+  export FTO_BENCH_PARSER=build/bench/parser.jsonl
 fi
 
 step "local control plane"
