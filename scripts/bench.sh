@@ -7,7 +7,7 @@
 #      log following. It writes BENCHMARKS.md and bench/results.json.
 #
 # Builds the release operator, starts the local cluster (tests/cluster/) unless one is running,
-# and stops it again if it started it. About 45 minutes on 2 cores; progress is printed.
+# and stops it again if it started it. About 80 minutes on 2 cores; progress is printed.
 # Env: the FTO_BENCH_* variables of benches/cluster.rs (e.g. FTO_BENCH_RUNS=1 for a quick look;
 # FTO_BENCH_BASELINE=bench/baseline.json to show an earlier run as "before"), FTO_BENCH_SKIP_PARSER=1.
 set -euo pipefail
