@@ -34,8 +34,8 @@ step "local control plane"
 kubeconfig=build/cluster/kubeconfig
 if [ -f "$kubeconfig" ] && tests/cluster/bin-dir.sh >/dev/null 2>&1 \
    && "$(tests/cluster/bin-dir.sh)/kubectl" --kubeconfig "$kubeconfig" --request-timeout=5s get --raw /readyz >/dev/null 2>&1; then
-  echo "reusing the running cluster (started without FTO_TRAINING_OPERATOR_THREADS=8, the"
-  echo "training operator may finish jobs slowly: stop it with make cluster-down to let this start one)"
+  echo "reusing the running cluster; unless it was started with FTO_TRAINING_OPERATOR_THREADS=8, its"
+  echo "training operator finishes jobs slowly (make cluster-down first to let this start one)"
 else
   trap 'step "stopping the cluster"; tests/cluster/down.sh' EXIT
   # The training operator with as many workers as the operator has (--concurrency 8).
