@@ -4,7 +4,6 @@
 //! Each test starts its own operator, watching only the test's namespace, so tests run in
 //! parallel, and a test may kill and restart its operator without disturbing the others.
 
-use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -20,6 +19,10 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Config, ResourceExt};
 use serde_json::{Value, json};
+
+#[path = "../support/http.rs"]
+mod http;
+use http::http_get;
 
 pub const TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -624,21 +627,6 @@ fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-/// A minimal HTTP/1.0 GET on 127.0.0.1, enough for /readyz and /metrics.
-fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let code = response.split_whitespace().nth(1)?.parse().ok()?;
-    let body = response
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Some((code, body))
 }
 
 /// A FineTuneJob for the fake cluster: kwok plays its pods as the annotations say.
