@@ -4,6 +4,7 @@
 //! Each test starts its own operator, watching only the test's namespace, so tests run in
 //! parallel, and a test may kill and restart its operator without disturbing the others.
 
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
