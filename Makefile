@@ -37,7 +37,8 @@ unit-test: ## Run only the tests that need no cluster
 
 lint: ## rustfmt check, clippy -D warnings, committed CRD and kustomize render
 	cargo fmt --check
-	cargo clippy --locked --all-targets -- -D warnings
+	# The e2e targets are `test = false` (they need the cluster), so --all-targets skips them.
+	cargo clippy --locked --all-targets --test e2e --test e2e_without_pytorchjob -- -D warnings
 	kubectl kustomize deploy/ > /dev/null
 	@echo "lint: ok"
 
