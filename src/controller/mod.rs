@@ -92,6 +92,12 @@ where
     }
 }
 
+/// Objects per page of a watch's initial list. A page is deserialized whole, pod specs and
+/// templates included, before the caches slim each object: with kube's default (500) the pages of
+/// pods and PyTorchJobs were most of a restarted operator's peak memory (118–157 MiB against
+/// 49 MiB at 50, with 2,000 finished jobs). More, smaller lists cost no measurable time.
+const LIST_PAGE_SIZE: u32 = 50;
+
 /// Runs the controller until `shutdown` resolves. Fails at once, with an install hint, when the
 /// FineTuneJob CRD is not installed.
 pub async fn run(
@@ -116,7 +122,8 @@ pub async fn run(
     // watches that trigger reconciles fill the caches reconciles read from.
     let ours = watcher::Config::default()
         .labels(JOB_NAME_LABEL)
-        .any_semantic();
+        .any_semantic()
+        .page_size(LIST_PAGE_SIZE);
     let (pytorch_jobs, pytorch_writer) = reflector::store();
     let (preprocess_jobs, preprocess_writer) = reflector::store();
     let pods = cache::PodIndex::default();
@@ -141,13 +148,17 @@ pub async fn run(
         preprocess_jobs,
         pods,
     });
-    // The FineTuneJobs, cached without their managedFields, which no decision reads.
     let (job_store, job_writer) = reflector::store();
-    let job_stream = watcher(jobs, watcher::Config::default().any_semantic())
-        .default_backoff()
-        .modify(|j| j.metadata.managed_fields = None)
-        .reflect(job_writer)
-        .applied_objects();
+    let job_stream = watcher(
+        jobs,
+        watcher::Config::default()
+            .any_semantic()
+            .page_size(LIST_PAGE_SIZE),
+    )
+    .default_backoff()
+    .modify(cache::slim_finetune_job)
+    .reflect(job_writer)
+    .applied_objects();
     let controller = Controller::for_stream(job_stream, job_store)
         .owns_stream(preprocess_stream)
         .owns_stream(pytorch_stream)
