@@ -1858,9 +1858,11 @@ fn markdown(r: &Value, baseline: Option<&Value>, settings: &Settings) -> String 
     w(&format!(
         "The operator is killed (SIGKILL) with every job of section 3 finished and started \
        again, {} times. *Ready*: from the start of the process to `/readyz` answering 200. *First \
-       pass*: until the reconcile counter has not moved for 3 s (time of its last change). \
-       Requests: everything the new process sent (its own metrics), including the initial \
-       lists and watches.",
+       pass*: once every job was reconciled at least once, until the reconcile counter has not \
+       moved for 3 s (time of its last change). `/readyz` answers once the process serves, \
+       before its caches are filled, so the first pass is the time to full service. Requests: \
+       everything the new process sent (its own metrics), including the initial lists (pages \
+       of 50 objects) and watches.",
         r["settings"]["restarts"]
     ));
     w("");
