@@ -19,6 +19,7 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 
 use crate::api::{FineTuneJob, JOB_NAME_LABEL, PyTorchJob};
+use crate::status::pods::{BATCH_JOB_LABELS, TRAINING_JOB_LABEL};
 
 /// The watch caches of the children and pods, set when the controller starts.
 pub struct Caches {
@@ -56,9 +57,9 @@ pub struct PodIndex {
 /// training pods) and the batch Job's (the preprocess pods).
 const POD_LABELS_READ: [&str; 4] = [
     JOB_NAME_LABEL,
-    "training.kubeflow.org/job-name",
-    "batch.kubernetes.io/job-name",
-    "job-name",
+    TRAINING_JOB_LABEL,
+    BATCH_JOB_LABELS[0],
+    BATCH_JOB_LABELS[1],
 ];
 
 /// A pod as cached: names, the labels decisions read, uid, times, and its phase, conditions

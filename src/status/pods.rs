@@ -99,15 +99,19 @@ pub fn restarting_too_often(
     })
 }
 
+/// The labels the Job controller puts its Job's name in (the second is the older one).
+pub const BATCH_JOB_LABELS: [&str; 2] = ["batch.kubernetes.io/job-name", "job-name"];
+
+/// The label the training operator puts its PyTorchJob's name in.
+pub const TRAINING_JOB_LABEL: &str = "training.kubeflow.org/job-name";
+
 /// Pods of the Job `job_name` (the Job controller labels its pods with the Job's name).
 pub fn of_job(pods: &[Pod], job_name: &str) -> Vec<Pod> {
     pods.iter()
         .filter(|p| {
-            p.labels()
-                .get("batch.kubernetes.io/job-name")
-                .map(String::as_str)
-                == Some(job_name)
-                || p.labels().get("job-name").map(String::as_str) == Some(job_name)
+            BATCH_JOB_LABELS
+                .iter()
+                .any(|l| p.labels().get(*l).map(String::as_str) == Some(job_name))
         })
         .cloned()
         .collect()

@@ -12,9 +12,6 @@ use crate::api::{Phase, condition};
 use crate::build::preprocess_job_name;
 use crate::logs::progress::{FoldContext, LogState, Transition, fold};
 
-/// Label the training operator puts on the pods of a PyTorchJob.
-const TRAINING_JOB_LABEL: &str = "training.kubeflow.org/job-name";
-
 impl Decider<'_> {
     /// Folds the log lines read this time into progress, checkpoints and the resume point, and
     /// reports each epoch end, checkpoint and resume as an event.
@@ -92,7 +89,7 @@ impl Decider<'_> {
         self.obs
             .pods
             .iter()
-            .filter(|p| p.labels().get(TRAINING_JOB_LABEL) == Some(&self.name))
+            .filter(|p| p.labels().get(pods::TRAINING_JOB_LABEL) == Some(&self.name))
             .cloned()
             .collect()
     }
