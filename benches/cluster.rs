@@ -584,11 +584,21 @@ impl Operator {
 
     /// Waits until at least `n` reconciles have run: a restarted operator reconciles every job
     /// once, after its initial lists, which with thousands of jobs take longer than [`QUIET`].
-    async fn wait_reconciles(&self, n: usize) {
+    /// Fails rather than let a restart be measured before its first pass.
+    async fn wait_reconciles(&self, n: usize) -> Res<()> {
         let deadline = Instant::now() + LONG_WAIT;
-        while self.reconciles() < n as f64 && Instant::now() < deadline {
+        while self.reconciles() < n as f64 {
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "only {} of {n} jobs reconciled after {LONG_WAIT:?}; see {}",
+                    self.reconciles(),
+                    self.log.display()
+                )
+                .into());
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+        Ok(())
     }
 
     /// Waits until no reconcile has run for [`QUIET`]; returns when the last one ran.
@@ -1320,7 +1330,7 @@ async fn restart(cluster: &Cluster, op: &mut Operator, jobs: usize) -> Res<Value
     let spawned = Instant::now();
     let (fresh, ready) = Operator::start(cluster, &ns)?;
     *op = fresh;
-    op.wait_reconciles(jobs).await;
+    op.wait_reconciles(jobs).await?;
     let last = op.wait_quiet().await;
     let requests = op.requests();
     let (hwm, rss) = memory_mib(op.pid());

@@ -355,6 +355,14 @@ mod tests {
         assert!(job.spec.pytorch_replica_specs.is_empty());
         assert!(job.condition_true("Running").is_some());
         assert_eq!(job.spec.run_policy.unwrap().suspend, Some(true));
+
+        // The resourceVersion stays: the freshness check compares it with our last write.
+        let mut ft = ftj("7");
+        ft.metadata.annotations = Some([("a".to_string(), "b".to_string())].into());
+        slim_finetune_job(&mut ft);
+        assert!(ft.metadata.annotations.is_none());
+        assert_eq!(ft.resource_version().as_deref(), Some("7"));
+        assert_eq!(ft.spec, ftj("7").spec);
     }
 
     fn ftj(version: &str) -> FineTuneJob {

@@ -120,10 +120,10 @@ pub async fn run(
 
     // Children and pods carry our label; selecting on it keeps the watches small. The same
     // watches that trigger reconciles fill the caches reconciles read from.
-    let ours = watcher::Config::default()
-        .labels(JOB_NAME_LABEL)
+    let listing = watcher::Config::default()
         .any_semantic()
         .page_size(LIST_PAGE_SIZE);
+    let ours = listing.clone().labels(JOB_NAME_LABEL);
     let (pytorch_jobs, pytorch_writer) = reflector::store();
     let (preprocess_jobs, preprocess_writer) = reflector::store();
     let pods = cache::PodIndex::default();
@@ -149,16 +149,11 @@ pub async fn run(
         pods,
     });
     let (job_store, job_writer) = reflector::store();
-    let job_stream = watcher(
-        jobs,
-        watcher::Config::default()
-            .any_semantic()
-            .page_size(LIST_PAGE_SIZE),
-    )
-    .default_backoff()
-    .modify(cache::slim_finetune_job)
-    .reflect(job_writer)
-    .applied_objects();
+    let job_stream = watcher(jobs, listing)
+        .default_backoff()
+        .modify(cache::slim_finetune_job)
+        .reflect(job_writer)
+        .applied_objects();
     let controller = Controller::for_stream(job_stream, job_store)
         .owns_stream(preprocess_stream)
         .owns_stream(pytorch_stream)
