@@ -69,6 +69,27 @@ pub struct FineTuneJobStatus {
     /// reads lines twice nor misses any. Internal bookkeeping.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_cursor: Option<LogCursor>,
+
+    /// Training pods that failed and were recreated by the training operator (restartPolicy
+    /// ExitCode recreates a pod that exits with a code of 128 or more, e.g. 137 when killed).
+    /// Counted against spec.backoffLimit: past it the job fails.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_failures: Option<PodFailures>,
+}
+
+/// Failed training pods, counted once each.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PodFailures {
+    /// Training pods that failed so far.
+    pub count: i32,
+    /// Exit codes of the most recent failures, oldest first (at most 16).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exit_codes: Vec<i32>,
+    /// UIDs of the most recent failed pods, so that each is counted once (at most 16).
+    /// Internal bookkeeping.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pod_uids: Vec<String>,
 }
 
 /// A position in the log of one container: after the line stamped `time`, counting `lines`

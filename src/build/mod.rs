@@ -81,15 +81,19 @@ fn under(mount: &str, path: &str) -> String {
     }
 }
 
-/// Metadata of a child: our label, an owner reference with `controller: true`, and nothing
+/// Metadata of a child: our label, an owner reference with `controller: true` and
+/// `blockOwnerDeletion: true`, and nothing
 /// copied from the FineTuneJob's own labels or annotations (Argo CD would adopt the child).
 fn child_meta(
     job: &FineTuneJob,
     name: String,
 ) -> Result<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, BuildError> {
-    let owner = job
+    let mut owner = job
         .controller_owner_ref(&())
         .ok_or(BuildError::MissingMetadata("name or uid"))?;
+    // With foreground deletion of the FineTuneJob (kubectl delete --cascade=foreground, Argo CD)
+    // the garbage collector then waits for the children, and with them the pods and their GPUs.
+    owner.block_owner_deletion = Some(true);
     let namespace = job
         .namespace()
         .ok_or(BuildError::MissingMetadata("namespace"))?;

@@ -62,8 +62,8 @@ const POD_LABELS_READ: [&str; 4] = [
     BATCH_JOB_LABELS[1],
 ];
 
-/// A pod as cached: names, the labels decisions read, uid, times, and its phase, conditions
-/// and container states.
+/// A pod as cached: names, the labels decisions read, uid, controller reference, times, and its
+/// phase, conditions and container states.
 pub fn slim_pod(pod: &mut Pod) {
     let m = std::mem::take(&mut pod.metadata);
     pod.metadata = ObjectMeta {
@@ -72,6 +72,12 @@ pub fn slim_pod(pod: &mut Pod) {
         uid: m.uid,
         creation_timestamp: m.creation_timestamp,
         deletion_timestamp: m.deletion_timestamp,
+        // The controller reference only: it tells our children's pods from others with our label.
+        owner_references: m.owner_references.map(|refs| {
+            refs.into_iter()
+                .filter(|r| r.controller == Some(true))
+                .collect()
+        }),
         labels: m.labels.map(|labels| {
             labels
                 .into_iter()
@@ -126,6 +132,7 @@ pub fn slim_job(job: &mut Job) {
 pub fn slim_finetune_job(job: &mut FineTuneJob) {
     job.metadata.managed_fields = None;
     job.metadata.annotations = None;
+    job.metadata.labels = None;
 }
 
 /// Pods by (namespace, job name), then by pod name.
@@ -147,7 +154,10 @@ fn key_of(pod: &Pod) -> Option<((String, String), String)> {
 impl PodIndex {
     /// Applies one watch event.
     pub fn apply(&self, event: &watcher::Event<Pod>) {
-        let mut state = self.inner.write().expect("pod index lock");
+        let mut state = self
+            .inner
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         match event {
             watcher::Event::Apply(pod) => {
                 if let Some((job, name)) = key_of(pod) {
@@ -188,7 +198,10 @@ impl PodIndex {
 
     /// The pods of one FineTuneJob, or None before the first list completed.
     pub fn of(&self, ns: &str, job: &str) -> Option<Vec<Pod>> {
-        let state = self.inner.read().expect("pod index lock");
+        let state = self
+            .inner
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if !state.ready {
             return None;
         }
@@ -222,7 +235,10 @@ pub enum Freshness {
 impl Written {
     pub fn check(&self, cached: &FineTuneJob) -> Freshness {
         let key = ObjectRef::from(cached);
-        let mut versions = self.versions.lock().expect("written lock");
+        let mut versions = self
+            .versions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         match versions.get(&key) {
             None => Freshness::Current,
             Some(v) if cached.resource_version().as_ref() == Some(v) => {
@@ -239,13 +255,16 @@ impl Written {
         if let Some(version) = object.resource_version() {
             self.versions
                 .lock()
-                .expect("written lock")
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .insert(ObjectRef::from(object), version);
         }
     }
 
     pub fn forget(&self, key: &ObjectRef<FineTuneJob>) {
-        self.versions.lock().expect("written lock").remove(key);
+        self.versions
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(key);
     }
 }
 
@@ -261,12 +280,15 @@ impl KindSeen {
     pub fn recent(&self) -> bool {
         self.0
             .lock()
-            .expect("kind lock")
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
             .is_some_and(|t| t.elapsed() < KIND_CHECK_TTL)
     }
 
     pub fn set(&self, installed: bool) {
-        *self.0.lock().expect("kind lock") = installed.then(Instant::now);
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = installed.then(Instant::now);
     }
 }
 
@@ -317,7 +339,9 @@ mod tests {
                                     "training.kubeflow.org/replica-type": "master"},
                          "annotations": {"x": "y"},
                          "ownerReferences": [{"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob",
-                                              "name": "a", "uid": "o"}],
+                                              "name": "a", "uid": "o", "controller": true},
+                                             {"apiVersion": "v1", "kind": "ConfigMap",
+                                              "name": "other", "uid": "c"}],
                          "managedFields": [{"manager": "kwok"}]},
             "spec": {"containers": [{"name": "pytorch"}]},
             "status": {"phase": "Failed", "podIP": "10.0.0.1", "qosClass": "BestEffort",
@@ -334,7 +358,9 @@ mod tests {
             json!({"apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": "a-master-0", "namespace": "ns", "uid": "u",
                          "creationTimestamp": "2026-11-26T10:00:00Z",
-                         "labels": {JOB_NAME_LABEL: "a", "training.kubeflow.org/job-name": "a"}},
+                         "labels": {JOB_NAME_LABEL: "a", "training.kubeflow.org/job-name": "a"},
+                         "ownerReferences": [{"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob",
+                                              "name": "a", "uid": "o", "controller": true}]},
             "status": {"phase": "Failed",
                        "conditions": [{"type": "PodScheduled", "status": "False",
                                        "reason": "Unschedulable", "message": "0/1 nodes"}],
@@ -359,8 +385,10 @@ mod tests {
         // The resourceVersion stays: the freshness check compares it with our last write.
         let mut ft = ftj("7");
         ft.metadata.annotations = Some([("a".to_string(), "b".to_string())].into());
+        ft.metadata.labels = Some([("team".to_string(), "x".repeat(63))].into());
         slim_finetune_job(&mut ft);
         assert!(ft.metadata.annotations.is_none());
+        assert!(ft.metadata.labels.is_none());
         assert_eq!(ft.resource_version().as_deref(), Some("7"));
         assert_eq!(ft.spec, ftj("7").spec);
     }

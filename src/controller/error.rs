@@ -17,6 +17,13 @@ pub enum Error {
     Build(#[from] BuildError),
     #[error("the FineTuneJob has no namespace")]
     MissingNamespace,
+    /// A child with the name this FineTuneJob's child gets exists and is not ours.
+    #[error("{kind} {name} exists and is not controlled by this FineTuneJob")]
+    ChildConflict { kind: &'static str, name: String },
+    /// A bug: the reconcile panicked. Caught so that one job never stops the others; retried
+    /// with backoff like any other error.
+    #[error("reconcile panicked: {0}")]
+    Panicked(String),
 }
 
 impl Error {
@@ -26,6 +33,8 @@ impl Error {
             Error::Kube { action, .. } => action,
             Error::Build(_) => "build",
             Error::MissingNamespace => "missing_namespace",
+            Error::ChildConflict { .. } => "child_conflict",
+            Error::Panicked(_) => "panicked",
         }
     }
 }
@@ -46,4 +55,23 @@ impl<T> KubeContext<T> for Result<T, kube::Error> {
 /// kube cannot read as a NotFound Status.
 pub(crate) fn is_not_found(error: &kube::Error) -> bool {
     matches!(error, kube::Error::Api(status) if status.code == 404 || status.is_not_found())
+}
+
+/// A 409 AlreadyExists answer to a create.
+pub(crate) fn is_already_exists(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if status.code == 409 && status.reason == "AlreadyExists")
+}
+
+/// The text of a panic payload (`panic!` with a literal or a formatted message).
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string())
+}
+
+/// A 409 Conflict (e.g. a failed UID precondition).
+pub(crate) fn is_conflict(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if status.code == 409)
 }

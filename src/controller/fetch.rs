@@ -38,30 +38,32 @@ pub async fn observe(ctx: &Context, job: &FineTuneJob, needs: Needs) -> Result<O
     let caches = ctx.caches.get();
     let status = job.status.clone().unwrap_or_default();
     let absence_is_enough = caches.is_some() && job.metadata.deletion_timestamp.is_none();
+    // A child is ours only when this FineTuneJob's UID controls it: an object that merely has
+    // the child's name (another team's job, a leftover of a deleted FineTuneJob of the same
+    // name) is `Foreign` and never read as our status, changed or deleted.
+    let uid = job.metadata.uid.as_deref();
     let preprocess_job = if needs.preprocess_job {
         let child = preprocess_job_name(&name);
-        match caches.and_then(|c| c.preprocess_job(&ns, &child)) {
-            Some(j) => Lookup::Present(j),
-            None if absence_is_enough && status.preprocess_job.is_none() => Lookup::Absent,
+        let found = match caches.and_then(|c| c.preprocess_job(&ns, &child)) {
+            Some(j) => Some(j),
+            None if absence_is_enough && status.preprocess_job.is_none() => None,
             None => {
                 let jobs: Api<Job> = Api::namespaced(client.clone(), &ns);
-                jobs.get_opt(&child)
-                    .await
-                    .during("get_preprocess_job")?
-                    .map_or(Lookup::Absent, Lookup::Present)
+                jobs.get_opt(&child).await.during("get_preprocess_job")?
             }
-        }
+        };
+        status::owned(found, |j| &j.metadata, uid)
     } else {
         Lookup::Skipped
     };
 
     let pytorch_job = if needs.pytorch_job {
         match caches.and_then(|c| c.pytorch_job(&ns, &name)) {
-            Some(p) => Lookup::Present(p),
+            Some(p) => status::owned(Some(p), |p| &p.metadata, uid),
             None if absence_is_enough && status.pytorch_job.is_none() && ctx.kind_seen.recent() => {
                 Lookup::Absent
             }
-            None => get_pytorch_job(ctx, &ns, &name).await?,
+            None => get_pytorch_job(ctx, &ns, &name, uid).await?,
         }
     } else {
         Lookup::Skipped
@@ -83,6 +85,26 @@ pub async fn observe(ctx: &Context, job: &FineTuneJob, needs: Needs) -> Result<O
         Vec::new()
     };
 
+    // Pods carry our label, which anyone can set: only those our own children control count.
+    let child_uids: Vec<&str> = [
+        preprocess_job
+            .present()
+            .and_then(|j| j.metadata.uid.as_deref()),
+        pytorch_job
+            .present()
+            .and_then(|p| p.metadata.uid.as_deref()),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    let pods = pods
+        .into_iter()
+        .filter(|p| {
+            child_uids
+                .iter()
+                .any(|u| status::controlled_by(&p.metadata, Some(u)))
+        })
+        .collect();
     let mut observed = Observed::new(now(), preprocess_job, pytorch_job);
     observed.pods = pods;
     if needs.log {
@@ -98,10 +120,15 @@ pub async fn observe(ctx: &Context, job: &FineTuneJob, needs: Needs) -> Result<O
 
 /// The PyTorchJob from the apiserver. A 404 is also what a missing kind looks like: discovery
 /// says which (a recent "installed" answer is reused).
-async fn get_pytorch_job(ctx: &Context, ns: &str, name: &str) -> Result<Lookup<PyTorchJob>, Error> {
+async fn get_pytorch_job(
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+    owner_uid: Option<&str>,
+) -> Result<Lookup<PyTorchJob>, Error> {
     let api: Api<PyTorchJob> = Api::namespaced(ctx.client.clone(), ns);
     match api.get(name).await {
-        Ok(p) => Ok(Lookup::Present(p)),
+        Ok(p) => Ok(status::owned(Some(p), |p| &p.metadata, owner_uid)),
         Err(e) if is_not_found(&e) => {
             if ctx.kind_seen.recent() {
                 return Ok(Lookup::Absent);

@@ -71,6 +71,19 @@ impl Context {
     }
 }
 
+impl Context {
+    /// Drops everything kept per object for a job that is gone, so that the per-object maps
+    /// stay as large as the set of live jobs.
+    fn forget(&self, job: &ObjectRef<FineTuneJob>) {
+        self.followers.forget(job);
+        self.written.forget(job);
+        self.failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(job);
+    }
+}
+
 /// Settings of the controller loop.
 #[derive(Clone, Debug)]
 pub struct Settings {
@@ -202,7 +215,26 @@ fn settled(job: &FineTuneJob) -> bool {
         && !job.spec.cleanup.delete_children_after_finished
 }
 
+/// Reconciles one FineTuneJob. A panic inside (a bug, whatever input caused it) becomes an error
+/// for this object only, retried with backoff: one bad job never stops the process or the others.
 pub async fn reconcile(cached: Arc<FineTuneJob>, ctx: Arc<Context>) -> Result<Action, Error> {
+    catch_panics(reconcile_job(cached, ctx)).await
+}
+
+/// Turns a panic of `reconcile` into [`Error::Panicked`]. The shared state a panic could leave
+/// half-written is behind mutexes whose poisoning is ignored on purpose: each holds maps of
+/// plain values that stay valid at every step.
+async fn catch_panics(
+    reconcile: impl Future<Output = Result<Action, Error>>,
+) -> Result<Action, Error> {
+    use futures::FutureExt;
+    match std::panic::AssertUnwindSafe(reconcile).catch_unwind().await {
+        Ok(result) => result,
+        Err(payload) => Err(Error::Panicked(error::panic_message(payload.as_ref()))),
+    }
+}
+
+async fn reconcile_job(cached: Arc<FineTuneJob>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile_started();
     if settled(&cached) {
         return Ok(Action::await_change());
@@ -227,7 +259,7 @@ pub async fn reconcile(cached: Arc<FineTuneJob>, ctx: Arc<Context>) -> Result<Ac
                     job
                 }
                 None => {
-                    ctx.written.forget(&ObjectRef::from(cached.as_ref()));
+                    ctx.forget(&ObjectRef::from(cached.as_ref()));
                     return Ok(Action::await_change());
                 }
             }
@@ -263,7 +295,7 @@ pub async fn reconcile(cached: Arc<FineTuneJob>, ctx: Arc<Context>) -> Result<Ac
     }
     ctx.failures
         .lock()
-        .expect("failures lock")
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
         .remove(&ObjectRef::from(&job));
     Ok(requeue.map_or_else(Action::await_change, Action::requeue))
 }
@@ -304,10 +336,12 @@ async fn cleanup(
         }
     }
     if undeleted {
-        act::delete_children(job, ctx).await?;
+        act::delete_children(job, &status::OwnedChildren::of(&observed), ctx).await?;
     }
     if children.is_empty() {
         finalizer::remove(api, job).await?;
+        // The object is about to go: nothing kept for it may outlive it.
+        ctx.forget(&ObjectRef::from(job));
         return Ok(Action::await_change());
     }
     // The children's own deletion events wake us; the requeue is a safety net.
@@ -361,7 +395,10 @@ fn cancelled_event(job: &FineTuneJob, phase: Phase, observed: &status::Observed)
 /// Retries with exponential backoff per object: 5 s, 10 s, 20 s … up to 5 minutes.
 pub fn error_policy(job: Arc<FineTuneJob>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.reconcile_failed(error.metric_label());
-    let mut failures = ctx.failures.lock().expect("failures lock");
+    let mut failures = ctx
+        .failures
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let count = failures.entry(ObjectRef::from(job.as_ref())).or_insert(0);
     *count = count.saturating_add(1);
     let delay = Duration::from_secs(5u64.saturating_mul(1 << (*count - 1).min(6)))

@@ -20,6 +20,8 @@ const NS_PATH: &str = "/apis/finetune.dev/v1alpha1/namespaces/ns/finetunejobs/ft
 const PREPROCESS_PATH: &str = "/apis/batch/v1/namespaces/ns/jobs/ft-preprocess";
 const PYTORCHJOB_PATH: &str = "/apis/kubeflow.org/v1/namespaces/ns/pytorchjobs/ft";
 const PODS_PATH: &str = "/api/v1/namespaces/ns/pods";
+const JOBS_PATH: &str = "/apis/batch/v1/namespaces/ns/jobs";
+const PYTORCHJOBS_PATH: &str = "/apis/kubeflow.org/v1/namespaces/ns/pytorchjobs";
 const EVENTS_PATH: &str = "/apis/events.k8s.io/v1/namespaces/ns/events";
 
 struct ApiServer(Handle<Request<Body>, Response<Body>>);
@@ -84,15 +86,15 @@ impl ApiServer {
         (query, body)
     }
 
-    /// A PyTorchJob not created yet: its 404, discovery, the pods, then its apply, answered with
-    /// itself. Returns what was applied.
+    /// A PyTorchJob not created yet: its 404, discovery, the pods, then its create, answered
+    /// with itself. Returns what was created.
     async fn creates_the_pytorchjob(&mut self) -> Value {
         self.not_found(Method::GET, PYTORCHJOB_PATH).await;
         self.answer(Method::GET, "/apis/kubeflow.org/v1", 200, discovery())
             .await;
         self.answer(Method::GET, PODS_PATH, 200, pod_list(vec![]))
             .await;
-        let (_, ptj) = self.echo(Method::PATCH, PYTORCHJOB_PATH).await;
+        let (_, ptj) = self.echo(Method::POST, PYTORCHJOBS_PATH).await;
         assert_eq!(ptj["kind"], "PyTorchJob");
         ptj
     }
@@ -132,6 +134,12 @@ fn respond(send: SendResponse<Response<Body>>, status: u16, answer: &Value) {
 
 fn not_found() -> Value {
     json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"})
+}
+
+/// The controller reference of a child of the FineTuneJob `ftj()` builds.
+fn ours() -> Value {
+    json!({"apiVersion": "finetune.dev/v1alpha1", "kind": "FineTuneJob", "name": "ft",
+           "uid": "uid-1", "controller": true, "blockOwnerDeletion": true})
 }
 
 fn discovery() -> Value {
@@ -283,13 +291,16 @@ async fn a_new_job_with_preprocess_gets_its_preprocess_job() {
             "{query}"
         );
 
-        let (query, job) = api.echo(Method::PATCH, PREPROCESS_PATH).await;
-        assert!(
-            query.contains("fieldManager=finetune-operator") && query.contains("force=true"),
-            "{query}"
-        );
+        // A plain create, never an apply that could take over an object of the same name.
+        let (query, job) = api.echo(Method::POST, JOBS_PATH).await;
+        assert!(query.contains("fieldManager=finetune-operator"), "{query}");
         assert_eq!(job["kind"], "Job");
         assert_eq!(job["metadata"]["ownerReferences"][0]["uid"], "uid-1");
+        assert_eq!(job["metadata"]["ownerReferences"][0]["controller"], true);
+        assert_eq!(
+            job["metadata"]["ownerReferences"][0]["blockOwnerDeletion"],
+            true
+        );
         assert_eq!(
             job["spec"]["template"]["spec"]["containers"][0]["command"],
             json!(["python", "-m", "instructlab.training.data_process"])
@@ -336,7 +347,7 @@ async fn finished_preprocessing_creates_the_pytorchjob() {
     );
     let reply = obj.clone();
     let server = tokio::spawn(async move {
-        let done = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "ft-preprocess", "namespace": "ns"},
+        let done = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "ft-preprocess", "namespace": "ns", "uid": "pre-1", "ownerReferences": [ours()]},
                           "spec": {"template": {}}, "status": {"conditions": [{"type": "Complete", "status": "True"}]}});
         api.answer(Method::GET, PREPROCESS_PATH, 200, done).await;
         let ptj = api.creates_the_pytorchjob().await;
@@ -378,7 +389,7 @@ fn training_status() -> Value {
 
 fn pytorchjob(condition: &str) -> Value {
     json!({"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob",
-           "metadata": {"name": "ft", "namespace": "ns"},
+           "metadata": {"name": "ft", "namespace": "ns", "uid": "ptj-1", "ownerReferences": [ours()]},
            "spec": {"pytorchReplicaSpecs": {}},
            "status": {"conditions": [{"type": condition, "status": "True",
                                       "message": format!("PyTorchJob ft is {condition}.")}]}})
@@ -412,7 +423,9 @@ async fn failed_training_publishes_a_warning_with_the_log_tail() {
     let server = tokio::spawn(async move {
         api.answer(Method::GET, PYTORCHJOB_PATH, 200, pytorchjob("Failed"))
             .await;
-        let master = json!({"metadata": {"name": "ft-master-0", "namespace": "ns", "creationTimestamp": "2026-11-26T10:00:00Z"},
+        let master = json!({"metadata": {"name": "ft-master-0", "namespace": "ns", "creationTimestamp": "2026-11-26T10:00:00Z",
+                                         "ownerReferences": [{"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob",
+                                                              "name": "ft", "uid": "ptj-1", "controller": true}]},
             "status": {"containerStatuses": [{"name": "pytorch", "ready": false, "restartCount": 0, "image": "img", "imageID": "",
                 "state": {"terminated": {"exitCode": 1, "reason": "Error"}}}]}});
         api.answer(Method::GET, PODS_PATH, 200, pod_list(vec![master]))
@@ -485,11 +498,12 @@ async fn deletion_removes_the_children_then_the_finalizer() {
         let event = api.event().await;
         assert_eq!(event["reason"], "Cancelled");
         assert!(event["note"].as_str().unwrap().ends_with("epoch 1"));
-        api.not_found(Method::DELETE, PREPROCESS_PATH).await;
+        // Only what exists and is ours is deleted, and exactly that object (its UID).
         let (_, body) = api
             .answer(Method::DELETE, PYTORCHJOB_PATH, 200, pytorchjob("Running"))
             .await;
         assert_eq!(body["propagationPolicy"], "Foreground");
+        assert_eq!(body["preconditions"]["uid"], "ptj-1");
     });
     // Children still exist: wait for them.
     assert_eq!(
@@ -553,5 +567,163 @@ async fn a_settled_finished_job_costs_no_request() {
         api.no_more().await;
     });
     assert_eq!(run(ctx, &obj).await.unwrap(), Action::await_change());
+    server.await.unwrap();
+}
+
+// ---- hardening ----------------------------------------------------------------------------
+
+#[tokio::test]
+async fn a_panic_in_a_reconcile_is_an_error_for_that_object_only() {
+    let result = super::catch_panics(async {
+        let text = "█".repeat(3);
+        // A byte offset inside a character: the kind of bug the log tails once had.
+        let _ = &text[..1];
+        Ok(Action::await_change())
+    })
+    .await;
+    match result {
+        Err(super::Error::Panicked(message)) => {
+            assert!(message.contains("char boundary"), "{message}")
+        }
+        other => panic!("expected a caught panic, got {other:?}"),
+    }
+    // It is retried with backoff like any error.
+    let (ctx, _api) = setup();
+    let job: FineTuneJob = serde_json::from_value(ftj(json!({}), Value::Null, json!({}))).unwrap();
+    let action = super::error_policy(Arc::new(job), &super::Error::Panicked("boom".into()), ctx);
+    assert_eq!(action, Action::requeue(Duration::from_secs(5)));
+}
+
+fn foreign_pytorchjob() -> Value {
+    json!({"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob",
+           "metadata": {"name": "ft", "namespace": "ns", "uid": "theirs",
+                        "ownerReferences": [{"apiVersion": "finetune.dev/v1alpha1", "kind": "FineTuneJob",
+                                             "name": "ft", "uid": "an-older-ft", "controller": true}]},
+           "spec": {"pytorchReplicaSpecs": {}},
+           "status": {"conditions": [{"type": "Succeeded", "status": "True"}]}})
+}
+
+#[tokio::test]
+async fn a_pytorchjob_of_our_name_that_is_not_ours_is_never_read_changed_or_deleted() {
+    // Its Succeeded condition must not become ours; the job fails with ChildConflict.
+    let (ctx, mut api) = setup();
+    let obj = ftj(json!({}), training_status(), json!({}));
+    let reply = obj.clone();
+    let server =
+        tokio::spawn(async move {
+            api.answer(Method::GET, PYTORCHJOB_PATH, 200, foreign_pytorchjob())
+                .await;
+            api.answer(Method::GET, PODS_PATH, 200, pod_list(vec![]))
+                .await;
+            let (_, status) = api
+                .answer(Method::PATCH, &format!("{NS_PATH}/status"), 200, reply)
+                .await;
+            assert_eq!(status["status"]["phase"], "Failed");
+            assert_eq!(status["status"]["reason"], "ChildConflict");
+            let event = api.event().await;
+            assert_eq!(event["type"], "Warning");
+            assert!(event["note"].as_str().unwrap().contains(
+                "a PyTorchJob named ft already exists and is not owned by this FineTuneJob"
+            ));
+            // No PATCH, no DELETE of the other object.
+            api.no_more().await;
+        });
+    run(ctx, &obj).await.unwrap();
+    server.await.unwrap();
+
+    // Deleting the FineTuneJob deletes nothing that is not ours.
+    let (ctx, mut api) = setup();
+    let obj = ftj(
+        json!({}),
+        training_status(),
+        json!({"deletionTimestamp": "2026-11-26T11:00:00Z"}),
+    );
+    let current = obj.clone();
+    let server = tokio::spawn(async move {
+        api.not_found(Method::GET, PREPROCESS_PATH).await;
+        api.answer(Method::GET, PYTORCHJOB_PATH, 200, foreign_pytorchjob())
+            .await;
+        let (_, patch) = api.answer(Method::PATCH, NS_PATH, 200, current).await;
+        assert_eq!(patch[1]["op"], "remove");
+        api.no_more().await;
+    });
+    assert_eq!(run(ctx, &obj).await.unwrap(), Action::await_change());
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_create_that_finds_the_name_taken_by_another_object_fails_the_job() {
+    let (ctx, mut api) = setup();
+    let mut status = training_status();
+    status["phase"] = json!("Pending");
+    status.as_object_mut().unwrap().remove("pytorchJob");
+    status.as_object_mut().unwrap().remove("trainingStartTime");
+    let obj = ftj(json!({}), status, json!({}));
+    let reply = obj.clone();
+    let server = tokio::spawn(async move {
+        // Not there when looked up (no label: no cache would have it either)...
+        api.not_found(Method::GET, PYTORCHJOB_PATH).await;
+        api.answer(Method::GET, "/apis/kubeflow.org/v1", 200, discovery())
+            .await;
+        api.answer(Method::GET, PODS_PATH, 200, pod_list(vec![]))
+            .await;
+        // ... but there when created.
+        let exists = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                            "reason": "AlreadyExists", "code": 409, "message": "pytorchjobs.kubeflow.org \"ft\" already exists"});
+        api.answer(Method::POST, PYTORCHJOBS_PATH, 409, exists)
+            .await;
+        api.answer(Method::GET, PYTORCHJOB_PATH, 200, foreign_pytorchjob())
+            .await;
+        let (_, status) = api
+            .answer(Method::PATCH, &format!("{NS_PATH}/status"), 200, reply)
+            .await;
+        assert_eq!(status["status"]["reason"], "ChildConflict");
+        assert!(status["status"].get("pytorchJob").is_none(), "{status}");
+        assert_eq!(api.event().await["reason"], "TrainingFailed");
+        api.no_more().await;
+    });
+    run(ctx, &obj).await.unwrap();
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_forbidden_create_is_reported_in_status_and_retried() {
+    let (ctx, mut api) = setup();
+    let pending = json!({
+        "phase": "Pending", "startTime": "2026-11-26T10:00:00Z", "observedGeneration": 1,
+        "reason": "Accepted", "message": "Accepted; starting",
+        "conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted",
+                        "message": "The spec was accepted", "lastTransitionTime": "2026-11-26T10:00:00Z"}]});
+    let obj = ftj(json!({"preprocess": {}}), pending, json!({}));
+    let reply = obj.clone();
+    let server = tokio::spawn(async move {
+        api.not_found(Method::GET, PREPROCESS_PATH).await;
+        api.not_found(Method::GET, PYTORCHJOB_PATH).await;
+        api.answer(Method::GET, "/apis/kubeflow.org/v1", 200, discovery())
+            .await;
+        api.answer(Method::GET, PODS_PATH, 200, pod_list(vec![]))
+            .await;
+        let forbidden = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                               "reason": "Forbidden", "code": 403,
+                               "message": "jobs.batch \"ft-preprocess\" is forbidden: exceeded quota: q, requested: count/jobs.batch=1, used: count/jobs.batch=0, limited: count/jobs.batch=0"});
+        api.answer(Method::POST, JOBS_PATH, 403, forbidden).await;
+        let (_, status) = api
+            .answer(Method::PATCH, &format!("{NS_PATH}/status"), 200, reply)
+            .await;
+        assert_eq!(status["status"]["reason"], "CreateForbidden");
+        assert!(
+            status["status"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("exceeded quota")
+        );
+        assert!(status["status"].get("preprocessJob").is_none(), "{status}");
+        assert_eq!(api.event().await["reason"], "PreprocessStalled");
+    });
+    let result = run(ctx, &obj).await;
+    assert!(
+        matches!(result, Err(super::Error::Kube { .. })),
+        "{result:?}"
+    );
     server.await.unwrap();
 }

@@ -44,12 +44,14 @@ impl<'a> Decider<'a> {
         }
     }
 
-    pub(super) fn finish(self) -> Decision {
+    pub(super) fn finish(mut self) -> Decision {
+        bounds::bound_status(&mut self.new);
         Decision {
             status: self.new,
             actions: self.actions,
             events: self.events,
             requeue_after: self.requeue_after,
+            owned: OwnedChildren::of(self.obs),
         }
     }
 
@@ -74,6 +76,7 @@ impl<'a> Decider<'a> {
             return;
         }
         for stage in [
+            Self::children_conflict,
             Self::children_deleted,
             Self::suspend,
             Self::kind_installed,
@@ -85,6 +88,7 @@ impl<'a> Decider<'a> {
                 break;
             }
         }
+        self.creation_allowed();
         self.stalled();
         if self.new.phase == Some(Phase::Training) {
             self.requeue_at_most(self.obs.next_log_read);
@@ -100,7 +104,53 @@ impl<'a> Decider<'a> {
         self.delete_children_if_finished();
     }
 
+    /// A child the apiserver forbade before is being created now: the Stalled condition that
+    /// said so is over, whatever the phase (a queued job stays Pending).
+    fn creation_allowed(&mut self) {
+        let forbidden = self.new.conditions.iter().any(|c| {
+            c.type_ == condition::STALLED
+                && c.status == "True"
+                && c.reason == reason::CREATE_FORBIDDEN
+        });
+        if forbidden
+            && self
+                .actions
+                .iter()
+                .any(|a| matches!(a, ChildAction::Create(_)))
+        {
+            self.set_condition(
+                condition::STALLED,
+                false,
+                reason::PROGRESSING,
+                "The API server allowed creating the child",
+            );
+        }
+    }
+
     // ---- stages -------------------------------------------------------------------------
+
+    /// An object with a child's name exists and is not ours: never adopt, change or delete it
+    /// (it may be another team's job); fail with a reason that says what to do.
+    pub(super) fn children_conflict(&mut self) -> Flow {
+        let (kind, child, event_reason) = if matches!(self.obs.preprocess_job, Lookup::Foreign) {
+            (
+                "Job",
+                preprocess_job_name(&self.name),
+                reason::PREPROCESS_FAILED,
+            )
+        } else if matches!(self.obs.pytorch_job, Lookup::Foreign) {
+            ("PyTorchJob", self.name.clone(), reason::TRAINING_FAILED)
+        } else {
+            return Flow::Continue;
+        };
+        let message = format!(
+            "a {kind} named {child} already exists and is not owned by this FineTuneJob; \
+             it is left untouched: delete or rename it, or give this FineTuneJob another name"
+        );
+        self.fail(reason::CHILD_CONFLICT, &message, None);
+        self.event(Severity::Warning, event_reason, message, None);
+        Flow::Stop
+    }
 
     /// A child we created has disappeared before the job finished: someone else deleted it.
     pub(super) fn children_deleted(&mut self) -> Flow {
@@ -257,6 +307,9 @@ impl<'a> Decider<'a> {
                 Flow::Stop
             }
             Lookup::Present(pre) => {
+                // Ours but not in the status: the operator stopped between creating it and
+                // writing the status. Recording it now makes its deletion visible later.
+                self.new.preprocess_job = Some(job_name.clone());
                 if job_condition(pre, "Complete") {
                     let message = format!("Job {job_name} processed the data");
                     self.set_condition(
@@ -312,7 +365,12 @@ impl<'a> Decider<'a> {
                 }
                 Flow::Stop
             }
-            Lookup::Present(ptj) => self.pytorch_job_state(ptj),
+            Lookup::Present(ptj) => {
+                // As for the preprocess Job: a child created before a crash is recorded now, so
+                // that its log is followed and its deletion is not answered by a new one.
+                self.new.pytorch_job = Some(self.name.clone());
+                self.pytorch_job_state(ptj)
+            }
             _ => Flow::Stop,
         }
     }
@@ -348,6 +406,16 @@ impl<'a> Decider<'a> {
             self.fail_diagnosed(reason::TRAINING_FAILED, diagnosis, message, None);
             return Flow::Stop;
         }
+        if let Some(message) = self.count_pod_failures() {
+            let diagnosis = self.training_diagnosis();
+            self.fail_diagnosed(
+                reason::TRAINING_FAILED,
+                diagnosis,
+                message,
+                Some(ChildKind::PyTorchJob),
+            );
+            return Flow::Stop;
+        }
         if let Some(t) = pods::restarting_too_often(
             &self.obs.pods,
             PYTORCH_CONTAINER,
@@ -378,10 +446,15 @@ impl<'a> Decider<'a> {
             (false, false) => self.training_started(),
             (true, true) => self.set_phase(
                 Phase::Training,
-                "SuspendedByQueue",
+                reason::SUSPENDED_BY_QUEUE,
                 &format!("Kueue suspended PyTorchJob {} (e.g. preempted)", self.name),
             ),
             (false, true) => {
+                // Re-admitted: as for a Kubernetes Job, the deadline counts again from here,
+                // so time spent waiting in the queue does not count.
+                if self.old.reason.as_deref() == Some(reason::SUSPENDED_BY_QUEUE) {
+                    self.new.training_start_time = Some(self.obs.now.clone());
+                }
                 let message = self.training_message();
                 self.set_phase(Phase::Training, "Training", &message)
             }
@@ -397,7 +470,10 @@ impl<'a> Decider<'a> {
         ) else {
             return Flow::Continue;
         };
-        if self.new.phase != Some(Phase::Training) {
+        // Suspended by the queue: no pods run, and the clock restarts on re-admission.
+        if self.new.phase != Some(Phase::Training)
+            || self.new.reason.as_deref() == Some(reason::SUSPENDED_BY_QUEUE)
+        {
             return Flow::Continue;
         }
         let elapsed = self.obs.now.0.as_second() - started.0.as_second();
@@ -439,7 +515,11 @@ impl<'a> Decider<'a> {
             self.actions
                 .push(ChildAction::Delete(ChildKind::Preprocess));
         }
-        if exists(&self.obs.pytorch_job, |j| &j.metadata) {
+        if exists(&self.obs.pytorch_job, |j| &j.metadata)
+            && !self
+                .actions
+                .contains(&ChildAction::Delete(ChildKind::PyTorchJob))
+        {
             self.actions
                 .push(ChildAction::Delete(ChildKind::PyTorchJob));
         }
@@ -515,6 +595,57 @@ impl<'a> Decider<'a> {
         self.event(Severity::Warning, why, message, tail);
     }
 
+    /// Counts training pods that failed, each once (by UID), into status.podFailures. With
+    /// restartPolicy ExitCode the training operator recreates a pod that exits with 128 or more
+    /// as a new pod, so its restartCount stays 0 and only this count sees the repeats. Returns
+    /// the failure message once the count passes backoffLimit.
+    fn count_pod_failures(&mut self) -> Option<String> {
+        const KEEP: usize = 16;
+        let mut failures = self.new.pod_failures.clone().unwrap_or_default();
+        let mut changed = false;
+        for pod in &self.obs.pods {
+            if pod.labels().get(pods::TRAINING_JOB_LABEL) != Some(&self.name)
+                || pod.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Failed")
+            {
+                continue;
+            }
+            let (Some(uid), Some(t)) = (
+                pod.metadata.uid.as_ref(),
+                pods::termination(pod, PYTORCH_CONTAINER),
+            ) else {
+                continue;
+            };
+            // Codes 1-127 fail the PyTorchJob itself (its Failed condition says so); only the
+            // codes it retries are counted here.
+            if t.exit_code < 128 || failures.pod_uids.contains(uid) {
+                continue;
+            }
+            failures.count = failures.count.saturating_add(1);
+            failures.exit_codes.push(t.exit_code);
+            failures.pod_uids.push(uid.clone());
+            changed = true;
+        }
+        if !changed {
+            return None;
+        }
+        let excess = failures.exit_codes.len().saturating_sub(KEEP);
+        failures.exit_codes.drain(..excess);
+        let excess = failures.pod_uids.len().saturating_sub(KEEP);
+        failures.pod_uids.drain(..excess);
+        let limit = self.job.spec.backoff_limit;
+        let over = failures.count > limit;
+        let message = over.then(|| {
+            let codes: Vec<String> = failures.exit_codes.iter().map(i32::to_string).collect();
+            format!(
+                "training pods failed {} times, more than backoffLimit {limit} (exit codes, most recent last: {})",
+                failures.count,
+                codes.join(", ")
+            )
+        });
+        self.new.pod_failures = Some(failures);
+        message
+    }
+
     /// What the training pods and the failing container's log say went wrong.
     fn training_diagnosis(&self) -> Option<diagnose::Diagnosis> {
         diagnose::failure(
@@ -536,8 +667,15 @@ impl<'a> Decider<'a> {
         self.set_condition(condition::FAILED, true, why, message);
         self.set_phase(Phase::Failed, why, message);
         self.new.completion_time = Some(self.obs.now.clone());
-        if let Some(kind) = stop {
-            self.actions.push(ChildAction::SetSuspended(kind, true));
+        match stop {
+            // Kueue owns the suspension of a queued PyTorchJob and un-suspends it when it is
+            // admitted again: suspending would not keep its GPUs free. Deleting it does.
+            Some(ChildKind::PyTorchJob) if self.job.spec.queue_name().is_some() => {
+                self.actions
+                    .push(ChildAction::Delete(ChildKind::PyTorchJob));
+            }
+            Some(kind) => self.actions.push(ChildAction::SetSuspended(kind, true)),
+            None => {}
         }
     }
 

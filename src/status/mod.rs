@@ -4,6 +4,7 @@
 //! [`decide`], and carries out the [`Decision`]. Events are derived from status transitions, and
 //! status is durable, so a restarted operator re-deciding the same world publishes nothing new.
 
+pub mod bounds;
 mod conditions;
 mod decider;
 pub mod diagnose;
@@ -15,7 +16,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::ResourceExt;
 
 use crate::api::{
@@ -35,6 +36,9 @@ pub enum Lookup<T> {
     Absent,
     /// The cluster does not serve this kind at all (e.g. no training operator installed).
     KindMissing,
+    /// An object with the child's name exists but this FineTuneJob does not control it (no
+    /// controller owner reference with its UID). It is never read as ours, changed or deleted.
+    Foreign,
     Present(T),
 }
 
@@ -44,6 +48,31 @@ impl<T> Lookup<T> {
             Lookup::Present(t) => Some(t),
             _ => None,
         }
+    }
+}
+
+/// Whether `meta` names the object with `owner_uid` as its controller: the only test of "ours".
+/// Names can be reused by anyone; UIDs cannot.
+pub fn controlled_by(meta: &ObjectMeta, owner_uid: Option<&str>) -> bool {
+    let Some(owner_uid) = owner_uid else {
+        return false;
+    };
+    meta.owner_references
+        .iter()
+        .flatten()
+        .any(|r| r.controller == Some(true) && r.uid == owner_uid)
+}
+
+/// A looked-up child, as ours (`Present`) only when `owner_uid` controls it.
+pub fn owned<T>(
+    found: Option<T>,
+    meta: impl Fn(&T) -> &ObjectMeta,
+    owner_uid: Option<&str>,
+) -> Lookup<T> {
+    match found {
+        None => Lookup::Absent,
+        Some(child) if controlled_by(meta(&child), owner_uid) => Lookup::Present(child),
+        Some(_) => Lookup::Foreign,
     }
 }
 
@@ -149,6 +178,36 @@ pub struct PlannedEvent {
     pub tail: Option<Tail>,
 }
 
+/// UIDs of the children this FineTuneJob controls, as observed. Every change to a child is made
+/// on exactly that object (a UID precondition), never on another that took its name meanwhile.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct OwnedChildren {
+    pub preprocess: Option<String>,
+    pub pytorch_job: Option<String>,
+}
+
+impl OwnedChildren {
+    pub fn of(observed: &Observed) -> Self {
+        OwnedChildren {
+            preprocess: observed
+                .preprocess_job
+                .present()
+                .and_then(|j| j.metadata.uid.clone()),
+            pytorch_job: observed
+                .pytorch_job
+                .present()
+                .and_then(|p| p.metadata.uid.clone()),
+        }
+    }
+
+    pub fn uid(&self, kind: ChildKind) -> Option<&str> {
+        match kind {
+            ChildKind::Preprocess => self.preprocess.as_deref(),
+            ChildKind::PyTorchJob => self.pytorch_job.as_deref(),
+        }
+    }
+}
+
 /// What to do after observing the world.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Decision {
@@ -158,6 +217,8 @@ pub struct Decision {
     pub events: Vec<PlannedEvent>,
     /// Reconcile again after this long even if nothing changes (a deadline, a missing kind).
     pub requeue_after: Option<Duration>,
+    /// The children the actions apply to.
+    pub owned: OwnedChildren,
 }
 
 /// Event reasons. Distinct per phase, so the event recorder's 6-minute deduplication (keyed on
@@ -176,8 +237,14 @@ pub mod reason {
     /// Status-only reasons (no event of their own).
     pub const CHILD_DELETED: &str = "ChildDeleted";
     pub const CHILD_REJECTED: &str = "ChildRejected";
+    /// An object with a child's name exists and is not controlled by the FineTuneJob.
+    pub const CHILD_CONFLICT: &str = "ChildConflict";
+    /// Stalled: the apiserver forbids creating a child (RBAC, quota, admission).
+    pub const CREATE_FORBIDDEN: &str = "CreateForbidden";
     pub const PYTORCHJOB_NOT_INSTALLED: &str = "PyTorchJobNotInstalled";
     pub const QUEUED: &str = "Queued";
+    /// Phase reason while Kueue holds an admitted PyTorchJob suspended (preempted, evicted).
+    pub const SUSPENDED_BY_QUEUE: &str = "SuspendedByQueue";
     /// The spec holds what Kubernetes would refuse on a pod (e.g. a bad label key). Also an
     /// event (Warning).
     pub const INVALID_SPEC: &str = "InvalidSpec";
@@ -289,6 +356,51 @@ pub fn child_rejected(
         note: text,
         tail: None,
     };
+    (d.finish().status, event)
+}
+
+/// The decision after creating a child found an object of its name that is not ours (created
+/// after the watch cache was read, or without our label so the cache never saw it).
+pub fn child_conflict(job: &FineTuneJob, kind: ChildKind, now: &Time) -> Decision {
+    let mut observed = Observed::new(now.clone(), Lookup::Skipped, Lookup::Skipped);
+    match kind {
+        ChildKind::Preprocess => observed.preprocess_job = Lookup::Foreign,
+        ChildKind::PyTorchJob => observed.pytorch_job = Lookup::Foreign,
+    }
+    decide(job, &observed)
+}
+
+/// Status and event while the apiserver forbids creating a child (RBAC, a ResourceQuota, an
+/// admission webhook). Unlike a rejection this may pass later (the quota is raised, the policy
+/// fixed), so the job does not fail: it is marked Stalled, with the apiserver's words, and the
+/// controller retries with backoff. The text carries no counter, so retries write nothing new.
+pub fn child_forbidden(
+    job: &FineTuneJob,
+    kind: ChildKind,
+    message: &str,
+    now: &Time,
+) -> (FineTuneJobStatus, Option<PlannedEvent>) {
+    let observed = Observed::new(now.clone(), Lookup::Skipped, Lookup::Skipped);
+    let mut d = Decider::new(job, &observed);
+    let was_stalled = conditions::is_true(&d.new.conditions, condition::STALLED);
+    let (what, event_reason) = match kind {
+        ChildKind::Preprocess => ("preprocess Job", reason::PREPROCESS_STALLED),
+        ChildKind::PyTorchJob => ("PyTorchJob", reason::TRAINING_STALLED),
+    };
+    let text = format!(
+        "the API server forbids creating the {what} (retrying with backoff): {}",
+        bounds::bounded(message, bounds::MAX_MESSAGE_BYTES / 2)
+    );
+    d.set_condition(condition::STALLED, true, reason::CREATE_FORBIDDEN, &text);
+    d.new.reason = Some(reason::CREATE_FORBIDDEN.to_string());
+    d.new.message = Some(text.clone());
+    let event = (!was_stalled).then(|| PlannedEvent {
+        severity: Severity::Warning,
+        reason: event_reason,
+        action: event_reason.to_string(),
+        note: text,
+        tail: None,
+    });
     (d.finish().status, event)
 }
 

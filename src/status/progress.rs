@@ -115,8 +115,11 @@ impl Decider<'_> {
         }
         Some((
             reason::PROGRESS_DEADLINE_EXCEEDED,
+            // The time of the last step, not a running count of seconds: the message must stay
+            // the same from one reconcile to the next, or a stalled job is rewritten each time.
             format!(
-                "no new training step in the rank-0 log for {quiet}s (progressDeadlineSeconds {limit})"
+                "no new training step in the rank-0 log since {} (progressDeadlineSeconds {limit})",
+                last.0
             ),
         ))
     }

@@ -821,3 +821,246 @@ fn a_bad_pod_label_key_fails_the_job_before_anything_starts() {
             .contains("podTemplate.labels key \"team/a/b\"")
     );
 }
+
+// ---- hardening: children that are not ours, crashes, queues, recreated pods, stable text ----
+
+#[test]
+fn an_object_with_the_childs_name_that_is_not_ours_fails_the_job_untouched() {
+    // No preprocessing: the PyTorchJob's name is taken by someone else's object.
+    let j = job(json!({}), None);
+    let d = decide(&j, &world(Lookup::Skipped, Lookup::Foreign, vec![]));
+    assert_eq!(d.status.phase, Some(Phase::Failed));
+    assert_eq!(d.status.reason.as_deref(), Some(reason::CHILD_CONFLICT));
+    let message = d.status.message.clone().unwrap();
+    assert!(
+        message.starts_with(
+            "a PyTorchJob named ft already exists and is not owned by this FineTuneJob"
+        ),
+        "{message}"
+    );
+    // Never created over, suspended or deleted, not even when asked to clean up.
+    assert!(d.actions.is_empty(), "{:?}", d.actions);
+    assert_eq!(reasons(&d), vec![reason::TRAINING_FAILED]);
+    let cleanup = job(
+        json!({"cleanup": {"deleteChildrenAfterFinished": true}}),
+        Some(d.status.clone()),
+    );
+    let again = decide(&cleanup, &world(Lookup::Foreign, Lookup::Foreign, vec![]));
+    assert!(again.actions.is_empty(), "{:?}", again.actions);
+
+    // The preprocess Job's name taken: the same, with the preprocess reason.
+    let j = job(json!({"preprocess": {}}), None);
+    let d = decide(&j, &world(Lookup::Foreign, Lookup::Absent, vec![]));
+    assert_eq!(d.status.reason.as_deref(), Some(reason::CHILD_CONFLICT));
+    assert!(d.actions.is_empty());
+    assert_eq!(reasons(&d), vec![reason::PREPROCESS_FAILED]);
+
+    // Found only when creating it: the same decision.
+    let d = child_conflict(&job(json!({}), None), ChildKind::PyTorchJob, &t(T1));
+    assert_eq!(d.status.reason.as_deref(), Some(reason::CHILD_CONFLICT));
+    assert!(d.actions.is_empty());
+}
+
+#[test]
+fn a_child_created_before_a_crash_is_recorded_in_status() {
+    // The operator created the PyTorchJob, then died before writing the status that names it.
+    let mut status = training_status();
+    status.pytorch_job = None;
+    status.phase = Some(Phase::Pending);
+    let j = job(json!({}), Some(status));
+    let w = world(
+        Lookup::Skipped,
+        Lookup::Present(pytorch_job(Some("Running"), false)),
+        vec![],
+    );
+    let d = decide(&j, &w);
+    assert_eq!(d.status.pytorch_job.as_deref(), Some("ft"));
+    assert!(needs(&job(json!({}), Some(d.status.clone()))).log);
+    // Deleted later: reported, not silently created again.
+    let j = job(json!({}), Some(d.status));
+    let d = decide(&j, &world(Lookup::Skipped, Lookup::Absent, vec![]));
+    assert_eq!(d.status.reason.as_deref(), Some(reason::CHILD_DELETED));
+    assert!(d.actions.is_empty());
+
+    // The same for the preprocess Job.
+    let j = job(json!({"preprocess": {}}), None);
+    let d = decide(
+        &j,
+        &world(Lookup::Present(k8s_job(None)), Lookup::Absent, vec![]),
+    );
+    assert_eq!(d.status.preprocess_job.as_deref(), Some("ft-preprocess"));
+}
+
+fn failed_pod(name: &str, uid: &str, exit_code: i32) -> Pod {
+    let mut p = pod(
+        name,
+        "pytorch",
+        json!({"finetune.dev/job-name": "ft", "training.kubeflow.org/job-name": "ft"}),
+        Some(exit_code),
+        0,
+    );
+    p.metadata.uid = Some(uid.into());
+    p.status.as_mut().unwrap().phase = Some("Failed".into());
+    p
+}
+
+#[test]
+fn recreated_training_pods_count_against_the_backoff_limit() {
+    // restartPolicy ExitCode: the training operator replaces a pod that exits with 137 by a new
+    // pod, so restartCount stays 0; each failed pod is counted once, by UID.
+    let running = |pods| {
+        world(
+            Lookup::Skipped,
+            Lookup::Present(pytorch_job(Some("Running"), false)),
+            pods,
+        )
+    };
+    let mut status = training_status();
+    let spec = json!({"backoffLimit": 1});
+    let w = running(vec![failed_pod("ft-master-0", "a", 137)]);
+    let d = decide(&job(spec.clone(), Some(status.clone())), &w);
+    assert_eq!(d.status.phase, Some(Phase::Training));
+    assert_eq!(d.status.pod_failures.as_ref().unwrap().count, 1);
+    // The same pod seen again is not counted again.
+    assert_settles(job(spec.clone(), Some(status.clone())), &d, &w);
+    status = d.status;
+
+    // An exit code below 128 is the PyTorchJob's own failure to report, not counted here.
+    let d = decide(
+        &job(spec.clone(), Some(status.clone())),
+        &running(vec![failed_pod("ft-master-0", "b", 1)]),
+    );
+    assert_eq!(d.status.pod_failures.as_ref().unwrap().count, 1);
+
+    // The recreated pod fails too: past the limit, the job fails with the exit codes.
+    let d = decide(
+        &job(spec, Some(status)),
+        &running(vec![failed_pod("ft-master-0", "c", 143)]),
+    );
+    assert_eq!(d.status.phase, Some(Phase::Failed));
+    let message = d.status.message.clone().unwrap();
+    assert!(
+        message.contains("training pods failed 2 times, more than backoffLimit 1")
+            && message.contains("137, 143"),
+        "{message}"
+    );
+    assert_eq!(
+        d.actions,
+        vec![ChildAction::SetSuspended(ChildKind::PyTorchJob, true)]
+    );
+}
+
+#[test]
+fn a_queued_job_that_fails_deletes_its_pytorchjob() {
+    // Kueue un-suspends an admitted job: suspending would not free its GPUs.
+    let spec = json!({"scheduling": {"queueName": "gpu"}, "activeDeadlineSeconds": 60});
+    let mut status = training_status();
+    status.training_start_time = Some(t(T0));
+    let w = world(
+        Lookup::Skipped,
+        Lookup::Present(pytorch_job(Some("Running"), false)),
+        vec![],
+    );
+    let d = decide(&job(spec.clone(), Some(status)), &w);
+    assert_eq!(d.status.reason.as_deref(), Some(reason::DEADLINE_EXCEEDED));
+    assert_eq!(d.actions, vec![ChildAction::Delete(ChildKind::PyTorchJob)]);
+
+    // Restarting too often: the same.
+    let pods = vec![pod("ft-master-0", "pytorch", json!({}), None, 4)];
+    let d = decide(
+        &job(
+            json!({"scheduling": {"queueName": "gpu"}}),
+            Some(training_status()),
+        ),
+        &world(
+            Lookup::Skipped,
+            Lookup::Present(pytorch_job(Some("Running"), false)),
+            pods,
+        ),
+    );
+    assert_eq!(d.status.phase, Some(Phase::Failed));
+    assert_eq!(d.actions, vec![ChildAction::Delete(ChildKind::PyTorchJob)]);
+}
+
+#[test]
+fn time_suspended_by_the_queue_does_not_count_against_the_deadline() {
+    let spec = json!({"scheduling": {"queueName": "gpu"}, "activeDeadlineSeconds": 60});
+    let mut status = training_status();
+    status.training_start_time = Some(t(T0));
+    // Preempted: Kueue suspended the admitted PyTorchJob. 5 minutes pass: no failure.
+    let preempted = world(
+        Lookup::Skipped,
+        Lookup::Present(pytorch_job(Some("Suspended"), true)),
+        vec![],
+    );
+    let d = decide(&job(spec.clone(), Some(status)), &preempted);
+    assert_eq!(d.status.phase, Some(Phase::Training));
+    assert_eq!(d.status.reason.as_deref(), Some(reason::SUSPENDED_BY_QUEUE));
+    assert!(d.actions.is_empty());
+    // Re-admitted: the clock starts again.
+    let admitted = world(
+        Lookup::Skipped,
+        Lookup::Present(pytorch_job(Some("Running"), false)),
+        vec![],
+    );
+    let d = decide(&job(spec, Some(d.status)), &admitted);
+    assert_eq!(d.status.phase, Some(Phase::Training));
+    assert_eq!(d.status.training_start_time, Some(t(T1)));
+    assert_eq!(d.requeue_after, Some(Duration::from_secs(60)));
+}
+
+#[test]
+fn a_stalled_job_is_not_rewritten_while_nothing_changes() {
+    let mut status = training_status();
+    status.training_start_time = Some(t(T0));
+    let spec = json!({"progressDeadlineSeconds": 100});
+    let running = |now: &str| {
+        let mut w = world(
+            Lookup::Skipped,
+            Lookup::Present(pytorch_job(Some("Running"), false)),
+            vec![],
+        );
+        w.now = t(now);
+        w
+    };
+    let d = decide(&job(spec.clone(), Some(status)), &running(T1));
+    assert_eq!(
+        condition(&d.status, "Stalled").unwrap().1,
+        "ProgressDeadlineExceeded"
+    );
+    // A minute later, still no step: the same status (no write), no second event.
+    let later = decide(
+        &job(spec, Some(d.status.clone())),
+        &running("2026-11-26T10:06:00Z"),
+    );
+    assert_eq!(later.status, d.status);
+    assert!(later.events.is_empty());
+}
+
+#[test]
+fn a_forbidden_child_marks_the_job_stalled_once_with_the_apiservers_words() {
+    let j = job(json!({"preprocess": {}}), None);
+    let quota = "jobs.batch \"ft-preprocess\" is forbidden: exceeded quota: q, requested: count/jobs.batch=1";
+    let (status, event) = child_forbidden(&j, ChildKind::Preprocess, quota, &t(T1));
+    assert_eq!(
+        condition(&status, "Stalled"),
+        Some(("True".into(), reason::CREATE_FORBIDDEN.into()))
+    );
+    assert!(
+        status
+            .message
+            .as_deref()
+            .unwrap()
+            .contains("exceeded quota")
+    );
+    assert_eq!(event.unwrap().reason, reason::PREPROCESS_STALLED);
+    // Retried with backoff: the same status, no second event.
+    let j = job(json!({"preprocess": {}}), Some(status.clone()));
+    let (again, event) = child_forbidden(&j, ChildKind::Preprocess, quota, &t(T1));
+    assert_eq!(again, status);
+    assert!(event.is_none());
+    // Allowed at last: the job goes on and the condition clears.
+    let d = decide(&j, &world(Lookup::Absent, Lookup::Absent, vec![]));
+    assert_eq!(d.actions, vec![ChildAction::Create(ChildKind::Preprocess)]);
+    assert_eq!(condition(&d.status, "Stalled").unwrap().0, "False");
+}
