@@ -1,7 +1,7 @@
 //! Reading the world: the children and pods of one FineTuneJob, as [`status::needs`] asks.
 
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Event as CoreEvent, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{ListParams, LogParams};
 use kube::{Api, Client, Resource, ResourceExt};
@@ -115,7 +115,40 @@ pub async fn observe(ctx: &Context, job: &FineTuneJob, needs: Needs) -> Result<O
     if let Some(source) = status::failure_source(job, &observed) {
         observed.failure_log = log_tail(client, &ns, &source).await;
     }
+    if let Some(child_uid) = status::needs_failed_create(job, &observed) {
+        observed.child_failed_create = failed_create(client, &ns, &child_uid).await;
+    }
     Ok(observed)
+}
+
+/// The message of the newest event that says why a child could not create its pods (the Job
+/// controller's `FailedCreate`, the training operator's `FailedCreatePod`). Best effort: without
+/// it the Stalled message points at `kubectl describe`.
+async fn failed_create(client: &Client, ns: &str, child_uid: &str) -> Option<String> {
+    let events: Api<CoreEvent> = Api::namespaced(client.clone(), ns);
+    let params = ListParams::default()
+        .fields(&format!("involvedObject.uid={child_uid}"))
+        .limit(50);
+    match events.list(&params).await {
+        Ok(list) => list
+            .items
+            .into_iter()
+            .filter(|e| {
+                e.reason
+                    .as_deref()
+                    .is_some_and(|r| r.starts_with("FailedCreate"))
+            })
+            .max_by_key(|e| {
+                e.last_timestamp
+                    .clone()
+                    .or(e.event_time.as_ref().map(|t| Time(t.0)))
+            })
+            .and_then(|e| e.message),
+        Err(e) => {
+            debug!(error = %e, "no FailedCreate events");
+            None
+        }
+    }
 }
 
 /// The PyTorchJob from the apiserver. A 404 is also what a missing kind looks like: discovery

@@ -91,6 +91,9 @@ pub struct Observed {
     pub next_log_read: Option<Duration>,
     /// The last lines of the failing container, when [`failure_source`] names one.
     pub failure_log: Option<String>,
+    /// The message of the newest `FailedCreate` event of a child without pods, when
+    /// [`needs_failed_create`] asked for it.
+    pub child_failed_create: Option<String>,
 }
 
 impl Observed {
@@ -104,6 +107,7 @@ impl Observed {
             log: None,
             next_log_read: None,
             failure_log: None,
+            child_failed_create: None,
         }
     }
 }
@@ -254,6 +258,8 @@ pub mod reason {
     /// Stalled condition reasons besides the diagnoses of blocked pods.
     pub const PROGRESS_DEADLINE_EXCEEDED: &str = "ProgressDeadlineExceeded";
     pub const PROGRESSING: &str = "Progressing";
+    /// Stalled: a child has created no pod within the grace period.
+    pub const NO_PODS: &str = "NoPods";
 }
 
 /// How often to look again while the PyTorchJob kind is missing.
@@ -307,6 +313,42 @@ pub fn failure_source(job: &FineTuneJob, observed: &Observed) -> Option<LogSourc
         pod,
         container: PYTORCH_CONTAINER.to_string(),
     })
+}
+
+/// The UID of the child whose events explain why it has no pods: a running child that has
+/// created none within the grace period, while the job is not already marked Stalled for it
+/// (so the events are read once per stall, not on every reconcile).
+pub fn needs_failed_create(job: &FineTuneJob, observed: &Observed) -> Option<String> {
+    let status = job.status.as_ref()?;
+    let already = status.conditions.iter().any(|c| {
+        c.type_ == condition::STALLED && c.status == "True" && c.reason == reason::NO_PODS
+    });
+    if already {
+        return None;
+    }
+    let name = job.name_any();
+    let (meta, has_pods) = match status.phase? {
+        Phase::Initializing => {
+            let pre = observed.preprocess_job.present()?;
+            let pods = pods::of_job(&observed.pods, &preprocess_job_name(&name));
+            (&pre.metadata, !pods.is_empty())
+        }
+        Phase::Training => {
+            let ptj = observed.pytorch_job.present()?;
+            let has = observed
+                .pods
+                .iter()
+                .any(|p| p.labels().get(pods::TRAINING_JOB_LABEL) == Some(&name));
+            (&ptj.metadata, has)
+        }
+        _ => return None,
+    };
+    let created = meta.creation_timestamp.as_ref()?;
+    let old_enough = observed.now.0.as_second() - created.0.as_second()
+        >= diagnose::BLOCKED_GRACE.as_secs() as i64;
+    (!has_pods && old_enough)
+        .then(|| meta.uid.clone())
+        .flatten()
 }
 
 /// Decides the next status, child actions and events for `job` in the world `observed`.

@@ -57,7 +57,7 @@ impl Decider<'_> {
         };
         let verdict = match diagnose::blocked(&job_pods, Some(&self.obs.now)) {
             Some(d) => Some((d.reason, d.detail)),
-            None => self.progress_overdue(),
+            None => self.no_pods(&job_pods).or_else(|| self.progress_overdue()),
         };
         let was_stalled = conditions::is_true(&self.new.conditions, condition::STALLED);
         match verdict {
@@ -83,6 +83,61 @@ impl Decider<'_> {
             }
             None => {}
         }
+    }
+
+    /// A child that has created no pod within [`diagnose::BLOCKED_GRACE`]: pod security
+    /// admission refused the pod, a quota is used up, a ServiceAccount or PriorityClass is
+    /// missing, the scheduler is unknown. The child's `FailedCreate` event says which; the
+    /// message is kept once set, so it does not change while the stall lasts.
+    fn no_pods(&mut self, job_pods: &[Pod]) -> Option<(&'static str, String)> {
+        if !job_pods.is_empty() {
+            return None;
+        }
+        let (kind, name, meta) = match self.new.phase {
+            Some(Phase::Initializing) => {
+                let pre = self.obs.preprocess_job.present()?;
+                let suspended = pre.spec.as_ref().and_then(|s| s.suspend).unwrap_or(false);
+                if suspended || super::decider::job_condition(pre, "Complete") {
+                    return None;
+                }
+                ("Job", preprocess_job_name(&self.name), &pre.metadata)
+            }
+            Some(Phase::Training) => {
+                let ptj = self.obs.pytorch_job.present()?;
+                let suspended = ptj
+                    .spec
+                    .run_policy
+                    .as_ref()
+                    .and_then(|r| r.suspend)
+                    .unwrap_or(false);
+                if suspended || ptj.condition_true("Succeeded").is_some() {
+                    return None;
+                }
+                ("PyTorchJob", self.name.clone(), &ptj.metadata)
+            }
+            _ => return None,
+        };
+        let created = meta.creation_timestamp.as_ref()?;
+        let age = self.obs.now.0.as_second() - created.0.as_second();
+        let grace = diagnose::BLOCKED_GRACE.as_secs() as i64;
+        if age < grace {
+            self.requeue_at_most(Some(Duration::from_secs((grace - age) as u64)));
+            return None;
+        }
+        if let Some(c) = self.new.conditions.iter().find(|c| {
+            c.type_ == condition::STALLED && c.status == "True" && c.reason == reason::NO_PODS
+        }) {
+            return Some((reason::NO_PODS, c.message.clone()));
+        }
+        let mut message = format!("{kind} {name} has created no pod in {grace}s");
+        match &self.obs.child_failed_create {
+            Some(why) => message.push_str(&format!(": {why}")),
+            None => message.push_str(&format!(
+                "; `kubectl describe {} {name}` shows why",
+                kind.to_lowercase()
+            )),
+        }
+        Some((reason::NO_PODS, message))
     }
 
     fn training_pods(&self) -> Vec<Pod> {

@@ -1064,3 +1064,59 @@ fn a_forbidden_child_marks_the_job_stalled_once_with_the_apiservers_words() {
     assert_eq!(d.actions, vec![ChildAction::Create(ChildKind::Preprocess)]);
     assert_eq!(condition(&d.status, "Stalled").unwrap().0, "False");
 }
+
+#[test]
+fn a_child_without_pods_after_the_grace_period_is_stalled_with_its_failed_create_message() {
+    let mut ptj = pytorch_job(Some("Created"), false);
+    ptj.metadata.uid = Some("ptj-uid".into());
+    ptj.metadata.creation_timestamp = Some(t("2026-11-26T10:04:30Z"));
+    let j = job(json!({}), Some(training_status()));
+    // 30 s after creation: still within the grace period; look again when it ends.
+    let w = world(Lookup::Skipped, Lookup::Present(ptj.clone()), vec![]);
+    assert_eq!(needs_failed_create(&j, &w), None);
+    let d = decide(&j, &w);
+    assert_eq!(condition(&d.status, "Stalled"), None);
+    assert_eq!(d.requeue_after, Some(Duration::from_secs(30)));
+
+    // Past it: the controller reads the child's FailedCreate event once.
+    ptj.metadata.creation_timestamp = Some(t(T0));
+    let mut w = world(Lookup::Skipped, Lookup::Present(ptj), vec![]);
+    assert_eq!(needs_failed_create(&j, &w).as_deref(), Some("ptj-uid"));
+    let why = "pods \"ft-master-0\" is forbidden: violates PodSecurity \"restricted:latest\": runAsNonRoot != true";
+    w.child_failed_create = Some(why.into());
+    let d = decide(&j, &w);
+    assert_eq!(
+        condition(&d.status, "Stalled"),
+        Some(("True".into(), reason::NO_PODS.into()))
+    );
+    let message = &d
+        .status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Stalled")
+        .unwrap()
+        .message;
+    assert!(
+        message.contains("PyTorchJob ft has created no pod") && message.contains("runAsNonRoot"),
+        "{message}"
+    );
+    assert_eq!(reasons(&d), vec![reason::TRAINING_STALLED]);
+
+    // Later reconciles do not read the events again and keep the same words: no write.
+    let j = job(json!({}), Some(d.status.clone()));
+    assert_eq!(needs_failed_create(&j, &w), None);
+    w.child_failed_create = None;
+    let again = decide(&j, &w);
+    assert_eq!(again.status, d.status);
+    assert!(again.events.is_empty());
+
+    // Suspended by the queue, a child rightly has no pods.
+    let mut queued = pytorch_job(Some("Suspended"), true);
+    queued.metadata.creation_timestamp = Some(t(T0));
+    let j = job(
+        json!({"scheduling": {"queueName": "gpu"}}),
+        Some(training_status()),
+    );
+    let d = decide(&j, &world(Lookup::Skipped, Lookup::Present(queued), vec![]));
+    assert_eq!(condition(&d.status, "Stalled"), None);
+}

@@ -6,6 +6,7 @@
 //! Run with `make test` (which starts the cluster), or `cargo test --test e2e` against a running
 //! one. Without a cluster these tests fail; they never skip.
 
+mod hardening;
 mod harness;
 
 use std::collections::BTreeMap;
