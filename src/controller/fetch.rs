@@ -115,6 +115,15 @@ pub async fn observe(ctx: &Context, job: &FineTuneJob, needs: Needs) -> Result<O
     if let Some(source) = status::failure_source(job, &observed) {
         observed.failure_log = log_tail(client, &ns, &source).await;
     }
+    // Only before anything is created: a running job keeps its directory.
+    if status.preprocess_job.is_none()
+        && status.pytorch_job.is_none()
+        && let Some(store) = ctx.job_store.get()
+    {
+        let others = store.state();
+        observed.output_in_use_by =
+            status::output_in_use_by(job, others.iter().map(|j| j.as_ref()));
+    }
     if let Some(child_uid) = status::needs_failed_create(job, &observed) {
         observed.child_failed_create = failed_create(client, &ns, &child_uid).await;
     }

@@ -47,6 +47,9 @@ pub struct Context {
     written: cache::Written,
     /// When discovery last found the PyTorchJob kind.
     kind_seen: cache::KindSeen,
+    /// The FineTuneJobs the controller watches, to find another live job writing to the same
+    /// output directory; unset until [`run`] starts the watch.
+    job_store: OnceLock<reflector::Store<FineTuneJob>>,
 }
 
 impl Context {
@@ -67,6 +70,7 @@ impl Context {
             caches: OnceLock::new(),
             written: cache::Written::default(),
             kind_seen: cache::KindSeen::default(),
+            job_store: OnceLock::new(),
         }
     }
 }
@@ -167,6 +171,7 @@ pub async fn run(
         .modify(cache::slim_finetune_job)
         .reflect(job_writer)
         .applied_objects();
+    let _ = ctx.job_store.set(job_store.clone());
     let controller = Controller::for_stream(job_stream, job_store)
         .owns_stream(preprocess_stream)
         .owns_stream(pytorch_stream)

@@ -75,6 +75,20 @@ impl<'a> Decider<'a> {
             self.event(Severity::Warning, reason::INVALID_SPEC, problem, None);
             return;
         }
+        if self.new.preprocess_job.is_none()
+            && self.new.pytorch_job.is_none()
+            && let Some(other) = self.obs.output_in_use_by.clone()
+        {
+            let message = format!(
+                "FineTuneJob {other} writes to the same output directory (claim {}, path {}); \
+                 two runs would overwrite each other's checkpoints: set a distinct output.path",
+                self.job.spec.output.claim_name,
+                self.job.spec.output_dir(&self.name)
+            );
+            self.fail(reason::OUTPUT_IN_USE, &message, None);
+            self.event(Severity::Warning, reason::OUTPUT_IN_USE, message, None);
+            return;
+        }
         for stage in [
             Self::children_conflict,
             Self::children_deleted,

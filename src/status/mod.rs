@@ -94,6 +94,9 @@ pub struct Observed {
     /// The message of the newest `FailedCreate` event of a child without pods, when
     /// [`needs_failed_create`] asked for it.
     pub child_failed_create: Option<String>,
+    /// Another live FineTuneJob that writes to the same output directory (only looked for
+    /// before this job has created anything), from [`output_in_use_by`].
+    pub output_in_use_by: Option<String>,
 }
 
 impl Observed {
@@ -108,6 +111,7 @@ impl Observed {
             next_log_read: None,
             failure_log: None,
             child_failed_create: None,
+            output_in_use_by: None,
         }
     }
 }
@@ -245,6 +249,8 @@ pub mod reason {
     pub const CHILD_CONFLICT: &str = "ChildConflict";
     /// Stalled: the apiserver forbids creating a child (RBAC, quota, admission).
     pub const CREATE_FORBIDDEN: &str = "CreateForbidden";
+    /// Another live FineTuneJob writes to the same output directory.
+    pub const OUTPUT_IN_USE: &str = "OutputInUse";
     pub const PYTORCHJOB_NOT_INSTALLED: &str = "PyTorchJobNotInstalled";
     pub const QUEUED: &str = "Queued";
     /// Phase reason while Kueue holds an admitted PyTorchJob suspended (preempted, evicted).
@@ -349,6 +355,38 @@ pub fn needs_failed_create(job: &FineTuneJob, observed: &Observed) -> Option<Str
     (!has_pods && old_enough)
         .then(|| meta.uid.clone())
         .flatten()
+}
+
+/// The name of another live FineTuneJob in the namespace that writes to the same directory of
+/// the same output claim, and so would overwrite this job's checkpoints and data (or have
+/// InstructLab resume from them). Of two jobs created together only the newer one yields: one
+/// that already runs (has children), or was created first, keeps the directory.
+pub fn output_in_use_by<'a>(
+    job: &FineTuneJob,
+    others: impl IntoIterator<Item = &'a FineTuneJob>,
+) -> Option<String> {
+    let name = job.name_any();
+    let dir = job.spec.output_dir(&name);
+    let key = |j: &FineTuneJob| {
+        (
+            j.metadata.creation_timestamp.clone().map(|t| t.0),
+            j.name_any(),
+        )
+    };
+    others
+        .into_iter()
+        .filter(|o| o.metadata.uid != job.metadata.uid && o.namespace() == job.namespace())
+        .filter(|o| o.metadata.deletion_timestamp.is_none())
+        .filter(|o| {
+            let status = o.status.clone().unwrap_or_default();
+            let started = status.preprocess_job.is_some() || status.pytorch_job.is_some();
+            !status.phase.is_some_and(Phase::is_finished) && (started || key(o) < key(job))
+        })
+        .find(|o| {
+            o.spec.output.claim_name == job.spec.output.claim_name
+                && o.spec.output_dir(&o.name_any()) == dir
+        })
+        .map(|o| o.name_any())
 }
 
 /// Decides the next status, child actions and events for `job` in the world `observed`.

@@ -1120,3 +1120,61 @@ fn a_child_without_pods_after_the_grace_period_is_stalled_with_its_failed_create
     let d = decide(&j, &world(Lookup::Skipped, Lookup::Present(queued), vec![]));
     assert_eq!(condition(&d.status, "Stalled"), None);
 }
+
+#[test]
+fn a_job_whose_output_directory_another_live_job_uses_fails_before_creating_anything() {
+    let named = |name: &str, created: &str, patch: Value, status: Option<FineTuneJobStatus>| {
+        let mut j = job(patch, status);
+        j.metadata.name = Some(name.into());
+        j.metadata.uid = Some(format!("uid-{name}"));
+        j.metadata.creation_timestamp = Some(t(created));
+        j
+    };
+    let shared = json!({"output": {"claimName": "o", "path": "runs/a"}});
+    let older = named("a", T0, shared.clone(), None);
+    let newer = named("b", T1, shared.clone(), None);
+    assert_eq!(
+        output_in_use_by(&newer, [&older, &newer]).as_deref(),
+        Some("a")
+    );
+    // The older one keeps the directory.
+    assert_eq!(output_in_use_by(&older, [&older, &newer]), None);
+    // Finished or deleted jobs, other claims, other paths, other namespaces: no conflict.
+    let mut done = training_status();
+    done.phase = Some(Phase::Succeeded);
+    let finished = named("a", T0, shared.clone(), Some(done));
+    assert_eq!(output_in_use_by(&newer, [&finished]), None);
+    let other_path = named(
+        "a",
+        T0,
+        json!({"output": {"claimName": "o", "path": "runs/c"}}),
+        None,
+    );
+    assert_eq!(output_in_use_by(&newer, [&other_path]), None);
+    let mut elsewhere = older.clone();
+    elsewhere.metadata.namespace = Some("other".into());
+    assert_eq!(output_in_use_by(&newer, [&elsewhere]), None);
+    // The default path is the job's name: "b" with path "a" collides with job "a".
+    let default_a = named("a", T0, json!({}), None);
+    let b_at_a = named(
+        "b",
+        T1,
+        json!({"output": {"claimName": "o", "path": "a"}}),
+        None,
+    );
+    assert_eq!(
+        output_in_use_by(&b_at_a, [&default_a]).as_deref(),
+        Some("a")
+    );
+    // A newer job that already runs keeps its directory too.
+    let running = named("c", T1, shared, Some(training_status()));
+    assert_eq!(output_in_use_by(&older, [&running]).as_deref(), Some("c"));
+
+    let mut w = world(Lookup::Skipped, Lookup::Absent, vec![]);
+    w.output_in_use_by = Some("a".into());
+    let d = decide(&newer, &w);
+    assert_eq!(d.status.phase, Some(Phase::Failed));
+    assert_eq!(d.status.reason.as_deref(), Some(reason::OUTPUT_IN_USE));
+    assert!(d.actions.is_empty());
+    assert_eq!(reasons(&d), vec![reason::OUTPUT_IN_USE]);
+}

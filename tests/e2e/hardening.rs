@@ -271,3 +271,33 @@ async fn a_child_whose_pods_are_refused_is_stalled_with_the_reason() {
         version
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_job_on_the_same_output_directory_fails_clearly() {
+    let ns = TestNamespace::new("outdir").await;
+    let _operator = Operator::start(&ns.name);
+    let mut first = finetunejob("first", json!({"sim.finetune.dev/duration": "30s"}));
+    first["spec"]["output"]["path"] = json!("runs/shared");
+    ns.create(first).await;
+    ns.wait_for_phase("first", Phase::Training).await;
+    let mut second = finetunejob("second", json!({"sim.finetune.dev/duration": "1s"}));
+    second["spec"]["output"]["path"] = json!("runs/shared");
+    ns.create(second).await;
+    let (job, _) = ns.wait_for_phase("second", Phase::Failed).await;
+    let status = job.status.unwrap();
+    assert_eq!(status.reason.as_deref(), Some("OutputInUse"));
+    assert!(
+        status
+            .message
+            .as_deref()
+            .unwrap()
+            .starts_with("FineTuneJob first writes to the same output directory"),
+        "{status:?}"
+    );
+    assert!(status.pytorch_job.is_none());
+    // The first one is not disturbed.
+    assert_eq!(
+        phase(&ns.jobs().get("first").await.unwrap()),
+        Some(Phase::Training)
+    );
+}
