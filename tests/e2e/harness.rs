@@ -446,6 +446,28 @@ impl TestNamespace {
     }
 }
 
+impl TestNamespace {
+    /// Appends raw CRI log entries, all stamped with one timestamp (a burst within one
+    /// second): each is `(tag, bytes)`, tag `F` for a full line or `P` for a partial one, as the
+    /// runtime writes a line longer than 16 KiB. The bytes are written as they are, valid UTF-8
+    /// or not.
+    pub fn append_raw_log(&self, file: &str, entries: &[(&str, &[u8])]) {
+        let now = jiff::Timestamp::now();
+        let mut bytes = Vec::new();
+        for (tag, text) in entries {
+            bytes.extend_from_slice(format!("{now:.9} stdout {tag} ").as_bytes());
+            bytes.extend_from_slice(text);
+            bytes.push(b'\n');
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(cluster().log_dir.join(file))
+            .unwrap();
+        f.write_all(&bytes).unwrap();
+    }
+}
+
 impl Drop for TestNamespace {
     fn drop(&mut self) {
         let c = cluster();
@@ -544,6 +566,13 @@ impl Operator {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Whether the process is still running (it never exits on its own).
+    pub fn running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// The process id (the leader-election identity without POD_NAME).

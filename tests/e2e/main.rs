@@ -8,6 +8,7 @@
 
 mod hardening;
 mod harness;
+mod logs;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
