@@ -87,7 +87,8 @@ pub struct FineTuneJobSpec {
     pub scheduling: Option<SchedulingSpec>,
 
     /// Environment variables added to the containers of both phases, after the operator's
-    /// defaults. Plain Kubernetes EnvVars: `$(VAR)` references are expanded as usual.
+    /// defaults. Plain Kubernetes EnvVars: `$(VAR)` references are expanded as usual. A value
+    /// holds at most 32768 characters; pass larger data with valueFrom.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 128))]
     pub env: Option<Vec<EnvVar>>,
@@ -405,7 +406,7 @@ pub struct LoraSpec {
     #[serde(default = "default_lora_target_modules")]
     #[schemars(
         length(min = 1, max = 32),
-        inner(regex(pattern = r"^[A-Za-z0-9_.]{1,128}$"))
+        inner(length(max = 128), regex(pattern = r"^[A-Za-z0-9_.]{1,128}$"))
     )]
     pub target_modules: Vec<String>,
 
@@ -491,7 +492,7 @@ fn default_gpu_resource_name() -> String {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SchedulingSpec {
-    /// Node labels the pods require.
+    /// Node labels the pods require. Values are label values (at most 63 characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("maxProperties" = 64))]
     pub node_selector: Option<BTreeMap<String, String>>,
@@ -540,6 +541,7 @@ pub struct PodTemplateOverrides {
     pub labels: Option<BTreeMap<String, String>>,
 
     /// Annotations added to every pod, after the default sidecar.istio.io/inject: "false".
+    /// Values hold at most 4096 characters (Kubernetes allows 256 KiB of annotations in all).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("maxProperties" = 64))]
     pub annotations: Option<BTreeMap<String, String>>,
