@@ -202,6 +202,15 @@ fn invalid_jobs_are_refused_with_an_actionable_message() {
             "control characters",
         ),
         (
+            "root user with runAsNonRoot",
+            with(
+                valid(),
+                "/spec/podSecurityContext",
+                json!({"runAsNonRoot": true, "runAsUser": 0}),
+            ),
+            "runAsUser: 0 is root, which runAsNonRoot: true forbids",
+        ),
+        (
             "reserved pod label",
             with(
                 valid(),

@@ -105,6 +105,13 @@ pub struct FineTuneJobSpec {
     )]
     pub service_account_name: Option<String>,
 
+    /// User and groups the pods of both phases run as (a safe subset of the pod
+    /// securityContext). The containers always run without privilege escalation, with every
+    /// capability dropped and the RuntimeDefault seccomp profile; with runAsNonRoot: true the
+    /// pods also meet the restricted Pod Security Standard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_security_context: Option<PodSecurityOptions>,
+
     /// Seconds training may run, counted from the moment training starts (and again from a
     /// resume). Enforced by the operator: the job then fails with reason DeadlineExceeded and
     /// its training pods are stopped.
@@ -560,6 +567,41 @@ fn label_map(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
             "pattern": "^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
         }
     })
+}
+
+/// The user and groups of the pods: what a namespace enforcing the restricted Pod Security
+/// Standard asks for, and what a non-root user needs to write the output claim. Nothing here can
+/// widen the pods' privileges.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = rules::non_root_user())]
+pub struct PodSecurityOptions {
+    /// Require the containers to run as a user other than root (UID 0): the kubelet refuses to
+    /// start a container whose user is root, so an image that runs as root needs runAsUser too.
+    /// A namespace enforcing the restricted Pod Security Standard requires true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_as_non_root: Option<bool>,
+
+    /// UID the containers run as, instead of the user the image names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 2147483647))]
+    pub run_as_user: Option<i64>,
+
+    /// GID of the containers' primary group, instead of the image's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 2147483647))]
+    pub run_as_group: Option<i64>,
+
+    /// GID added to the containers' groups and given ownership of the volumes that support it,
+    /// so that a non-root user can write the output claim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 2147483647))]
+    pub fs_group: Option<i64>,
+
+    /// More GIDs added to the containers' groups, e.g. one that may read the model claim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), inner(range(min = 0, max = 2147483647)))]
+    pub supplemental_groups: Option<Vec<i64>>,
 }
 
 /// Cleanup of the children once the job finished.
