@@ -40,6 +40,7 @@ lint: ## rustfmt check, clippy -D warnings, committed CRD and kustomize render
 	# The e2e targets are `test = false` (they need the cluster), so --all-targets skips them.
 	cargo clippy --locked --all-targets --test e2e --test e2e_without_pytorchjob -- -D warnings
 	kubectl kustomize deploy/ > /dev/null
+	kubectl kustomize deploy/namespaced/ > /dev/null
 	@echo "lint: ok"
 
 fmt: ## Format the code

@@ -7,12 +7,14 @@
 //! - [`build`]: pure functions from a FineTuneJob to its children.
 //! - [`status`]: the pure phase machine (observed world → next status, actions, events).
 //! - [`logs`]: bounded log tails for event notes.
+//! - [`client`]: the kube clients, with a timeout on every request but the watches.
 //! - [`controller`]: the reconcile loop, the only place that talks to the apiserver.
 //! - [`telemetry`]: metrics, health endpoints, logging.
 //! - [`render`]: what `finetune-operator render` prints.
 
 pub mod api;
 pub mod build;
+pub mod client;
 pub mod controller;
 pub mod logs;
 pub mod render;

@@ -9,9 +9,8 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use finetune_operator::controller::{self, Context, Settings};
 use finetune_operator::telemetry::{self, CountRequests, Health, LogFormat, Metrics};
-use finetune_operator::{api, render};
+use finetune_operator::{api, client, render};
 use kube::Client;
-use kube::client::ClientBuilder;
 use kube::runtime::events::Reporter;
 use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::watch;
@@ -83,6 +82,11 @@ struct RunArgs {
     /// updates of its status.
     #[arg(long, default_value_t = 10)]
     progress_interval_seconds: u64,
+    /// Seconds a request to the API server may take to connect, to send, or to wait for the
+    /// next bytes of its answer, before it fails and the reconcile is retried; so a hung log read
+    /// cannot hold a worker. Watches are exempt: kube restarts a watch silent for 295 s itself.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    api_timeout_seconds: u64,
 }
 
 fn main() -> ExitCode {
@@ -164,11 +168,14 @@ async fn operate(args: RunArgs) -> Result<(), BoxError> {
     let metrics = Arc::new(Metrics::default());
     let health = Arc::new(Health::default());
     let config = kube::Config::infer().await?;
-    let client: Client = ClientBuilder::try_from(config)?
-        .with_layer(&CountRequests {
+    let clients = client::clients(
+        config,
+        Duration::from_secs(args.api_timeout_seconds),
+        &CountRequests {
             family: metrics.api_requests.clone(),
-        })
-        .build();
+        },
+    )?;
+    let client = clients.requests.clone();
 
     // One shutdown signal (SIGTERM or Ctrl-C) for the controller, the lease and the server.
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -204,6 +211,7 @@ async fn operate(args: RunArgs) -> Result<(), BoxError> {
         namespace: args.namespace.clone(),
         concurrency: args.concurrency,
         debounce: Duration::from_millis(args.debounce_ms),
+        watch_client: clients.watches,
     };
 
     let result = if args.leader_elect {

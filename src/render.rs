@@ -1,7 +1,7 @@
 //! `finetune-operator render -f FILE`: the children a FineTuneJob would get, with no cluster.
 //!
-//! The file is defaulted and checked against the CRD's CEL rules as the apiserver would, then
-//! built by the same pure functions the controller uses.
+//! The file is defaulted and checked against the CRD's size limits and CEL rules as the
+//! apiserver would, then built by the same pure functions the controller uses.
 
 use serde_json::Value;
 use thiserror::Error;
@@ -30,7 +30,8 @@ pub enum RenderError {
     Build(#[from] BuildError),
 }
 
-/// Reads a FineTuneJob from YAML, applying the schema defaults and checking the CEL rules.
+/// Reads a FineTuneJob from YAML, applying the schema defaults and checking the size limits and
+/// CEL rules.
 pub fn parse_finetunejob(yaml: &str) -> Result<FineTuneJob, RenderError> {
     let value: Value =
         serde_saphyr::from_str(yaml).map_err(|e| RenderError::Yaml(e.to_string()))?;
@@ -54,17 +55,16 @@ pub fn parse_finetunejob(yaml: &str) -> Result<FineTuneJob, RenderError> {
             .expect("the CRD has a schema"),
     )?;
     let value = kube::core::cel::apply_defaults(&schema, &value);
-    kube::core::cel::Validator::new()
-        .validate(&schema, &value, None)
-        .map_err(|errors| {
-            RenderError::Invalid(
-                errors
-                    .into_vec()
-                    .into_iter()
-                    .map(|e| format!("- {e}"))
-                    .collect(),
-            )
-        })?;
+    // The size limits first: the CEL validator does not check them, the API server does.
+    let mut errors = crate::api::size_errors(&schema, &value);
+    if let Err(refused) = kube::core::cel::Validator::new().validate(&schema, &value, None) {
+        errors.extend(refused.into_vec().into_iter().map(|e| e.to_string()));
+    }
+    if !errors.is_empty() {
+        return Err(RenderError::Invalid(
+            errors.into_iter().map(|e| format!("- {e}")).collect(),
+        ));
+    }
     Ok(serde_json::from_value(value)?)
 }
 

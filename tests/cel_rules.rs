@@ -1,5 +1,6 @@
-//! The CRD's CEL rules, evaluated locally on valid and invalid FineTuneJobs. The same rules run
-//! in the apiserver at admission; the end-to-end suite checks them there too.
+//! The CRD's CEL rules and size limits, evaluated locally on valid and invalid FineTuneJobs. The
+//! same rules and limits apply in the apiserver at admission; the end-to-end suite checks them
+//! there too.
 
 use finetune_operator::api;
 use kube::core::cel::Validator;
@@ -26,14 +27,21 @@ fn valid() -> Value {
     })
 }
 
-/// Applies the schema defaults (as the apiserver does before validation) and runs the rules.
+/// Applies the schema defaults (as the apiserver does before validation), checks the size
+/// limits and runs the rules.
 fn check(obj: &Value, old: Option<&Value>) -> Result<(), Vec<String>> {
     let schema = schema();
     let obj = kube::core::cel::apply_defaults(&schema, obj);
     let old = old.map(|o| kube::core::cel::apply_defaults(&schema, o));
-    Validator::new()
-        .validate(&schema, &obj, old.as_ref())
-        .map_err(|e| e.into_vec().into_iter().map(|e| e.to_string()).collect())
+    let mut errors = api::size_errors(&schema, &obj);
+    if let Err(e) = Validator::new().validate(&schema, &obj, old.as_ref()) {
+        errors.extend(e.into_vec().into_iter().map(|e| e.to_string()));
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
 }
 
 fn with(mut obj: Value, pointer: &str, value: Value) -> Value {
@@ -194,6 +202,15 @@ fn invalid_jobs_are_refused_with_an_actionable_message() {
             "control characters",
         ),
         (
+            "root user with runAsNonRoot",
+            with(
+                valid(),
+                "/spec/podSecurityContext",
+                json!({"runAsNonRoot": true, "runAsUser": 0}),
+            ),
+            "runAsUser: 0 is root, which runAsNonRoot: true forbids",
+        ),
+        (
             "reserved pod label",
             with(
                 valid(),
@@ -212,6 +229,148 @@ fn invalid_jobs_are_refused_with_an_actionable_message() {
             ),
         }
     }
+}
+
+#[test]
+fn oversized_values_are_refused_with_the_field_and_the_limit() {
+    let env_value = "x".repeat(api::MAX_ENV_VALUE_LENGTH as usize + 1);
+    let annotation = "x".repeat(api::MAX_ANNOTATION_VALUE_LENGTH as usize + 1);
+    let many = |n: usize, item: &dyn Fn(usize) -> Value| (0..n).map(item).collect::<Vec<_>>();
+    let cases: Vec<(&str, Value, &str)> = vec![
+        (
+            "env value over 32 KiB",
+            with(
+                valid(),
+                "/spec/env",
+                json!([{"name": "A", "value": env_value}]),
+            ),
+            "spec.env[0].value: too long: 32769 characters, at most 32768",
+        ),
+        (
+            "more than 128 env vars",
+            with(
+                valid(),
+                "/spec/env",
+                json!(many(
+                    129,
+                    &|i| json!({"name": format!("V{i}"), "value": "x"})
+                )),
+            ),
+            "spec.env: too many items: 129, at most 128",
+        ),
+        (
+            "annotation value over 4 KiB",
+            with(
+                valid(),
+                "/spec/podTemplate",
+                json!({"annotations": {"example.com/a": annotation}}),
+            ),
+            "spec.podTemplate.annotations[example.com/a]: too long: 4097 characters, at most 4096",
+        ),
+        (
+            "label value over 63",
+            with(
+                valid(),
+                "/spec/podTemplate",
+                json!({"labels": {"team": "x".repeat(64)}}),
+            ),
+            "spec.podTemplate.labels[team]: too long",
+        ),
+        (
+            "node selector value over 63",
+            with(
+                valid(),
+                "/spec/scheduling",
+                json!({"nodeSelector": {"pool": "x".repeat(64)}}),
+            ),
+            "spec.scheduling.nodeSelector[pool]: too long",
+        ),
+        (
+            "image over 1024",
+            with(valid(), "/spec/image", json!("x".repeat(1025))),
+            "spec.image: too long",
+        ),
+        (
+            "claim name over 253",
+            with(valid(), "/spec/model/claimName", json!("x".repeat(254))),
+            "spec.model.claimName: too long",
+        ),
+        (
+            "dataset path over 1024",
+            with(valid(), "/spec/dataset/path", json!("x".repeat(1025))),
+            "spec.dataset.path: too long",
+        ),
+        (
+            "extra argument over 1024",
+            with(
+                valid(),
+                "/spec/training/extraArgs",
+                json!([format!("--x={}", "y".repeat(1024))]),
+            ),
+            "spec.training.extraArgs[0]: too long",
+        ),
+        (
+            "target module over 128",
+            with(
+                valid(),
+                "/spec/training/lora",
+                json!({"targetModules": ["q".repeat(129)]}),
+            ),
+            "spec.training.lora.targetModules[0]: too long",
+        ),
+        (
+            "toleration value over 63",
+            with(
+                valid(),
+                "/spec/scheduling",
+                json!({"tolerations": [{"key": "gpu", "value": "x".repeat(64)}]}),
+            ),
+            "spec.scheduling.tolerations[0].value: too long",
+        ),
+        (
+            "affinity values over 1024 characters",
+            with(
+                valid(),
+                "/spec/scheduling",
+                json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [{"matchExpressions": [
+                        {"key": "pool", "operator": "In", "values": ["x".repeat(1025)]}
+                    ]}]
+                }}}}),
+            ),
+            "spec.scheduling.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchExpressions[0].values[0]: too long",
+        ),
+        (
+            "quantity over 64",
+            with(
+                valid(),
+                "/spec/resources",
+                json!({"memory": "9".repeat(65)}),
+            ),
+            "spec.resources.memory: too long",
+        ),
+    ];
+    for (what, obj, message) in cases {
+        match check(&obj, None) {
+            Ok(()) => panic!("{what}: accepted, expected a refusal containing {message:?}"),
+            Err(errors) => assert!(
+                errors.iter().any(|e| e.contains(message)),
+                "{what}: expected {message:?} in {errors:#?}"
+            ),
+        }
+    }
+
+    // At the limits, the same values pass.
+    let at_limits = with(
+        with(
+            valid(),
+            "/spec/env",
+            json!([{"name": "A", "value": "x".repeat(api::MAX_ENV_VALUE_LENGTH as usize)}]),
+        ),
+        "/spec/podTemplate",
+        json!({"annotations": {"example.com/a": "x".repeat(api::MAX_ANNOTATION_VALUE_LENGTH as usize)}}),
+    );
+    check(&at_limits, None).unwrap();
 }
 
 #[test]

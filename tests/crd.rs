@@ -55,6 +55,59 @@ fn every_field_has_a_description_for_kubectl_explain() {
     );
 }
 
+/// Walks a schema and returns the paths of strings, lists and maps without a size limit.
+fn unbounded(schema: &serde_json::Value, path: &str, out: &mut Vec<String>) {
+    let has = |key: &str| schema.get(key).is_some();
+    if schema.get("x-kubernetes-int-or-string") == Some(&serde_json::Value::Bool(true)) {
+        if !has("maxLength") {
+            out.push(path.to_string());
+        }
+        return;
+    }
+    match schema.get("type").and_then(|t| t.as_str()) {
+        Some("string") if !has("maxLength") && !has("enum") => out.push(path.to_string()),
+        Some("array") if !has("maxItems") => out.push(path.to_string()),
+        Some("object") if schema["additionalProperties"].is_object() && !has("maxProperties") => {
+            out.push(path.to_string())
+        }
+        _ => {}
+    }
+    if let Some(props) = schema.get("properties").and_then(|p| p.as_object()) {
+        for (name, prop) in props {
+            unbounded(prop, &format!("{path}.{name}"), out);
+        }
+    }
+    if let Some(items) = schema.get("items") {
+        unbounded(items, &format!("{path}[]"), out);
+    }
+    if let Some(values) = schema.get("additionalProperties").filter(|v| v.is_object()) {
+        unbounded(values, &format!("{path}{{}}"), out);
+    }
+}
+
+/// Every string, list and map a user can set has a size limit: the API server refuses what is
+/// over it, and the CEL rules' cost estimates stay small.
+#[test]
+fn every_spec_value_has_a_size_limit() {
+    let crd = serde_json::to_value(api::crd()).unwrap();
+    let spec = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+    let mut missing = Vec::new();
+    unbounded(spec, "spec", &mut missing);
+    assert!(missing.is_empty(), "without a size limit: {missing:#?}");
+    let limit = |pointer: &str, key: &str| spec.pointer(pointer).unwrap()[key].as_u64();
+    assert_eq!(
+        limit("/properties/env/items/properties/value", "maxLength"),
+        Some(32768)
+    );
+    assert_eq!(
+        limit(
+            "/properties/podTemplate/properties/annotations/additionalProperties",
+            "maxLength"
+        ),
+        Some(4096)
+    );
+}
+
 #[test]
 fn crd_shape_matches_the_contract() {
     let crd = api::crd();

@@ -61,6 +61,23 @@ fn render_refuses_what_admission_would_refuse() {
 }
 
 #[test]
+fn render_refuses_values_over_their_size_limit() {
+    let input = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/finetune.yaml"),
+    )
+    .unwrap()
+    .replace(
+        "path: skills/train.jsonl",
+        &format!("path: {}", "d".repeat(1025)),
+    );
+    let err = render(&input).unwrap_err().to_string();
+    assert!(
+        err.contains("spec.dataset.path: too long: 1025 characters, at most 1024"),
+        "{err}"
+    );
+}
+
+#[test]
 fn render_refuses_other_kinds() {
     let err = render("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n")
         .unwrap_err()

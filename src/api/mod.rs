@@ -4,11 +4,13 @@
 //! descriptions, their serde defaults become schema defaults, and `rules` holds the CEL rules the
 //! apiserver enforces at admission.
 
+mod bounds;
 mod pytorchjob;
 mod rules;
 mod spec;
 mod status;
 
+pub use bounds::{MAX_ANNOTATION_VALUE_LENGTH, MAX_ENV_VALUE_LENGTH, size_errors};
 pub use pytorchjob::*;
 pub use spec::*;
 pub use status::*;
@@ -28,11 +30,21 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomRe
 
 /// The FineTuneJob CustomResourceDefinition.
 ///
-/// Doc comments wrap at 100 columns; `kubectl explain` wraps text itself, so line breaks inside
-/// a paragraph are turned into spaces (blank lines still separate paragraphs).
+/// Every string, list and map of the spec gets a size limit (see [`bounds`]). Doc comments wrap
+/// at 100 columns; `kubectl explain` wraps text itself, so line breaks inside a paragraph are
+/// turned into spaces (blank lines still separate paragraphs).
 pub fn crd() -> CustomResourceDefinition {
     use kube::CustomResourceExt;
     let mut value = serde_json::to_value(FineTuneJob::crd()).expect("the CRD serializes");
+    for version in value["spec"]["versions"]
+        .as_array_mut()
+        .into_iter()
+        .flatten()
+    {
+        if let Some(spec) = version.pointer_mut("/schema/openAPIV3Schema/properties/spec") {
+            bounds::bound_spec(spec);
+        }
+    }
     reflow_descriptions(&mut value);
     serde_json::from_value(value).expect("the reflowed CRD deserializes")
 }

@@ -107,6 +107,18 @@ pub(super) fn full_state_without_lora() -> Rule {
         .message("training.fullStateAtEpoch cannot be true together with training.lora; InstructLab cannot save a resumable full state for LoRA")
 }
 
+/// runAsNonRoot: true with runAsUser: 0 is a pod the kubelet would never start; refused at once.
+pub(super) fn non_root_user() -> Rule {
+    Rule::new(
+        "!has(self.runAsNonRoot) || !self.runAsNonRoot || !has(self.runAsUser) || self.runAsUser != 0",
+    )
+    .message(
+        "podSecurityContext.runAsUser: 0 is root, which runAsNonRoot: true forbids (the kubelet \
+         would refuse to start the containers); set a non-zero UID, or leave runAsUser out to use \
+         the image's user",
+    )
+}
+
 /// Fields that may change after creation; everything else in `spec` is frozen.
 const MUTABLE_SPEC_FIELDS: &[&str] = &["suspend", "cleanup"];
 
@@ -131,6 +143,7 @@ const OPTIONAL_SPEC_FIELDS: &[&str] = &[
     "env",
     "podTemplate",
     "serviceAccountName",
+    "podSecurityContext",
     "activeDeadlineSeconds",
     "progressDeadlineSeconds",
 ];

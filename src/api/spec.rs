@@ -87,7 +87,8 @@ pub struct FineTuneJobSpec {
     pub scheduling: Option<SchedulingSpec>,
 
     /// Environment variables added to the containers of both phases, after the operator's
-    /// defaults. Plain Kubernetes EnvVars: `$(VAR)` references are expanded as usual.
+    /// defaults. Plain Kubernetes EnvVars: `$(VAR)` references are expanded as usual. A value
+    /// holds at most 32768 characters; pass larger data with valueFrom.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 128))]
     pub env: Option<Vec<EnvVar>>,
@@ -103,6 +104,13 @@ pub struct FineTuneJobSpec {
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
     )]
     pub service_account_name: Option<String>,
+
+    /// User and groups the pods of both phases run as (a safe subset of the pod
+    /// securityContext). The containers always run without privilege escalation, with every
+    /// capability dropped and the RuntimeDefault seccomp profile; with runAsNonRoot: true the
+    /// pods also meet the restricted Pod Security Standard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_security_context: Option<PodSecurityOptions>,
 
     /// Seconds training may run, counted from the moment training starts (and again from a
     /// resume). Enforced by the operator: the job then fails with reason DeadlineExceeded and
@@ -405,7 +413,7 @@ pub struct LoraSpec {
     #[serde(default = "default_lora_target_modules")]
     #[schemars(
         length(min = 1, max = 32),
-        inner(regex(pattern = r"^[A-Za-z0-9_.]{1,128}$"))
+        inner(length(max = 128), regex(pattern = r"^[A-Za-z0-9_.]{1,128}$"))
     )]
     pub target_modules: Vec<String>,
 
@@ -491,7 +499,7 @@ fn default_gpu_resource_name() -> String {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SchedulingSpec {
-    /// Node labels the pods require.
+    /// Node labels the pods require. Values are label values (at most 63 characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("maxProperties" = 64))]
     pub node_selector: Option<BTreeMap<String, String>>,
@@ -540,6 +548,7 @@ pub struct PodTemplateOverrides {
     pub labels: Option<BTreeMap<String, String>>,
 
     /// Annotations added to every pod, after the default sidecar.istio.io/inject: "false".
+    /// Values hold at most 4096 characters (Kubernetes allows 256 KiB of annotations in all).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("maxProperties" = 64))]
     pub annotations: Option<BTreeMap<String, String>>,
@@ -558,6 +567,41 @@ fn label_map(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
             "pattern": "^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$"
         }
     })
+}
+
+/// The user and groups of the pods: what a namespace enforcing the restricted Pod Security
+/// Standard asks for, and what a non-root user needs to write the output claim. Nothing here can
+/// widen the pods' privileges.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = rules::non_root_user())]
+pub struct PodSecurityOptions {
+    /// Require the containers to run as a user other than root (UID 0): the kubelet refuses to
+    /// start a container whose user is root, so an image that runs as root needs runAsUser too.
+    /// A namespace enforcing the restricted Pod Security Standard requires true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_as_non_root: Option<bool>,
+
+    /// UID the containers run as, instead of the user the image names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 2147483647))]
+    pub run_as_user: Option<i64>,
+
+    /// GID of the containers' primary group, instead of the image's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 2147483647))]
+    pub run_as_group: Option<i64>,
+
+    /// GID added to the containers' groups and given ownership of the volumes that support it,
+    /// so that a non-root user can write the output claim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 2147483647))]
+    pub fs_group: Option<i64>,
+
+    /// More GIDs added to the containers' groups, e.g. one that may read the model claim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32), inner(range(min = 0, max = 2147483647)))]
+    pub supplemental_groups: Option<Vec<i64>>,
 }
 
 /// Cleanup of the children once the job finished.

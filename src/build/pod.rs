@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, EmptyDirVolumeSource, EnvVar, PersistentVolumeClaimVolumeSource,
-    PodSpec, SeccompProfile, SecurityContext, Volume, VolumeMount,
+    PodSecurityContext, PodSpec, SeccompProfile, SecurityContext, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
@@ -138,6 +138,20 @@ pub(super) fn security_context() -> SecurityContext {
     }
 }
 
+/// The pod securityContext: the user and groups of `spec.podSecurityContext`, nothing else, and
+/// none at all without it (the container's own securityContext is already locked down).
+pub(super) fn pod_security_context(job: &FineTuneJob) -> Option<PodSecurityContext> {
+    let options = job.spec.pod_security_context.as_ref()?;
+    Some(PodSecurityContext {
+        run_as_non_root: options.run_as_non_root,
+        run_as_user: options.run_as_user,
+        run_as_group: options.run_as_group,
+        fs_group: options.fs_group,
+        supplemental_groups: options.supplemental_groups.clone(),
+        ..Default::default()
+    })
+}
+
 /// A pod spec around one container, with the scheduling, identity and pull settings of the job.
 pub(super) fn pod_spec(
     job: &FineTuneJob,
@@ -152,6 +166,7 @@ pub(super) fn pod_spec(
         volumes: Some(volumes(job, mounts)),
         restart_policy: restart_policy.map(String::from),
         service_account_name: spec.service_account_name.clone(),
+        security_context: pod_security_context(job),
         image_pull_secrets: spec.image_pull_secrets.clone(),
         termination_grace_period_seconds: Some(spec.termination_grace_period_seconds),
         node_selector: scheduling.node_selector,

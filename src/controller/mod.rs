@@ -89,7 +89,7 @@ impl Context {
 }
 
 /// Settings of the controller loop.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Settings {
     /// Watch only this namespace; all namespaces when None.
     pub namespace: Option<String>,
@@ -97,6 +97,9 @@ pub struct Settings {
     pub concurrency: u16,
     /// Wait this long after a change before reconciling, to batch bursts of pod updates.
     pub debounce: Duration,
+    /// The client of the watches: a watch is silent while nothing changes, so it cannot take
+    /// the read timeout of the context's client (see [`crate::client`]).
+    pub watch_client: Client,
 }
 
 fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -122,16 +125,17 @@ pub async fn run(
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<(), Error> {
-    let client = ctx.client.clone();
+    let client = settings.watch_client.clone();
     let ns = settings.namespace.as_deref();
     let jobs: Api<FineTuneJob> = api(&client, ns);
-    jobs.list(&ListParams::default().limit(1))
+    api::<FineTuneJob>(&ctx.client, ns)
+        .list(&ListParams::default().limit(1))
         .await
         .map_err(|source| Error::Kube {
             action: "list_finetunejobs (is the CRD installed? kubectl apply -f crds/)",
             source,
         })?;
-    if !pytorchjob_kind_installed(&client).await? {
+    if !pytorchjob_kind_installed(&ctx.client).await? {
         warn!("the kubeflow.org/v1 PyTorchJob kind is not installed; jobs will wait for it");
     }
 

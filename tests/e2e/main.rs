@@ -526,6 +526,26 @@ async fn admission_refuses_invalid_and_hostile_specs_with_actionable_messages() 
             },
             "spec.training.learningRate",
         ),
+        (
+            "env value over 32 KiB",
+            {
+                let mut j = finetunejob("a8", json!({}));
+                j["spec"]["env"] = json!([{"name": "A", "value": "x".repeat(32769)}]);
+                j
+            },
+            "spec.env[0].value: Too long",
+        ),
+        (
+            "more than 128 env vars",
+            {
+                let mut j = finetunejob("a9", json!({}));
+                j["spec"]["env"] = (0..129)
+                    .map(|i| json!({"name": format!("V{i}"), "value": "x"}))
+                    .collect();
+                j
+            },
+            "spec.env: Too many",
+        ),
     ];
     for (what, job, message) in refused {
         let out = apply(job);
