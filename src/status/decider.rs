@@ -420,25 +420,18 @@ impl<'a> Decider<'a> {
             self.fail_diagnosed(reason::TRAINING_FAILED, diagnosis, message, None);
             return Flow::Stop;
         }
-        if let Some(message) = self.count_pod_failures() {
-            let diagnosis = self.training_diagnosis();
-            self.fail_diagnosed(
-                reason::TRAINING_FAILED,
-                diagnosis,
-                message,
-                Some(ChildKind::PyTorchJob),
-            );
-            return Flow::Stop;
-        }
-        if let Some(t) = pods::restarting_too_often(
-            &self.obs.pods,
-            PYTORCH_CONTAINER,
-            self.job.spec.backoff_limit,
-        ) {
-            let message = format!(
-                "pod {} container {} restarted {} times, more than backoffLimit {}; last exit code {}",
-                t.pod, t.container, t.restarts, self.job.spec.backoff_limit, t.exit_code
-            );
+        // Too many failed (recreated) pods, or a container restarting in place too often: both
+        // are past backoffLimit, and both stop the pods.
+        let too_many = self.count_pod_failures().or_else(|| {
+            pods::restarting_too_often(&self.obs.pods, PYTORCH_CONTAINER, self.job.spec.backoff_limit)
+                .map(|t| {
+                    format!(
+                        "pod {} container {} restarted {} times, more than backoffLimit {}; last exit code {}",
+                        t.pod, t.container, t.restarts, self.job.spec.backoff_limit, t.exit_code
+                    )
+                })
+        });
+        if let Some(message) = too_many {
             let diagnosis = self.training_diagnosis();
             self.fail_diagnosed(
                 reason::TRAINING_FAILED,

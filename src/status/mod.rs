@@ -216,6 +216,19 @@ impl OwnedChildren {
     }
 }
 
+impl PlannedEvent {
+    /// A Warning without log lines, its action the reason.
+    pub fn warning(reason: &'static str, note: String) -> Self {
+        PlannedEvent {
+            severity: Severity::Warning,
+            reason,
+            action: reason.to_string(),
+            note,
+            tail: None,
+        }
+    }
+}
+
 /// What to do after observing the world.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Decision {
@@ -429,14 +442,7 @@ pub fn child_rejected(
     };
     let text = format!("the API server refused to create the {what}: {message}");
     d.fail(reason::CHILD_REJECTED, &text, None);
-    let event = PlannedEvent {
-        severity: Severity::Warning,
-        reason: event_reason,
-        action: event_reason.to_string(),
-        note: text,
-        tail: None,
-    };
-    (d.finish().status, event)
+    (d.finish().status, PlannedEvent::warning(event_reason, text))
 }
 
 /// The decision after creating a child found an object of its name that is not ours (created
@@ -474,13 +480,7 @@ pub fn child_forbidden(
     d.set_condition(condition::STALLED, true, reason::CREATE_FORBIDDEN, &text);
     d.new.reason = Some(reason::CREATE_FORBIDDEN.to_string());
     d.new.message = Some(text.clone());
-    let event = (!was_stalled).then(|| PlannedEvent {
-        severity: Severity::Warning,
-        reason: event_reason,
-        action: event_reason.to_string(),
-        note: text,
-        tail: None,
-    });
+    let event = (!was_stalled).then(|| PlannedEvent::warning(event_reason, text));
     (d.finish().status, event)
 }
 

@@ -23,6 +23,31 @@ fn condition<'a>(
         .find(|c| c.type_ == type_)
 }
 
+/// Creates a ResourceQuota and waits until the quota controller has counted usage (admission
+/// enforces it only then).
+async fn quota(
+    ns: &TestNamespace,
+    name: &str,
+    hard: serde_json::Value,
+) -> kube::Api<ResourceQuota> {
+    let quotas = ns.api::<ResourceQuota>();
+    let quota: ResourceQuota =
+        serde_json::from_value(json!({"metadata": {"name": name}, "spec": {"hard": hard}}))
+            .unwrap();
+    quotas.create(&PostParams::default(), &quota).await.unwrap();
+    ns.eventually("the quota is in force", || async {
+        quotas
+            .get(name)
+            .await
+            .unwrap()
+            .status
+            .and_then(|s| s.hard)
+            .is_some()
+    })
+    .await;
+    quotas
+}
+
 /// Another team's suspended PyTorchJob, named as our child would be.
 fn foreign_pytorchjob(name: &str) -> PyTorchJob {
     serde_json::from_value(json!({
@@ -179,24 +204,7 @@ async fn recreated_training_pods_count_against_the_backoff_limit() {
 async fn a_quota_that_forbids_the_child_is_reported_then_the_job_goes_on() {
     let ns = TestNamespace::new("quota").await;
     let _operator = Operator::start(&ns.name);
-    let quotas = ns.api::<ResourceQuota>();
-    let quota: ResourceQuota = serde_json::from_value(json!({
-        "metadata": {"name": "no-jobs"},
-        "spec": {"hard": {"count/jobs.batch": "0"}}
-    }))
-    .unwrap();
-    quotas.create(&PostParams::default(), &quota).await.unwrap();
-    // The quota controller must have counted usage before admission enforces it.
-    ns.eventually("the quota is in force", || async {
-        quotas
-            .get("no-jobs")
-            .await
-            .unwrap()
-            .status
-            .and_then(|s| s.hard)
-            .is_some()
-    })
-    .await;
+    let quotas = quota(&ns, "no-jobs", json!({"count/jobs.batch": "0"})).await;
 
     let mut spec = finetunejob("quota", json!({"sim.finetune.dev/duration": "1s"}));
     spec["spec"]["preprocess"] = json!({});
@@ -228,23 +236,7 @@ async fn a_child_whose_pods_are_refused_is_stalled_with_the_reason() {
     // only in a FailedCreate event.
     let ns = TestNamespace::new("nopods").await;
     let _operator = Operator::start(&ns.name);
-    let quotas = ns.api::<ResourceQuota>();
-    let quota: ResourceQuota = serde_json::from_value(json!({
-        "metadata": {"name": "no-pods"},
-        "spec": {"hard": {"pods": "0"}}
-    }))
-    .unwrap();
-    quotas.create(&PostParams::default(), &quota).await.unwrap();
-    ns.eventually("the quota is in force", || async {
-        quotas
-            .get("no-pods")
-            .await
-            .unwrap()
-            .status
-            .and_then(|s| s.hard)
-            .is_some()
-    })
-    .await;
+    let quotas = quota(&ns, "no-pods", json!({"pods": "0"})).await;
     let mut spec = finetunejob("nopods", json!({"sim.finetune.dev/duration": "1s"}));
     spec["spec"]["preprocess"] = json!({});
     ns.create(spec).await;

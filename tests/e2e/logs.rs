@@ -28,6 +28,18 @@ fn metrics_line(epoch: i64, step: i64, loss: f64) -> String {
     )
 }
 
+/// Waits until the job's progress shows `step`.
+async fn wait_for_step(ns: &TestNamespace, name: &str, step: i64) {
+    ns.wait_for(name, &format!("step {step}"), |j| {
+        j.status
+            .as_ref()
+            .and_then(|s| s.progress.as_ref())
+            .and_then(|p| p.step)
+            == Some(step)
+    })
+    .await;
+}
+
 async fn operator_is_alive(operator: &mut Operator) {
     assert!(operator.running(), "the operator exited; see its log");
 }
@@ -112,14 +124,7 @@ async fn progress_is_read_past_bursts_long_lines_and_invalid_bytes() {
     let mut spec = finetunejob("burst", json!({"sim.finetune.dev/duration": "10m"}));
     spec["spec"]["podTemplate"]["labels"] = json!({"sim.finetune.dev/log": log});
     ns.create(spec).await;
-    ns.wait_for("burst", "the first step", |j| {
-        j.status
-            .as_ref()
-            .and_then(|s| s.progress.as_ref())
-            .and_then(|p| p.step)
-            == Some(1)
-    })
-    .await;
+    wait_for_step(&ns, "burst", 1).await;
 
     // One second holding more than a read (256 KiB) of tqdm redraws.
     let bar = tqdm_line(200).into_bytes();
@@ -151,14 +156,7 @@ async fn progress_is_read_past_bursts_long_lines_and_invalid_bytes() {
         ],
     );
 
-    ns.wait_for("burst", "the steps after the burst", |j| {
-        j.status
-            .as_ref()
-            .and_then(|s| s.progress.as_ref())
-            .and_then(|p| p.step)
-            == Some(3)
-    })
-    .await;
+    wait_for_step(&ns, "burst", 3).await;
     operator_is_alive(&mut operator).await;
 }
 
@@ -172,14 +170,7 @@ async fn the_last_lines_of_a_run_are_read_when_it_succeeds() {
     let mut spec = finetunejob("last", json!({"sim.finetune.dev/duration": "12s"}));
     spec["spec"]["podTemplate"]["labels"] = json!({"sim.finetune.dev/log": log});
     ns.create(spec).await;
-    ns.wait_for("last", "the first step", |j| {
-        j.status
-            .as_ref()
-            .and_then(|s| s.progress.as_ref())
-            .and_then(|p| p.step)
-            == Some(1)
-    })
-    .await;
+    wait_for_step(&ns, "last", 1).await;
     ns.append_log(
         &log,
         &[
