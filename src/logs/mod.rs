@@ -4,5 +4,6 @@
 pub mod cursor;
 pub mod progress;
 mod tail;
+pub mod text;
 
 pub use tail::{MAX_NOTE_BYTES, TAIL_LIMIT_BYTES, TAIL_LINES, compose_note};

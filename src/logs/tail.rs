@@ -3,6 +3,8 @@
 //! The apiserver refuses notes over 1024 bytes. A failure is explained by its last lines, so when
 //! something must go, the oldest lines go first; the summary line stays.
 
+use super::text::{prefix_within, suffix_within};
+
 /// The apiserver's limit on an Event note.
 pub const MAX_NOTE_BYTES: usize = 1024;
 /// Lines asked of the apiserver for a tail.
@@ -17,7 +19,7 @@ const CUT_MARK: &str = "…\n";
 /// keeping the most recent lines. ANSI colour codes and carriage-return progress bars are
 /// removed so that the bytes carry text.
 pub fn compose_note(summary: &str, log: Option<&str>) -> String {
-    let summary = truncate_at_char(summary, MAX_NOTE_BYTES);
+    let summary = prefix_within(summary, MAX_NOTE_BYTES);
     let Some(log) = log.map(clean).filter(|l| !l.trim().is_empty()) else {
         return summary.to_string();
     };
@@ -30,13 +32,12 @@ pub fn compose_note(summary: &str, log: Option<&str>) -> String {
         log.to_string()
     } else {
         // Keep whole lines from the end; if even the last line is too long, keep its end.
-        let room = budget - CUT_MARK.len();
-        let start = log.len() - room;
-        let start = match log[start..].find('\n') {
-            Some(nl) if nl + 1 < room => start + nl + 1,
-            _ => next_char_boundary(log, start),
+        let end = suffix_within(log, budget - CUT_MARK.len());
+        let end = match end.find('\n') {
+            Some(nl) if nl + 1 < end.len() => end.get(nl + 1..).unwrap_or(end),
+            _ => end,
         };
-        format!("{CUT_MARK}{}", &log[start..])
+        format!("{CUT_MARK}{end}")
     };
     format!("{summary}{SEPARATOR}{tail}")
 }
@@ -71,24 +72,6 @@ fn strip_ansi_into(line: &str, out: &mut String) {
             out.push(c);
         }
     }
-}
-
-fn truncate_at_char(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
-fn next_char_boundary(s: &str, mut i: usize) -> usize {
-    while !s.is_char_boundary(i) {
-        i += 1;
-    }
-    i
 }
 
 #[cfg(test)]
@@ -131,6 +114,15 @@ mod tests {
         let note = compose_note("summary", Some(&log));
         assert!(note.len() <= MAX_NOTE_BYTES);
         assert!(note.ends_with("END"));
+    }
+
+    #[test]
+    fn a_tail_of_tqdm_bars_longer_than_the_budget_is_cut_on_a_char_boundary() {
+        // The cut point of this tail falls inside a `█` (3 bytes): slicing there panicked.
+        let log = format!("{}\n", "█".repeat(100)).repeat(20);
+        let note = compose_note("s", Some(&log));
+        assert!(note.len() <= MAX_NOTE_BYTES, "{}", note.len());
+        assert!(note.ends_with(&"█".repeat(100)), "{note}");
     }
 
     #[test]
