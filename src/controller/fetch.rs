@@ -10,6 +10,7 @@ use tracing::debug;
 
 use super::Context;
 use super::error::{Error, KubeContext, is_not_found};
+use super::follow::read_log;
 use crate::api::{FineTuneJob, JOB_NAME_LABEL, PyTorchJob};
 use crate::build::preprocess_job_name;
 use crate::logs::{TAIL_LIMIT_BYTES, TAIL_LINES};
@@ -131,8 +132,8 @@ pub async fn log_tail(client: &Client, ns: &str, source: &LogSource) -> Option<S
         limit_bytes: Some(TAIL_LIMIT_BYTES),
         ..Default::default()
     };
-    match pods.logs(&source.pod, &params).await {
-        Ok(log) => Some(log),
+    match read_log(&pods, &source.pod, &params).await {
+        Ok(bytes) => Some(String::from_utf8_lossy(&bytes).into_owned()),
         Err(e) => {
             debug!(pod = %source.pod, error = %e, "no log tail");
             None

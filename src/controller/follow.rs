@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use futures::AsyncReadExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::LogParams;
 use kube::runtime::reflector::ObjectRef;
@@ -94,6 +95,8 @@ impl Followers {
             });
         follower.last_read = now;
 
+        let ns = job.namespace().unwrap_or_default();
+        let api = Api::<Pod>::namespaced(client.clone(), &ns);
         let params = LogParams {
             container: Some(PYTORCH_CONTAINER.to_string()),
             timestamps: true,
@@ -101,26 +104,23 @@ impl Followers {
             limit_bytes: Some(READ_LIMIT_BYTES),
             ..Default::default()
         };
-        let ns = job.namespace().unwrap_or_default();
-        let text = match Api::<Pod>::namespaced(client.clone(), &ns)
-            .logs(&master.name_any(), &params)
-            .await
-        {
-            Ok(text) => text,
+        let bytes = match read_log(&api, &master.name_any(), &params).await {
+            Ok(bytes) => bytes,
             Err(e) => {
                 debug!(pod = %master.name_any(), error = %e, "rank-0 log not readable yet");
                 self.put(key, Some(follower));
                 return (None, self.interval);
             }
         };
-        let cut = text.len() as i64 >= READ_LIMIT_BYTES;
+        let cut = is_cut(&bytes, READ_LIMIT_BYTES);
+        let text = String::from_utf8_lossy(&bytes);
         let new = after_cursor(&text, &uid, status_cursor.as_ref(), cut);
-        let mut bytes = Vec::with_capacity(text.len());
+        let mut lines = Vec::with_capacity(text.len());
         for line in &new.lines {
-            bytes.extend_from_slice(line.as_bytes());
-            bytes.push(b'\n');
+            lines.extend_from_slice(line.as_bytes());
+            lines.push(b'\n');
         }
-        let records = follower.parser.feed(&bytes);
+        let records = follower.parser.feed(&lines);
         follower.cursor = new.cursor.clone();
         self.put(key, Some(follower));
         let next = if cut { CATCH_UP } else { self.interval };
@@ -155,4 +155,30 @@ fn container_started(pod: &Pod) -> bool {
         .filter(|c| c.name == PYTORCH_CONTAINER)
         .filter_map(|c| c.state.as_ref())
         .any(|s| s.running.is_some() || s.terminated.is_some())
+}
+
+/// Reads at most `params.limit_bytes` of a container's log, as bytes. kube's text API refuses
+/// an answer that is not UTF-8, and the kubelet cuts at exactly `limitBytes`, even inside a
+/// character: callers decode lossily. The read is bounded here too, whatever the server sends.
+pub(super) async fn read_log(
+    api: &Api<Pod>,
+    pod: &str,
+    params: &LogParams,
+) -> Result<Vec<u8>, kube::Error> {
+    let limit = params
+        .limit_bytes
+        .map_or(u64::MAX, |l| u64::try_from(l).unwrap_or(0));
+    let stream = api.log_stream(pod, params).await?;
+    let mut bytes = Vec::new();
+    Box::pin(stream)
+        .take(limit)
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(kube::Error::ReadEvents)?;
+    Ok(bytes)
+}
+
+/// Whether a read stopped at `limit` bytes (and so may end inside a line or a character).
+fn is_cut(bytes: &[u8], limit: i64) -> bool {
+    u64::try_from(bytes.len()).unwrap_or(u64::MAX) >= u64::try_from(limit).unwrap_or(0)
 }
