@@ -66,6 +66,13 @@ impl ApiServer {
         (query, body)
     }
 
+    /// Expects a request and answers it with `bytes` as they are (a log need not be UTF-8).
+    async fn answer_bytes(&mut self, method: Method, path: &str, bytes: Vec<u8>) -> String {
+        let (query, _, send) = self.expect(method, path).await;
+        send.send_response(Response::builder().body(Body::from(bytes)).unwrap());
+        query
+    }
+
     /// Expects a request and answers with its own body, as the apiserver does for an apply.
     async fn echo(&mut self, method: Method, path: &str) -> (String, Value) {
         let (query, body, send) = self.expect(method, path).await;
@@ -424,7 +431,7 @@ async fn failed_training_publishes_a_warning_with_the_log_tail() {
             .answer(Method::GET, "/api/v1/namespaces/ns/pods/ft-master-0/log", 200,
                     Value::String("step 9 loss 0.5\nTraceback (most recent call last):\ntorch.OutOfMemoryError: CUDA out of memory.\n".into()))
             .await;
-        for part in ["container=pytorch", "tailLines=40", "limitBytes=16384"] {
+        for part in ["container=pytorch", "tailLines=40", "limitBytes=65536"] {
             assert!(query.contains(part), "{query}");
         }
         let (_, status) = api
@@ -553,5 +560,82 @@ async fn a_settled_finished_job_costs_no_request() {
         api.no_more().await;
     });
     assert_eq!(run(ctx, &obj).await.unwrap(), Action::await_change());
+    server.await.unwrap();
+}
+
+const MASTER_LOG_PATH: &str = "/api/v1/namespaces/ns/pods/ft-master-0/log";
+
+/// The rank-0 pod, started (running, or terminated with `exit_code`).
+fn master_pod(exit_code: Option<i32>) -> Value {
+    let state = match exit_code {
+        Some(code) => {
+            json!({"terminated": {"exitCode": code, "reason": if code == 0 { "Completed" } else { "Error" }}})
+        }
+        None => json!({"running": {}}),
+    };
+    json!({"metadata": {"name": "ft-master-0", "namespace": "ns", "uid": "pod-uid",
+                        "creationTimestamp": "2026-11-26T10:00:00Z"},
+           "status": {"containerStatuses": [{"name": "pytorch", "ready": true, "restartCount": 0,
+                                             "image": "img", "imageID": "", "state": state}]}})
+}
+
+#[tokio::test]
+async fn a_failure_tail_that_fills_the_limit_is_read_again_with_fewer_lines() {
+    let (ctx, mut api) = setup();
+    let obj = ftj(json!({}), training_status(), json!({}));
+    let reply = obj.clone();
+    let server = tokio::spawn(async move {
+        api.answer(Method::GET, PYTORCHJOB_PATH, 200, pytorchjob("Failed"))
+            .await;
+        let mut master = master_pod(Some(1));
+        master["metadata"]["uid"] = Value::Null;
+        api.answer(Method::GET, PODS_PATH, 200, pod_list(vec![master]))
+            .await;
+        // Rich lines padded to 512 columns: the first 64 KiB of the last 40 lines lack the
+        // exception at the end.
+        let padded = format!("{:<511}\n", "[10:00:00] INFO     step");
+        let query = api
+            .answer_bytes(
+                Method::GET,
+                MASTER_LOG_PATH,
+                padded.repeat(200).into_bytes()[..65536].to_vec(),
+            )
+            .await;
+        assert!(
+            query.contains("tailLines=40") && query.contains("limitBytes=65536"),
+            "{query}"
+        );
+        let query = api
+            .answer_bytes(
+                Method::GET,
+                MASTER_LOG_PATH,
+                format!("{padded}torch.OutOfMemoryError: CUDA out of memory.\n").into_bytes(),
+            )
+            .await;
+        assert!(query.contains("tailLines=10"), "{query}");
+        let (_, status) = api
+            .answer(
+                Method::PATCH,
+                &format!("{NS_PATH}/status"),
+                200,
+                reply.clone(),
+            )
+            .await;
+        let failed = status["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Failed")
+            .unwrap();
+        assert_eq!(failed["reason"], "CUDAOutOfMemory");
+        let event = api.event().await;
+        let note = event["note"].as_str().unwrap();
+        assert!(
+            note.ends_with("torch.OutOfMemoryError: CUDA out of memory."),
+            "{note}"
+        );
+        api.no_more().await;
+    });
+    run(ctx, &obj).await.unwrap();
     server.await.unwrap();
 }

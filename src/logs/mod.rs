@@ -6,4 +6,4 @@ pub mod progress;
 mod tail;
 pub mod text;
 
-pub use tail::{MAX_NOTE_BYTES, TAIL_LIMIT_BYTES, TAIL_LINES, compose_note};
+pub use tail::{MAX_NOTE_BYTES, TAIL_LIMIT_BYTES, TAIL_LINES, compose_note, next_tail_lines};

@@ -7,10 +7,22 @@ use super::text::{prefix_within, suffix_within};
 
 /// The apiserver's limit on an Event note.
 pub const MAX_NOTE_BYTES: usize = 1024;
-/// Lines asked of the apiserver for a tail.
+/// Lines asked of the apiserver for a tail, at first.
 pub const TAIL_LINES: i64 = 40;
-/// Bytes asked of the apiserver for a tail: a bounded read whatever the lines look like.
-pub const TAIL_LIMIT_BYTES: i64 = 16 * 1024;
+/// Bytes asked of the apiserver for a tail: a bounded read whatever the lines look like. 40
+/// lines of 512 columns (Rich pads to the console width) fit.
+pub const TAIL_LIMIT_BYTES: i64 = 64 * 1024;
+
+/// The lines to ask for after an answer of `got` bytes to a request for the last `asked` lines;
+/// None when that answer is the tail to keep. The kubelet answers the *first* `limitBytes` of
+/// the last `tailLines` lines: an answer that fills the limit lacks the newest lines, which
+/// explain a failure, so the tail is asked again with a quarter of the lines (40, 10, 2: three
+/// requests at most).
+pub fn next_tail_lines(asked: i64, got: usize) -> Option<i64> {
+    let full = u64::try_from(got).unwrap_or(u64::MAX) >= TAIL_LIMIT_BYTES.unsigned_abs();
+    let fewer = asked / 4;
+    (full && fewer >= 1).then_some(fewer)
+}
 
 const SEPARATOR: &str = "\n--- last log lines ---\n";
 const CUT_MARK: &str = "…\n";
@@ -123,6 +135,21 @@ mod tests {
         let note = compose_note("s", Some(&log));
         assert!(note.len() <= MAX_NOTE_BYTES, "{}", note.len());
         assert!(note.ends_with(&"█".repeat(100)), "{note}");
+    }
+
+    #[test]
+    fn a_tail_that_fills_the_limit_is_asked_again_with_fewer_lines() {
+        let full = TAIL_LIMIT_BYTES as usize;
+        assert_eq!(next_tail_lines(TAIL_LINES, 1000), None);
+        assert_eq!(next_tail_lines(TAIL_LINES, full - 1), None);
+        // Always full: 40, 10, 2 lines, three requests at most.
+        let mut asked = vec![TAIL_LINES];
+        while let Some(fewer) = next_tail_lines(*asked.last().unwrap(), full) {
+            asked.push(fewer);
+        }
+        assert_eq!(asked, [40, 10, 2]);
+        assert_eq!(next_tail_lines(1, full), None);
+        assert_eq!(next_tail_lines(0, full), None);
     }
 
     #[test]
