@@ -87,7 +87,14 @@ pub async fn observe(ctx: &Context, job: &FineTuneJob, needs: Needs) -> Result<O
     let mut observed = Observed::new(now(), preprocess_job, pytorch_job);
     observed.pods = pods;
     if needs.log {
-        let (read, next) = ctx.followers.read(client, job, &observed.pods).await;
+        // The reconcile that sees training end reads the rest of the log, whatever the interval.
+        let finished = observed.pytorch_job.present().is_some_and(|p| {
+            p.condition_true("Succeeded").is_some() || p.condition_true("Failed").is_some()
+        });
+        let (read, next) = ctx
+            .followers
+            .read(client, job, &observed.pods, finished)
+            .await;
         observed.log = read;
         observed.next_log_read = Some(next);
     }

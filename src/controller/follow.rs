@@ -22,6 +22,8 @@ use crate::status::LogRead;
 pub const READ_LIMIT_BYTES: i64 = 256 * 1024;
 /// How soon to read again when a read stopped at the limit.
 const CATCH_UP: Duration = Duration::from_secs(1);
+/// Most reads of the last look at a finished job's log: 2 MiB, bounded whatever it holds.
+const FINAL_READS: usize = 8;
 
 /// What is kept between reads of one job's log: the parser (a JSON block or wrapped line can
 /// span two reads) and where it stopped. A restarted operator starts a fresh parser at the
@@ -50,16 +52,23 @@ impl Followers {
     /// Reads the new lines of the job's rank-0 container when a read is due. Returns them (if
     /// read) and when the next read is due. A log that cannot be read yet (the pod has not
     /// started) is not an error: progress simply waits.
+    ///
+    /// `finished`: the PyTorchJob has ended, so this is the last look at the log. The interval
+    /// does not apply and reading goes on while reads stop at the limit (at most
+    /// [`FINAL_READS`]), so that the final epoch and checkpoint count before the verdict.
     pub async fn read(
         &self,
         client: &Client,
         job: &FineTuneJob,
         pods: &[Pod],
+        finished: bool,
     ) -> (Option<LogRead>, Duration) {
         let key = ObjectRef::from(job);
         let previous = self.jobs.lock().expect("followers lock").remove(&key);
         let now = Instant::now();
-        if let Some(f) = &previous {
+        if let Some(f) = &previous
+            && !finished
+        {
             let since = now.duration_since(f.last_read);
             if since < self.interval {
                 let wait = self.interval - since;
@@ -97,40 +106,54 @@ impl Followers {
 
         let ns = job.namespace().unwrap_or_default();
         let api = Api::<Pod>::namespaced(client.clone(), &ns);
-        let params = LogParams {
-            container: Some(PYTORCH_CONTAINER.to_string()),
-            timestamps: true,
-            since_time: status_cursor.as_ref().and_then(since_time),
-            limit_bytes: Some(READ_LIMIT_BYTES),
-            ..Default::default()
-        };
-        let bytes = match read_log(&api, &master.name_any(), &params).await {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                debug!(pod = %master.name_any(), error = %e, "rank-0 log not readable yet");
-                self.put(key, Some(follower));
-                return (None, self.interval);
+        let mut records = Vec::new();
+        let mut cursor = status_cursor;
+        let mut cut = false;
+        let reads = if finished { FINAL_READS } else { 1 };
+        for read in 0..reads {
+            let params = LogParams {
+                container: Some(PYTORCH_CONTAINER.to_string()),
+                timestamps: true,
+                since_time: cursor.as_ref().and_then(since_time),
+                limit_bytes: Some(READ_LIMIT_BYTES),
+                ..Default::default()
+            };
+            let bytes = match read_log(&api, &master.name_any(), &params).await {
+                Ok(bytes) => bytes,
+                Err(e) if read == 0 => {
+                    debug!(pod = %master.name_any(), error = %e, "rank-0 log not readable yet");
+                    self.put(key, Some(follower));
+                    return (None, self.interval);
+                }
+                Err(e) => {
+                    debug!(pod = %master.name_any(), error = %e, "rank-0 log read stopped");
+                    break;
+                }
+            };
+            cut = is_cut(&bytes, READ_LIMIT_BYTES);
+            let text = String::from_utf8_lossy(&bytes);
+            let new = after_cursor(&text, &uid, cursor.as_ref(), cut);
+            let mut lines = Vec::with_capacity(text.len());
+            for line in &new.lines {
+                lines.extend_from_slice(line.as_bytes());
+                lines.push(b'\n');
             }
-        };
-        let cut = is_cut(&bytes, READ_LIMIT_BYTES);
-        let text = String::from_utf8_lossy(&bytes);
-        let new = after_cursor(&text, &uid, status_cursor.as_ref(), cut);
-        let mut lines = Vec::with_capacity(text.len());
-        for line in &new.lines {
-            lines.extend_from_slice(line.as_bytes());
-            lines.push(b'\n');
+            records.extend(follower.parser.feed(&lines));
+            cursor = new.cursor;
+            if !cut {
+                break;
+            }
         }
-        let records = follower.parser.feed(&lines);
-        follower.cursor = new.cursor.clone();
-        self.put(key, Some(follower));
+        if finished && !cut {
+            // The end of the log: a message still open (a wrapped Rich line) is complete.
+            // Nothing is kept: a later read, if any, starts over at the status's cursor.
+            records.extend(std::mem::take(&mut follower.parser).finish());
+        } else {
+            follower.cursor = cursor.clone();
+            self.put(key, Some(follower));
+        }
         let next = if cut { CATCH_UP } else { self.interval };
-        (
-            Some(LogRead {
-                records,
-                cursor: new.cursor,
-            }),
-            next,
-        )
+        (Some(LogRead { records, cursor }), next)
     }
 
     /// Drops what is kept for a job that no longer trains.

@@ -580,6 +580,82 @@ fn master_pod(exit_code: Option<i32>) -> Value {
 }
 
 #[tokio::test]
+async fn the_reconcile_that_sees_training_end_reads_the_rest_of_the_log() {
+    let (ctx, mut api) = setup();
+    let obj = ftj(json!({}), training_status(), json!({}));
+    let reply = obj.clone();
+    let server = tokio::spawn(async move {
+        // Training runs: the log is read (nothing yet), the next read is due in 10 s.
+        api.answer(Method::GET, PYTORCHJOB_PATH, 200, pytorchjob("Running"))
+            .await;
+        api.answer(
+            Method::GET,
+            PODS_PATH,
+            200,
+            pod_list(vec![master_pod(None)]),
+        )
+        .await;
+        let query = api.answer_bytes(Method::GET, MASTER_LOG_PATH, vec![]).await;
+        assert!(query.contains("timestamps=true"), "{query}");
+
+        // At once the PyTorchJob has succeeded: the log is read regardless of the interval,
+        // and read on while a read stops at the limit.
+        api.answer(Method::GET, PYTORCHJOB_PATH, 200, pytorchjob("Succeeded"))
+            .await;
+        api.answer(
+            Method::GET,
+            PODS_PATH,
+            200,
+            pod_list(vec![master_pod(Some(0))]),
+        )
+        .await;
+        let filler = "2026-11-26T10:04:00.000000001Z \rtqdm bar █ █ █\n".repeat(10_000);
+        let full = filler.as_bytes()[..256 * 1024].to_vec();
+        let query = api.answer_bytes(Method::GET, MASTER_LOG_PATH, full).await;
+        assert!(
+            query.contains("limitBytes=262144") && !query.contains("sinceTime"),
+            "{query}"
+        );
+        // The rest, with bytes that are not UTF-8.
+        let rest = [
+            &b"2026-11-26T10:05:00.000000001Z \xff\xfe not text\n"[..],
+            b"2026-11-26T10:05:00.000000002Z \x1b[93mSaving model in huggingface format at: samples_96\x1b[0m\n",
+            b"2026-11-26T10:05:00.000000003Z \x1b[93mModel saved in /output/ft/hf_format/samples_96\x1b[0m\n",
+        ]
+        .concat();
+        let query = api.answer_bytes(Method::GET, MASTER_LOG_PATH, rest).await;
+        assert!(
+            query.contains("sinceTime=2026-11-26T10%3A04%3A00Z"),
+            "{query}"
+        );
+
+        let (_, status) = api
+            .answer(
+                Method::PATCH,
+                &format!("{NS_PATH}/status"),
+                200,
+                reply.clone(),
+            )
+            .await;
+        assert_eq!(status["status"]["phase"], "Succeeded");
+        assert_eq!(
+            status["status"]["checkpoints"][0]["path"],
+            "/output/ft/hf_format/samples_96"
+        );
+        assert_eq!(
+            status["status"]["logCursor"]["time"],
+            "2026-11-26T10:05:00.000000003Z"
+        );
+        assert_eq!(api.event().await["reason"], "CheckpointSaved");
+        assert_eq!(api.event().await["reason"], "TrainingSucceeded");
+        api.no_more().await;
+    });
+    run(ctx.clone(), &obj).await.unwrap();
+    run(ctx, &obj).await.unwrap();
+    server.await.unwrap();
+}
+
+#[tokio::test]
 async fn a_failure_tail_that_fills_the_limit_is_read_again_with_fewer_lines() {
     let (ctx, mut api) = setup();
     let obj = ftj(json!({}), training_status(), json!({}));
