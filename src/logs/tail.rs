@@ -1,8 +1,10 @@
 //! Fitting a summary and the last log lines into one Event note.
 //!
 //! The apiserver refuses notes over 1024 bytes. A failure is explained by its last lines, so when
-//! something must go, the oldest lines go first; the summary line stays.
+//! something must go, the oldest lines go first; the summary line stays. What the note shows of
+//! the log has training samples dropped and secrets masked ([`super::redact`]).
 
+use super::redact::{drop_samples, mask_secrets};
 use super::text::{prefix_within, suffix_within};
 
 /// The apiserver's limit on an Event note.
@@ -31,8 +33,11 @@ const CUT_MARK: &str = "…\n";
 /// keeping the most recent lines. ANSI colour codes and carriage-return progress bars are
 /// removed so that the bytes carry text.
 pub fn compose_note(summary: &str, log: Option<&str>) -> String {
-    let summary = prefix_within(summary, MAX_NOTE_BYTES);
-    let Some(log) = log.map(clean).filter(|l| !l.trim().is_empty()) else {
+    let summary = mask_secrets(summary);
+    let summary = prefix_within(&summary, MAX_NOTE_BYTES);
+    // Secrets are masked before anything is cut, so that no cut leaves a piece of one.
+    let log = log.map(|l| mask_secrets(&clean(&drop_samples(l))).into_owned());
+    let Some(log) = log.filter(|l| !l.trim().is_empty()) else {
         return summary.to_string();
     };
     let budget = MAX_NOTE_BYTES.saturating_sub(summary.len() + SEPARATOR.len());
@@ -150,6 +155,16 @@ mod tests {
         assert_eq!(asked, [40, 10, 2]);
         assert_eq!(next_tail_lines(1, full), None);
         assert_eq!(next_tail_lines(0, full), None);
+    }
+
+    #[test]
+    fn notes_show_no_training_samples_nor_secrets() {
+        let log = "Samples Previews...\n\u{1b}[35mOriginal Input: <|user|>my private question\n\u{1b}[0m\n\u{1b}[33mInstruction ex sample 1: <MASK>my private answer\u{1b}[0m\n+ export HF_TOKEN=hf_abcdefghijklmnopqrstuvwx\nValueError: bad\n";
+        let note = compose_note("failed; token=abc", Some(log));
+        assert_eq!(
+            note,
+            "failed; token=[REDACTED]\n--- last log lines ---\nSamples Previews...\n[3 lines of training samples omitted]\n+ export HF_TOKEN=[REDACTED]\nValueError: bad"
+        );
     }
 
     #[test]
