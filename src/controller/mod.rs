@@ -47,6 +47,8 @@ pub struct Context {
     written: cache::Written,
     /// When discovery last found the PyTorchJob kind.
     kind_seen: cache::KindSeen,
+    /// Whether Event notes end with the last log lines (see [`Context::with_log_tails`]).
+    log_tails: bool,
 }
 
 impl Context {
@@ -67,7 +69,15 @@ impl Context {
             caches: OnceLock::new(),
             written: cache::Written::default(),
             kind_seen: cache::KindSeen::default(),
+            log_tails: true,
         }
+    }
+
+    /// Whether Event notes end with the failing container's last log lines (redacted; the
+    /// default). Off, events carry no log line at all.
+    pub fn with_log_tails(mut self, on: bool) -> Self {
+        self.log_tails = on;
+        self
     }
 }
 

@@ -152,18 +152,22 @@ fn pod_list(items: Vec<Value>) -> Value {
 }
 
 fn setup() -> (Arc<Context>, ApiServer) {
+    setup_with(|ctx| ctx)
+}
+
+fn setup_with(configure: impl FnOnce(Context) -> Context) -> (Arc<Context>, ApiServer) {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
     let reporter = Reporter {
         controller: "finetune-operator".into(),
         instance: Some("test".into()),
     };
-    let ctx = Arc::new(Context::new(
+    let ctx = Arc::new(configure(Context::new(
         client,
         reporter,
         Arc::new(Metrics::default()),
         Duration::from_secs(10),
-    ));
+    )));
     (ctx, ApiServer(handle))
 }
 
@@ -713,5 +717,70 @@ async fn a_failure_tail_that_fills_the_limit_is_read_again_with_fewer_lines() {
         api.no_more().await;
     });
     run(ctx, &obj).await.unwrap();
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn with_log_tails_off_events_carry_no_log_line() {
+    let (ctx, mut api) = setup_with(|ctx| ctx.with_log_tails(false));
+    let obj = ftj(json!({}), training_status(), json!({}));
+    let reply = obj.clone();
+    let server = tokio::spawn(async move {
+        api.answer(Method::GET, PYTORCHJOB_PATH, 200, pytorchjob("Failed"))
+            .await;
+        let mut master = master_pod(Some(1));
+        master["metadata"]["uid"] = Value::Null;
+        api.answer(Method::GET, PODS_PATH, 200, pod_list(vec![master]))
+            .await;
+        // Still read, to diagnose the failure; never published.
+        api.answer_bytes(
+            Method::GET,
+            MASTER_LOG_PATH,
+            b"HF_TOKEN=x\ntorch.OutOfMemoryError: CUDA out of memory.\n".to_vec(),
+        )
+        .await;
+        let (_, status) = api
+            .answer(
+                Method::PATCH,
+                &format!("{NS_PATH}/status"),
+                200,
+                reply.clone(),
+            )
+            .await;
+        assert_eq!(status["status"]["reason"], "TrainingFailed");
+        let event = api.event().await;
+        let note = event["note"].as_str().unwrap();
+        assert!(note.contains("exited with code 1"), "{note}");
+        assert!(note.contains("the GPU ran out of memory"), "{note}");
+        assert!(
+            !note.contains("log lines")
+                && !note.contains("OutOfMemoryError")
+                && !note.contains("HF_TOKEN"),
+            "{note}"
+        );
+        api.no_more().await;
+    });
+    run(ctx, &obj).await.unwrap();
+    server.await.unwrap();
+
+    // A deletion's Cancelled event does not even read the log.
+    let (ctx, mut api) = setup_with(|ctx| ctx.with_log_tails(false));
+    let deleting = ftj(
+        json!({}),
+        training_status(),
+        json!({"deletionTimestamp": "2026-11-26T11:00:00Z"}),
+    );
+    let server = tokio::spawn(async move {
+        api.not_found(Method::GET, PREPROCESS_PATH).await;
+        api.answer(Method::GET, PYTORCHJOB_PATH, 200, pytorchjob("Running"))
+            .await;
+        let event = api.event().await;
+        assert_eq!(event["reason"], "Cancelled");
+        assert!(!event["note"].as_str().unwrap().contains("log lines"));
+        api.not_found(Method::DELETE, PREPROCESS_PATH).await;
+        api.answer(Method::DELETE, PYTORCHJOB_PATH, 200, pytorchjob("Running"))
+            .await;
+    });
+    run(ctx, &deleting).await.unwrap();
     server.await.unwrap();
 }
