@@ -87,6 +87,10 @@ struct RunArgs {
     /// cannot hold a worker. Watches are exempt: kube restarts a watch silent for 295 s itself.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     api_timeout_seconds: u64,
+    /// End failure and cancellation Events with the container's last log lines (training
+    /// samples dropped, secrets masked). `false`: Events carry no log line at all.
+    #[arg(long, env = "FTO_EVENT_LOG_TAILS", default_value_t = true, action = clap::ArgAction::Set)]
+    event_log_tails: bool,
 }
 
 fn main() -> ExitCode {
@@ -201,12 +205,15 @@ async fn operate(args: RunArgs) -> Result<(), BoxError> {
         controller: api::FIELD_MANAGER.to_string(),
         instance: std::env::var("POD_NAME").ok(),
     };
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        reporter,
-        metrics,
-        Duration::from_secs(args.progress_interval_seconds.max(1)),
-    ));
+    let ctx = Arc::new(
+        Context::new(
+            client.clone(),
+            reporter,
+            metrics,
+            Duration::from_secs(args.progress_interval_seconds.max(1)),
+        )
+        .with_log_tails(args.event_log_tails),
+    );
     let settings = Settings {
         namespace: args.namespace.clone(),
         concurrency: args.concurrency,

@@ -1,4 +1,5 @@
-//! Publishing planned events, with the last log lines of the container they are about.
+//! Publishing planned events, with the last log lines of the container they are about (training
+//! samples dropped, secrets masked: [`crate::logs::redact`]), unless log tails are turned off.
 
 use kube::Resource;
 use kube::runtime::events::{Event, EventType};
@@ -16,6 +17,7 @@ pub async fn publish(
     ns: &str,
 ) -> Result<(), kube::Error> {
     let log = match &planned.tail {
+        _ if !ctx.log_tails => None,
         Some(Tail::Fetch(source)) => log_tail(&ctx.client, ns, source).await,
         Some(Tail::Text(text)) => Some(text.clone()),
         None => None,

@@ -10,9 +10,10 @@ use tracing::debug;
 
 use super::Context;
 use super::error::{Error, KubeContext, is_not_found};
+use super::follow::read_log;
 use crate::api::{FineTuneJob, JOB_NAME_LABEL, PyTorchJob};
 use crate::build::preprocess_job_name;
-use crate::logs::{TAIL_LIMIT_BYTES, TAIL_LINES};
+use crate::logs::{TAIL_LIMIT_BYTES, TAIL_LINES, next_tail_lines};
 use crate::status::{self, LogSource, Lookup, Needs, Observed};
 
 /// The current time at whole seconds, as the apiserver stores it.
@@ -108,7 +109,14 @@ pub async fn observe(ctx: &Context, job: &FineTuneJob, needs: Needs) -> Result<O
     let mut observed = Observed::new(now(), preprocess_job, pytorch_job);
     observed.pods = pods;
     if needs.log {
-        let (read, next) = ctx.followers.read(client, job, &observed.pods).await;
+        // The reconcile that sees training end reads the rest of the log, whatever the interval.
+        let finished = observed.pytorch_job.present().is_some_and(|p| {
+            p.condition_true("Succeeded").is_some() || p.condition_true("Failed").is_some()
+        });
+        let (read, next) = ctx
+            .followers
+            .read(client, job, &observed.pods, finished)
+            .await;
         observed.log = read;
         observed.next_log_read = Some(next);
     }
@@ -190,21 +198,34 @@ async fn get_pytorch_job(
     }
 }
 
-/// The last lines of a container's log, bounded in lines and bytes. A missing pod or log is not
-/// an error: what it would explain is still worth reporting without it.
+/// The last lines of a container's log, bounded in lines and bytes. An answer that fills the
+/// byte limit holds the first bytes of its lines, not the newest: it is asked again with fewer
+/// lines ([`next_tail_lines`]). A missing pod or log is not an error: what it would explain is
+/// still worth reporting without it.
 pub async fn log_tail(client: &Client, ns: &str, source: &LogSource) -> Option<String> {
     let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
-    let params = LogParams {
-        container: Some(source.container.clone()),
-        tail_lines: Some(TAIL_LINES),
-        limit_bytes: Some(TAIL_LIMIT_BYTES),
-        ..Default::default()
-    };
-    match pods.logs(&source.pod, &params).await {
-        Ok(log) => Some(log),
-        Err(e) => {
-            debug!(pod = %source.pod, error = %e, "no log tail");
-            None
+    let mut lines = TAIL_LINES;
+    let mut tail = None;
+    loop {
+        let params = LogParams {
+            container: Some(source.container.clone()),
+            tail_lines: Some(lines),
+            limit_bytes: Some(TAIL_LIMIT_BYTES),
+            ..Default::default()
+        };
+        match read_log(&pods, &source.pod, &params).await {
+            Ok(bytes) => {
+                let fewer = next_tail_lines(lines, bytes.len());
+                tail = Some(String::from_utf8_lossy(&bytes).into_owned());
+                match fewer {
+                    Some(fewer) => lines = fewer,
+                    None => return tail,
+                }
+            }
+            Err(e) => {
+                debug!(pod = %source.pod, error = %e, "no log tail");
+                return tail;
+            }
         }
     }
 }

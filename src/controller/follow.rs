@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use futures::AsyncReadExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::LogParams;
 use kube::runtime::reflector::ObjectRef;
@@ -21,6 +22,8 @@ use crate::status::LogRead;
 pub const READ_LIMIT_BYTES: i64 = 256 * 1024;
 /// How soon to read again when a read stopped at the limit.
 const CATCH_UP: Duration = Duration::from_secs(1);
+/// Most reads of the last look at a finished job's log: 2 MiB, bounded whatever it holds.
+const FINAL_READS: usize = 8;
 
 /// What is kept between reads of one job's log: the parser (a JSON block or wrapped line can
 /// span two reads) and where it stopped. A restarted operator starts a fresh parser at the
@@ -49,16 +52,23 @@ impl Followers {
     /// Reads the new lines of the job's rank-0 container when a read is due. Returns them (if
     /// read) and when the next read is due. A log that cannot be read yet (the pod has not
     /// started) is not an error: progress simply waits.
+    ///
+    /// `finished`: the PyTorchJob has ended, so this is the last look at the log. The interval
+    /// does not apply and reading goes on while reads stop at the limit (at most
+    /// [`FINAL_READS`]), so that the final epoch and checkpoint count before the verdict.
     pub async fn read(
         &self,
         client: &Client,
         job: &FineTuneJob,
         pods: &[Pod],
+        finished: bool,
     ) -> (Option<LogRead>, Duration) {
         let key = ObjectRef::from(job);
         let previous = self.jobs.lock().expect("followers lock").remove(&key);
         let now = Instant::now();
-        if let Some(f) = &previous {
+        if let Some(f) = &previous
+            && !finished
+        {
             let since = now.duration_since(f.last_read);
             if since < self.interval {
                 let wait = self.interval - since;
@@ -94,43 +104,56 @@ impl Followers {
             });
         follower.last_read = now;
 
-        let params = LogParams {
-            container: Some(PYTORCH_CONTAINER.to_string()),
-            timestamps: true,
-            since_time: status_cursor.as_ref().and_then(since_time),
-            limit_bytes: Some(READ_LIMIT_BYTES),
-            ..Default::default()
-        };
         let ns = job.namespace().unwrap_or_default();
-        let text = match Api::<Pod>::namespaced(client.clone(), &ns)
-            .logs(&master.name_any(), &params)
-            .await
-        {
-            Ok(text) => text,
-            Err(e) => {
-                debug!(pod = %master.name_any(), error = %e, "rank-0 log not readable yet");
-                self.put(key, Some(follower));
-                return (None, self.interval);
+        let api = Api::<Pod>::namespaced(client.clone(), &ns);
+        let mut records = Vec::new();
+        let mut cursor = status_cursor;
+        let mut cut = false;
+        let reads = if finished { FINAL_READS } else { 1 };
+        for read in 0..reads {
+            let params = LogParams {
+                container: Some(PYTORCH_CONTAINER.to_string()),
+                timestamps: true,
+                since_time: cursor.as_ref().and_then(since_time),
+                limit_bytes: Some(READ_LIMIT_BYTES),
+                ..Default::default()
+            };
+            let bytes = match read_log(&api, &master.name_any(), &params).await {
+                Ok(bytes) => bytes,
+                Err(e) if read == 0 => {
+                    debug!(pod = %master.name_any(), error = %e, "rank-0 log not readable yet");
+                    self.put(key, Some(follower));
+                    return (None, self.interval);
+                }
+                Err(e) => {
+                    debug!(pod = %master.name_any(), error = %e, "rank-0 log read stopped");
+                    break;
+                }
+            };
+            cut = is_cut(&bytes, READ_LIMIT_BYTES);
+            let text = String::from_utf8_lossy(&bytes);
+            let new = after_cursor(&text, &uid, cursor.as_ref(), cut);
+            let mut lines = Vec::with_capacity(text.len());
+            for line in &new.lines {
+                lines.extend_from_slice(line.as_bytes());
+                lines.push(b'\n');
             }
-        };
-        let cut = text.len() as i64 >= READ_LIMIT_BYTES;
-        let new = after_cursor(&text, &uid, status_cursor.as_ref(), cut);
-        let mut bytes = Vec::with_capacity(text.len());
-        for line in &new.lines {
-            bytes.extend_from_slice(line.as_bytes());
-            bytes.push(b'\n');
+            records.extend(follower.parser.feed(&lines));
+            cursor = new.cursor;
+            if !cut {
+                break;
+            }
         }
-        let records = follower.parser.feed(&bytes);
-        follower.cursor = new.cursor.clone();
-        self.put(key, Some(follower));
+        if finished && !cut {
+            // The end of the log: a message still open (a wrapped Rich line) is complete.
+            // Nothing is kept: a later read, if any, starts over at the status's cursor.
+            records.extend(std::mem::take(&mut follower.parser).finish());
+        } else {
+            follower.cursor = cursor.clone();
+            self.put(key, Some(follower));
+        }
         let next = if cut { CATCH_UP } else { self.interval };
-        (
-            Some(LogRead {
-                records,
-                cursor: new.cursor,
-            }),
-            next,
-        )
+        (Some(LogRead { records, cursor }), next)
     }
 
     /// Drops what is kept for a job that no longer trains.
@@ -155,4 +178,30 @@ fn container_started(pod: &Pod) -> bool {
         .filter(|c| c.name == PYTORCH_CONTAINER)
         .filter_map(|c| c.state.as_ref())
         .any(|s| s.running.is_some() || s.terminated.is_some())
+}
+
+/// Reads at most `params.limit_bytes` of a container's log, as bytes. kube's text API refuses
+/// an answer that is not UTF-8, and the kubelet cuts at exactly `limitBytes`, even inside a
+/// character: callers decode lossily. The read is bounded here too, whatever the server sends.
+pub(super) async fn read_log(
+    api: &Api<Pod>,
+    pod: &str,
+    params: &LogParams,
+) -> Result<Vec<u8>, kube::Error> {
+    let limit = params
+        .limit_bytes
+        .map_or(u64::MAX, |l| u64::try_from(l).unwrap_or(0));
+    let stream = api.log_stream(pod, params).await?;
+    let mut bytes = Vec::new();
+    Box::pin(stream)
+        .take(limit)
+        .read_to_end(&mut bytes)
+        .await
+        .map_err(kube::Error::ReadEvents)?;
+    Ok(bytes)
+}
+
+/// Whether a read stopped at `limit` bytes (and so may end inside a line or a character).
+fn is_cut(bytes: &[u8], limit: i64) -> bool {
+    u64::try_from(bytes.len()).unwrap_or(u64::MAX) >= u64::try_from(limit).unwrap_or(0)
 }

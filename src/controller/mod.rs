@@ -50,6 +50,8 @@ pub struct Context {
     /// The FineTuneJobs the controller watches, to find another live job writing to the same
     /// output directory; unset until [`run`] starts the watch.
     job_store: OnceLock<reflector::Store<FineTuneJob>>,
+    /// Whether Event notes end with the last log lines (see [`Context::with_log_tails`]).
+    log_tails: bool,
 }
 
 impl Context {
@@ -71,7 +73,15 @@ impl Context {
             written: cache::Written::default(),
             kind_seen: cache::KindSeen::default(),
             job_store: OnceLock::new(),
+            log_tails: true,
         }
+    }
+
+    /// Whether Event notes end with the failing container's last log lines (redacted; the
+    /// default). Off, events carry no log line at all.
+    pub fn with_log_tails(mut self, on: bool) -> Self {
+        self.log_tails = on;
+        self
     }
 }
 

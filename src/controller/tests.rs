@@ -68,6 +68,13 @@ impl ApiServer {
         (query, body)
     }
 
+    /// Expects a request and answers it with `bytes` as they are (a log need not be UTF-8).
+    async fn answer_bytes(&mut self, method: Method, path: &str, bytes: Vec<u8>) -> String {
+        let (query, _, send) = self.expect(method, path).await;
+        send.send_response(Response::builder().body(Body::from(bytes)).unwrap());
+        query
+    }
+
     /// Expects a request and answers with its own body, as the apiserver does for an apply.
     async fn echo(&mut self, method: Method, path: &str) -> (String, Value) {
         let (query, body, send) = self.expect(method, path).await;
@@ -153,18 +160,22 @@ fn pod_list(items: Vec<Value>) -> Value {
 }
 
 fn setup() -> (Arc<Context>, ApiServer) {
+    setup_with(|ctx| ctx)
+}
+
+fn setup_with(configure: impl FnOnce(Context) -> Context) -> (Arc<Context>, ApiServer) {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(service, "default");
     let reporter = Reporter {
         controller: "finetune-operator".into(),
         instance: Some("test".into()),
     };
-    let ctx = Arc::new(Context::new(
+    let ctx = Arc::new(configure(Context::new(
         client,
         reporter,
         Arc::new(Metrics::default()),
         Duration::from_secs(10),
-    ));
+    )));
     (ctx, ApiServer(handle))
 }
 
@@ -437,7 +448,7 @@ async fn failed_training_publishes_a_warning_with_the_log_tail() {
             .answer(Method::GET, "/api/v1/namespaces/ns/pods/ft-master-0/log", 200,
                     Value::String("step 9 loss 0.5\nTraceback (most recent call last):\ntorch.OutOfMemoryError: CUDA out of memory.\n".into()))
             .await;
-        for part in ["container=pytorch", "tailLines=40", "limitBytes=16384"] {
+        for part in ["container=pytorch", "tailLines=40", "limitBytes=65536"] {
             assert!(query.contains(part), "{query}");
         }
         let (_, status) = api
@@ -725,5 +736,224 @@ async fn a_forbidden_create_is_reported_in_status_and_retried() {
         matches!(result, Err(super::Error::Kube { .. })),
         "{result:?}"
     );
+    server.await.unwrap();
+}
+
+const MASTER_LOG_PATH: &str = "/api/v1/namespaces/ns/pods/ft-master-0/log";
+
+/// The rank-0 pod, started (running, or terminated with `exit_code`).
+fn master_pod(exit_code: Option<i32>) -> Value {
+    let state = match exit_code {
+        Some(code) => {
+            json!({"terminated": {"exitCode": code, "reason": if code == 0 { "Completed" } else { "Error" }}})
+        }
+        None => json!({"running": {}}),
+    };
+    json!({"metadata": {"name": "ft-master-0", "namespace": "ns", "uid": "pod-uid",
+                        "creationTimestamp": "2026-11-26T10:00:00Z",
+                        "ownerReferences": [{"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob",
+                                             "name": "ft", "uid": "ptj-1", "controller": true}]},
+           "status": {"containerStatuses": [{"name": "pytorch", "ready": true, "restartCount": 0,
+                                             "image": "img", "imageID": "", "state": state}]}})
+}
+
+#[tokio::test]
+async fn the_reconcile_that_sees_training_end_reads_the_rest_of_the_log() {
+    let (ctx, mut api) = setup();
+    let obj = ftj(json!({}), training_status(), json!({}));
+    let reply = obj.clone();
+    let server = tokio::spawn(async move {
+        // Training runs: the log is read (nothing yet), the next read is due in 10 s.
+        api.answer(Method::GET, PYTORCHJOB_PATH, 200, pytorchjob("Running"))
+            .await;
+        api.answer(
+            Method::GET,
+            PODS_PATH,
+            200,
+            pod_list(vec![master_pod(None)]),
+        )
+        .await;
+        let query = api.answer_bytes(Method::GET, MASTER_LOG_PATH, vec![]).await;
+        assert!(query.contains("timestamps=true"), "{query}");
+
+        // At once the PyTorchJob has succeeded: the log is read regardless of the interval,
+        // and read on while a read stops at the limit.
+        api.answer(Method::GET, PYTORCHJOB_PATH, 200, pytorchjob("Succeeded"))
+            .await;
+        api.answer(
+            Method::GET,
+            PODS_PATH,
+            200,
+            pod_list(vec![master_pod(Some(0))]),
+        )
+        .await;
+        let filler = "2026-11-26T10:04:00.000000001Z \rtqdm bar █ █ █\n".repeat(10_000);
+        let full = filler.as_bytes()[..256 * 1024].to_vec();
+        let query = api.answer_bytes(Method::GET, MASTER_LOG_PATH, full).await;
+        assert!(
+            query.contains("limitBytes=262144") && !query.contains("sinceTime"),
+            "{query}"
+        );
+        // The rest, with bytes that are not UTF-8.
+        let rest = [
+            &b"2026-11-26T10:05:00.000000001Z \xff\xfe not text\n"[..],
+            b"2026-11-26T10:05:00.000000002Z \x1b[93mSaving model in huggingface format at: samples_96\x1b[0m\n",
+            b"2026-11-26T10:05:00.000000003Z \x1b[93mModel saved in /output/ft/hf_format/samples_96\x1b[0m\n",
+        ]
+        .concat();
+        let query = api.answer_bytes(Method::GET, MASTER_LOG_PATH, rest).await;
+        assert!(
+            query.contains("sinceTime=2026-11-26T10%3A04%3A00Z"),
+            "{query}"
+        );
+
+        let (_, status) = api
+            .answer(
+                Method::PATCH,
+                &format!("{NS_PATH}/status"),
+                200,
+                reply.clone(),
+            )
+            .await;
+        assert_eq!(status["status"]["phase"], "Succeeded");
+        assert_eq!(
+            status["status"]["checkpoints"][0]["path"],
+            "/output/ft/hf_format/samples_96"
+        );
+        assert_eq!(
+            status["status"]["logCursor"]["time"],
+            "2026-11-26T10:05:00.000000003Z"
+        );
+        assert_eq!(api.event().await["reason"], "CheckpointSaved");
+        assert_eq!(api.event().await["reason"], "TrainingSucceeded");
+        api.no_more().await;
+    });
+    run(ctx.clone(), &obj).await.unwrap();
+    run(ctx, &obj).await.unwrap();
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failure_tail_that_fills_the_limit_is_read_again_with_fewer_lines() {
+    let (ctx, mut api) = setup();
+    let obj = ftj(json!({}), training_status(), json!({}));
+    let reply = obj.clone();
+    let server = tokio::spawn(async move {
+        api.answer(Method::GET, PYTORCHJOB_PATH, 200, pytorchjob("Failed"))
+            .await;
+        let mut master = master_pod(Some(1));
+        master["metadata"]["uid"] = Value::Null;
+        api.answer(Method::GET, PODS_PATH, 200, pod_list(vec![master]))
+            .await;
+        // Rich lines padded to 512 columns: the first 64 KiB of the last 40 lines lack the
+        // exception at the end.
+        let padded = format!("{:<511}\n", "[10:00:00] INFO     step");
+        let query = api
+            .answer_bytes(
+                Method::GET,
+                MASTER_LOG_PATH,
+                padded.repeat(200).into_bytes()[..65536].to_vec(),
+            )
+            .await;
+        assert!(
+            query.contains("tailLines=40") && query.contains("limitBytes=65536"),
+            "{query}"
+        );
+        let query = api
+            .answer_bytes(
+                Method::GET,
+                MASTER_LOG_PATH,
+                format!("{padded}torch.OutOfMemoryError: CUDA out of memory.\n").into_bytes(),
+            )
+            .await;
+        assert!(query.contains("tailLines=10"), "{query}");
+        let (_, status) = api
+            .answer(
+                Method::PATCH,
+                &format!("{NS_PATH}/status"),
+                200,
+                reply.clone(),
+            )
+            .await;
+        let failed = status["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["type"] == "Failed")
+            .unwrap();
+        assert_eq!(failed["reason"], "CUDAOutOfMemory");
+        let event = api.event().await;
+        let note = event["note"].as_str().unwrap();
+        assert!(
+            note.ends_with("torch.OutOfMemoryError: CUDA out of memory."),
+            "{note}"
+        );
+        api.no_more().await;
+    });
+    run(ctx, &obj).await.unwrap();
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn with_log_tails_off_events_carry_no_log_line() {
+    let (ctx, mut api) = setup_with(|ctx| ctx.with_log_tails(false));
+    let obj = ftj(json!({}), training_status(), json!({}));
+    let reply = obj.clone();
+    let server = tokio::spawn(async move {
+        api.answer(Method::GET, PYTORCHJOB_PATH, 200, pytorchjob("Failed"))
+            .await;
+        let mut master = master_pod(Some(1));
+        master["metadata"]["uid"] = Value::Null;
+        api.answer(Method::GET, PODS_PATH, 200, pod_list(vec![master]))
+            .await;
+        // Still read, to diagnose the failure; never published.
+        api.answer_bytes(
+            Method::GET,
+            MASTER_LOG_PATH,
+            b"HF_TOKEN=x\ntorch.OutOfMemoryError: CUDA out of memory.\n".to_vec(),
+        )
+        .await;
+        let (_, status) = api
+            .answer(
+                Method::PATCH,
+                &format!("{NS_PATH}/status"),
+                200,
+                reply.clone(),
+            )
+            .await;
+        assert_eq!(status["status"]["reason"], "TrainingFailed");
+        let event = api.event().await;
+        let note = event["note"].as_str().unwrap();
+        assert!(note.contains("exited with code 1"), "{note}");
+        assert!(note.contains("the GPU ran out of memory"), "{note}");
+        assert!(
+            !note.contains("log lines")
+                && !note.contains("OutOfMemoryError")
+                && !note.contains("HF_TOKEN"),
+            "{note}"
+        );
+        api.no_more().await;
+    });
+    run(ctx, &obj).await.unwrap();
+    server.await.unwrap();
+
+    // A deletion's Cancelled event does not even read the log.
+    let (ctx, mut api) = setup_with(|ctx| ctx.with_log_tails(false));
+    let deleting = ftj(
+        json!({}),
+        training_status(),
+        json!({"deletionTimestamp": "2026-11-26T11:00:00Z"}),
+    );
+    let server = tokio::spawn(async move {
+        api.not_found(Method::GET, PREPROCESS_PATH).await;
+        api.answer(Method::GET, PYTORCHJOB_PATH, 200, pytorchjob("Running"))
+            .await;
+        let event = api.event().await;
+        assert_eq!(event["reason"], "Cancelled");
+        assert!(!event["note"].as_str().unwrap().contains("log lines"));
+        api.answer(Method::DELETE, PYTORCHJOB_PATH, 200, pytorchjob("Running"))
+            .await;
+    });
+    run(ctx, &deleting).await.unwrap();
     server.await.unwrap();
 }

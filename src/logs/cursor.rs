@@ -2,9 +2,17 @@
 //!
 //! The operator asks for the log with `timestamps=true`, `sinceTime` (whole seconds: the
 //! kubelet compares at the second the API carries) and `limitBytes`. The answer repeats the
-//! lines of the cursor's second and may end inside a line. [`after_cursor`] keeps the lines not
+//! lines of the cursor's second and may end inside a line, even inside a character. The caller
+//! decodes it lossily (a log is bytes, not always UTF-8). [`after_cursor`] keeps the lines not
 //! read before, drops a cut last line (it comes again whole next time) and says where the next
 //! read starts. Lines sharing one timestamp are told apart by counting them.
+//!
+//! Since `sinceTime` has whole seconds, a read that the lines of one second fill up to the
+//! limit would come back the same every time. Such a read moves the cursor to the next second:
+//! the rest of that second is lost to progress (never to the log itself), and the reader never
+//! freezes.
+
+use std::borrow::Cow;
 
 use jiff::Timestamp;
 
@@ -14,7 +22,7 @@ use crate::api::LogCursor;
 #[derive(Debug, PartialEq)]
 pub struct NewLines<'a> {
     /// Line texts, timestamp removed, in log order.
-    pub lines: Vec<&'a str>,
+    pub lines: Vec<Cow<'a, str>>,
     /// Where the next read starts; None when nothing was ever read.
     pub cursor: Option<LogCursor>,
 }
@@ -26,9 +34,11 @@ pub fn since_time(cursor: &LogCursor) -> Option<Timestamp> {
 }
 
 /// Splits a read of `pod_uid`'s log (`timestamps=true`) into the lines after `cursor`.
+///
 /// `cut` says the read stopped at `limitBytes`: its last line is then incomplete and is left
-/// for the next read, unless it is the only one (a single line longer than the limit), which
-/// is taken as it is so the reader never gets stuck.
+/// for the next read. When a cut read holds no whole new line, its cut line is taken as it is
+/// if it is new (a line longer than the limit, or one behind lines of its second already
+/// read: either would come cut again); otherwise the cursor moves to the next second.
 pub fn after_cursor<'a>(
     text: &'a str,
     pod_uid: &str,
@@ -39,54 +49,157 @@ pub fn after_cursor<'a>(
     let cursor = cursor.filter(|c| c.pod_uid == pod_uid);
     let start: Option<(Timestamp, i64)> =
         cursor.and_then(|c| Some((c.time.parse().ok()?, c.lines)));
+    let is_new = |time: Timestamp, count: i64| match start {
+        Some((t, n)) => time > t || (time == t && count > n),
+        None => true,
+    };
 
-    // After the last newline comes "" or a line still incomplete, read again whole next time;
-    // unless a cut read holds nothing else (one line longer than the limit).
+    // After the last newline comes "" or a line still incomplete, read again whole next time.
     let mut pieces: Vec<&str> = text.split('\n').collect();
-    let last = pieces.pop().unwrap_or("");
-    if !last.is_empty() && cut && pieces.is_empty() {
-        pieces.push(last);
-    }
+    let unfinished = pieces.pop().filter(|p| !p.is_empty());
 
     let mut lines = Vec::new();
-    let mut position: Option<(Timestamp, &str, i64)> = None;
+    let mut position: Option<Position> = None;
     for piece in pieces {
-        let Some((stamp, line)) = piece.split_once(' ') else {
+        let Some(line) = Stamped::parse(piece) else {
             continue;
         };
-        let Ok(time) = stamp.parse::<Timestamp>() else {
-            continue;
-        };
-        let count = match position {
-            Some((t, _, n)) if t == time => n + 1,
+        let count = line.count_after(position.as_ref());
+        if is_new(line.time, count) {
+            lines.push(line.text());
+        }
+        position = Some(Position::of(&line, count));
+    }
+    if cut
+        && lines.is_empty()
+        && let Some(line) = unfinished.and_then(Stamped::parse)
+    {
+        let count = line.count_after(position.as_ref());
+        if is_new(line.time, count) {
+            lines.push(line.text());
+        }
+        position = Some(Position::of(&line, count));
+    }
+
+    // The cursor only moves forward: to the last line read when it is new.
+    let moved = position.as_ref().filter(|p| is_new(p.time, p.count));
+    let mut next = match moved {
+        Some(p) => Some(LogCursor {
+            pod_uid: pod_uid.to_string(),
+            time: p.stamp.clone(),
+            lines: p.count,
+        }),
+        None => cursor.cloned(),
+    };
+    if cut && lines.is_empty() {
+        // Nothing new up to the limit: the same read would come back. Go on at the next second.
+        let base = start.map(|(t, _)| t).or(position.as_ref().map(|p| p.time));
+        if let Some(second) = base.and_then(next_second) {
+            next = Some(LogCursor {
+                pod_uid: pod_uid.to_string(),
+                time: second.to_string(),
+                lines: 0,
+            });
+        }
+    }
+    NewLines {
+        lines,
+        cursor: next,
+    }
+}
+
+/// The start of the second after `t`'s.
+fn next_second(t: Timestamp) -> Option<Timestamp> {
+    Timestamp::from_second(t.as_second().checked_add(1)?).ok()
+}
+
+/// A line of the answer: the kubelet's timestamp, a space, the text.
+struct Stamped<'a> {
+    stamp: &'a str,
+    time: Timestamp,
+    rest: &'a str,
+}
+
+impl<'a> Stamped<'a> {
+    fn parse(piece: &'a str) -> Option<Self> {
+        let (stamp, rest) = piece.split_once(' ')?;
+        let time = stamp.parse().ok()?;
+        Some(Stamped { stamp, time, rest })
+    }
+
+    /// Its number among the lines of its timestamp, in this read.
+    fn count_after(&self, previous: Option<&Position>) -> i64 {
+        match previous {
+            Some(p) if p.time == self.time => p.count.saturating_add(1),
             _ => 1,
-        };
-        position = Some((time, stamp, count));
-        let already_read = match start {
-            Some((t, n)) => time < t || (time == t && count <= n),
-            None => false,
-        };
-        if !already_read {
-            lines.push(line);
         }
     }
 
-    let cursor = match position {
-        Some((time, stamp, count)) => {
-            // Keep the count of the cursor's own second when nothing newer came.
-            let count = match start {
-                Some((t, n)) if t == time => count.max(n),
-                _ => count,
-            };
-            Some(LogCursor {
-                pod_uid: pod_uid.to_string(),
-                time: stamp.to_string(),
-                lines: count,
-            })
+    fn text(&self) -> Cow<'a, str> {
+        without_partial_stamps(self.rest, self.stamp)
+    }
+}
+
+/// The last line read: its timestamp and number among the lines of that timestamp.
+struct Position {
+    stamp: String,
+    time: Timestamp,
+    count: i64,
+}
+
+impl Position {
+    fn of(line: &Stamped<'_>, count: i64) -> Self {
+        Position {
+            stamp: line.stamp.to_string(),
+            time: line.time,
+            count,
         }
-        None => cursor.cloned(),
-    };
-    NewLines { lines, cursor }
+    }
+}
+
+/// `text` without the timestamps the kubelet put inside it. The runtime writes a line longer
+/// than 16 KiB (a tqdm bar redrawn with `\r` for a whole epoch) as partial entries, and the
+/// kubelet prefixes each entry with its timestamp but ends only the last with a newline; a line
+/// of another stream may follow a partial entry the same way. Without those stamps the text is
+/// what the process wrote, as a pipe shows it. Only stamps shaped like the line's own (`like`)
+/// count, and one at the very start is the process's own text.
+fn without_partial_stamps<'a>(text: &'a str, like: &str) -> Cow<'a, str> {
+    let bytes = text.as_bytes();
+    let mut out = String::new();
+    let mut copied = 0;
+    let mut i = 1;
+    while i < bytes.len() {
+        let end = i + like.len();
+        let is_stamp = bytes.get(end) == Some(&b' ')
+            && bytes
+                .get(i..end)
+                .is_some_and(|c| same_shape(c, like.as_bytes()))
+            && text
+                .get(i..end)
+                .is_some_and(|s| s.parse::<Timestamp>().is_ok());
+        if is_stamp {
+            out.push_str(text.get(copied..i).unwrap_or_default());
+            i = end + 1;
+            copied = i;
+        } else {
+            i += 1;
+        }
+    }
+    if copied == 0 {
+        return Cow::Borrowed(text);
+    }
+    out.push_str(text.get(copied..).unwrap_or_default());
+    Cow::Owned(out)
+}
+
+/// Whether `a` has the shape of the timestamp `like`: digits where it has digits, its other
+/// bytes elsewhere.
+fn same_shape(a: &[u8], like: &[u8]) -> bool {
+    a.len() == like.len()
+        && a.iter().zip(like).all(|(x, y)| match y.is_ascii_digit() {
+            true => x.is_ascii_digit(),
+            false => x == y,
+        })
 }
 
 #[cfg(test)]
@@ -170,5 +283,212 @@ mod tests {
     fn since_time_is_the_cursors_second() {
         let since = since_time(&cursor(B, 1)).unwrap();
         assert_eq!(since.to_string(), "2026-01-15T10:00:00Z");
+    }
+
+    #[test]
+    fn a_cut_read_with_nothing_new_moves_to_the_next_second() {
+        // Lines of one second, all read (the cut one too), fill the read up to the limit.
+        let text = format!("{}{B} thr", log(&[(A, "one"), (B, "two")]));
+        let read = after_cursor(&text, "uid", Some(&cursor(B, 2)), true);
+        assert!(read.lines.is_empty());
+        let next = read.cursor.unwrap();
+        assert_eq!(next, cursor("2026-01-15T10:00:01Z", 0));
+        assert_eq!(
+            since_time(&next).unwrap().to_string(),
+            "2026-01-15T10:00:01Z"
+        );
+        // Every line of that next second, the first one included, is new.
+        let text = log(&[(C, "later")]);
+        let read = after_cursor(&text, "uid", Some(&next), false);
+        assert_eq!(read.lines, ["later"]);
+        assert_eq!(read.cursor, Some(cursor(C, 1)));
+    }
+
+    #[test]
+    fn the_cursor_never_moves_back() {
+        // A cut read that ends before the cursor (its second held more than the limit).
+        let text = format!("{}{B} cut", log(&[(A, "one")]));
+        let read = after_cursor(&text, "uid", Some(&cursor(B, 1)), true);
+        assert!(read.lines.is_empty());
+        assert_eq!(read.cursor, Some(cursor("2026-01-15T10:00:01Z", 0)));
+        let text = log(&[(A, "one")]);
+        let read = after_cursor(&text, "uid", Some(&cursor(B, 1)), false);
+        assert_eq!(read.cursor, Some(cursor(B, 1)));
+    }
+
+    #[test]
+    fn stamps_of_partial_entries_are_removed_from_the_line() {
+        let text = format!("{A} \r10%|█ \r20%|██{B} \r30%|███ | 3/10\n{C} {A} own text\n");
+        let read = after_cursor(&text, "uid", None, false);
+        assert_eq!(
+            read.lines,
+            ["\r10%|█ \r20%|██\r30%|███ | 3/10", &format!("{A} own text")]
+        );
+        // Other shapes of stamps are text.
+        let text = format!("{A} saved at 2026-01-15T10:00:00Z to /out\n");
+        let read = after_cursor(&text, "uid", None, false);
+        assert_eq!(read.lines, ["saved at 2026-01-15T10:00:00Z to /out"]);
+    }
+
+    // ---- the kubelet, simulated: reads in a loop as the follower does ----
+
+    /// One entry of the container's log as the runtime wrote it.
+    struct Entry {
+        nanos: i64,
+        text: Vec<u8>,
+        /// A partial entry (a piece of a line longer than 16 KiB) ends without a newline.
+        partial: bool,
+    }
+
+    fn entry(nanos: i64, text: impl Into<Vec<u8>>) -> Entry {
+        Entry {
+            nanos,
+            text: text.into(),
+            partial: false,
+        }
+    }
+
+    const SECOND: i64 = 1_000_000_000;
+    const T0: i64 = 1_768_471_200 * SECOND;
+
+    fn stamp(nanos: i64) -> String {
+        let t = Timestamp::from_nanosecond(i128::from(nanos)).unwrap();
+        // The kubelet's format: nine digits of fraction.
+        format!(
+            "{}.{:09}Z",
+            t.strftime("%Y-%m-%dT%H:%M:%S"),
+            nanos.rem_euclid(SECOND)
+        )
+    }
+
+    /// What `GET pods/log?timestamps=true&sinceTime=…&limitBytes=…` answers: the entries at or
+    /// after `since`, each after its timestamp, cut at `limit` bytes, even inside a character.
+    fn kubelet(log: &[Entry], since: Option<Timestamp>, limit: usize) -> Vec<u8> {
+        let since = since.map_or(i64::MIN, |s| s.as_second() * SECOND);
+        let mut out = Vec::new();
+        for e in log.iter().filter(|e| e.nanos >= since) {
+            out.extend_from_slice(stamp(e.nanos).as_bytes());
+            out.push(b' ');
+            out.extend_from_slice(&e.text);
+            if !e.partial {
+                out.push(b'\n');
+            }
+        }
+        out.truncate(limit);
+        out
+    }
+
+    /// Follows `log` read by read as the controller does; returns the lines and the reads made.
+    fn follow(log: &[Entry], limit: usize) -> (Vec<String>, usize) {
+        let mut cursor: Option<LogCursor> = None;
+        let mut lines = Vec::new();
+        for reads in 1..=100 {
+            let bytes = kubelet(log, cursor.as_ref().and_then(since_time), limit);
+            let cut = bytes.len() >= limit;
+            let text = String::from_utf8_lossy(&bytes);
+            let new = after_cursor(&text, "uid", cursor.as_ref(), cut);
+            let caught_up = !cut && new.lines.is_empty();
+            lines.extend(new.lines.into_iter().map(String::from));
+            cursor = new.cursor;
+            if caught_up {
+                return (lines, reads);
+            }
+        }
+        panic!("the follower never caught up: {lines:?}");
+    }
+
+    #[test]
+    fn a_second_holding_more_than_the_limit_is_passed() {
+        let mut log: Vec<Entry> = (0..100)
+            .map(|i| entry(T0 + i * 1000, format!("line {i:03} {}", "x".repeat(90))))
+            .collect();
+        log.push(entry(T0 + SECOND + 5, "epoch=0, step=1, later"));
+        log.push(entry(T0 + 2 * SECOND, "epoch=0, step=2, last"));
+        let (lines, reads) = follow(&log, 2048);
+        assert!(lines.contains(&format!("line 000 {}", "x".repeat(90))));
+        assert_eq!(
+            lines[lines.len() - 2..],
+            ["epoch=0, step=1, later", "epoch=0, step=2, last"]
+        );
+        assert!(reads <= 5, "{reads} reads");
+        // Nothing is read twice.
+        let mut unique = lines.clone();
+        unique.dedup();
+        assert_eq!(unique, lines);
+    }
+
+    #[test]
+    fn a_single_line_longer_than_the_limit_is_passed() {
+        for first in [true, false] {
+            let mut log = Vec::new();
+            if !first {
+                log.push(entry(T0, "before"));
+            }
+            log.push(entry(T0 + 10, "y".repeat(10_000)));
+            log.push(entry(T0 + 20, "same second, after"));
+            log.push(entry(T0 + SECOND, "next second"));
+            let (lines, reads) = follow(&log, 2048);
+            assert!(lines.iter().any(|l| l.starts_with("yyyy")), "{lines:?}");
+            assert_eq!(lines.last().unwrap(), "next second", "first: {first}");
+            assert!(reads <= 5, "{reads} reads");
+        }
+    }
+
+    #[test]
+    fn a_line_of_partial_entries_reads_as_one_and_what_follows_is_read() {
+        // A tqdm bar of 40 KiB over three seconds, written as 16 KiB partial entries, with a
+        // stdout line of another stream glued after one of them.
+        let bar: Vec<u8> = "\r 50%|█████     | 5/10".repeat(1200).into_bytes();
+        let mut log = vec![entry(T0, "start")];
+        for (i, piece) in bar.chunks(16 * 1024).enumerate() {
+            let mut e = entry(T0 + (i as i64 + 1) * SECOND, piece.to_vec());
+            e.partial = i < 2;
+            log.push(e);
+        }
+        log.insert(2, entry(T0 + SECOND + 1, "glued"));
+        log.push(entry(T0 + 4 * SECOND, "epoch=0, step=5, after the bar"));
+
+        let (lines, _) = follow(&log, 256 * 1024);
+        let whole = String::from_utf8_lossy(&bar).into_owned();
+        let (head, tail) = whole.split_at(16 * 1024);
+        assert_eq!(
+            lines,
+            [
+                "start",
+                &format!("{head}glued"),
+                tail,
+                "epoch=0, step=5, after the bar"
+            ]
+        );
+
+        // With a limit below the bar, the reader still gets past it.
+        let (lines, reads) = follow(&log, 8 * 1024);
+        assert_eq!(lines.last().unwrap(), "epoch=0, step=5, after the bar");
+        assert!(reads <= 12, "{reads} reads");
+    }
+
+    #[test]
+    fn invalid_bytes_and_characters_cut_by_the_limit_are_read_lossily() {
+        let log = vec![
+            entry(T0, b"ok \xff\xfe\xc3 bytes".to_vec()),
+            entry(T0 + 1, "█".repeat(1000)),
+            entry(T0 + SECOND, "é after"),
+        ];
+        let (lines, _) = follow(&log, 256 * 1024);
+        assert_eq!(
+            lines,
+            [
+                "ok \u{fffd}\u{fffd}\u{fffd} bytes",
+                &"█".repeat(1000),
+                "é after"
+            ]
+        );
+        // 1000 bytes cut inside a `█`: the cut line is taken as it is, then the rest is read.
+        let (lines, _) = follow(&log, 1000);
+        assert!(
+            lines[1].starts_with("███") && lines[1].ends_with('\u{fffd}'),
+            "{lines:?}"
+        );
+        assert_eq!(lines.last().unwrap(), "é after");
     }
 }

@@ -1,14 +1,30 @@
 //! Fitting a summary and the last log lines into one Event note.
 //!
 //! The apiserver refuses notes over 1024 bytes. A failure is explained by its last lines, so when
-//! something must go, the oldest lines go first; the summary line stays.
+//! something must go, the oldest lines go first; the summary line stays. What the note shows of
+//! the log has training samples dropped and secrets masked ([`super::redact`]).
+
+use super::redact::{drop_samples, mask_secrets};
+use super::text::{prefix_within, suffix_within};
 
 /// The apiserver's limit on an Event note.
 pub const MAX_NOTE_BYTES: usize = 1024;
-/// Lines asked of the apiserver for a tail.
+/// Lines asked of the apiserver for a tail, at first.
 pub const TAIL_LINES: i64 = 40;
-/// Bytes asked of the apiserver for a tail: a bounded read whatever the lines look like.
-pub const TAIL_LIMIT_BYTES: i64 = 16 * 1024;
+/// Bytes asked of the apiserver for a tail: a bounded read whatever the lines look like. 40
+/// lines of 512 columns (Rich pads to the console width) fit.
+pub const TAIL_LIMIT_BYTES: i64 = 64 * 1024;
+
+/// The lines to ask for after an answer of `got` bytes to a request for the last `asked` lines;
+/// None when that answer is the tail to keep. The kubelet answers the *first* `limitBytes` of
+/// the last `tailLines` lines: an answer that fills the limit lacks the newest lines, which
+/// explain a failure, so the tail is asked again with a quarter of the lines (40, 10, 2: three
+/// requests at most).
+pub fn next_tail_lines(asked: i64, got: usize) -> Option<i64> {
+    let full = u64::try_from(got).unwrap_or(u64::MAX) >= TAIL_LIMIT_BYTES.unsigned_abs();
+    let fewer = asked / 4;
+    (full && fewer >= 1).then_some(fewer)
+}
 
 const SEPARATOR: &str = "\n--- last log lines ---\n";
 const CUT_MARK: &str = "…\n";
@@ -17,8 +33,11 @@ const CUT_MARK: &str = "…\n";
 /// keeping the most recent lines. ANSI colour codes and carriage-return progress bars are
 /// removed so that the bytes carry text.
 pub fn compose_note(summary: &str, log: Option<&str>) -> String {
-    let summary = truncate_at_char(summary, MAX_NOTE_BYTES);
-    let Some(log) = log.map(clean).filter(|l| !l.trim().is_empty()) else {
+    let summary = mask_secrets(summary);
+    let summary = prefix_within(&summary, MAX_NOTE_BYTES);
+    // Secrets are masked before anything is cut, so that no cut leaves a piece of one.
+    let log = log.map(|l| mask_secrets(&clean(&drop_samples(l))).into_owned());
+    let Some(log) = log.filter(|l| !l.trim().is_empty()) else {
         return summary.to_string();
     };
     let budget = MAX_NOTE_BYTES.saturating_sub(summary.len() + SEPARATOR.len());
@@ -30,13 +49,12 @@ pub fn compose_note(summary: &str, log: Option<&str>) -> String {
         log.to_string()
     } else {
         // Keep whole lines from the end; if even the last line is too long, keep its end.
-        let room = budget - CUT_MARK.len();
-        let start = log.len() - room;
-        let start = match log[start..].find('\n') {
-            Some(nl) if nl + 1 < room => start + nl + 1,
-            _ => next_char_boundary(log, start),
+        let end = suffix_within(log, budget - CUT_MARK.len());
+        let end = match end.find('\n') {
+            Some(nl) if nl + 1 < end.len() => end.get(nl + 1..).unwrap_or(end),
+            _ => end,
         };
-        format!("{CUT_MARK}{}", &log[start..])
+        format!("{CUT_MARK}{end}")
     };
     format!("{summary}{SEPARATOR}{tail}")
 }
@@ -71,24 +89,6 @@ fn strip_ansi_into(line: &str, out: &mut String) {
             out.push(c);
         }
     }
-}
-
-fn truncate_at_char(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
-fn next_char_boundary(s: &str, mut i: usize) -> usize {
-    while !s.is_char_boundary(i) {
-        i += 1;
-    }
-    i
 }
 
 #[cfg(test)]
@@ -131,6 +131,40 @@ mod tests {
         let note = compose_note("summary", Some(&log));
         assert!(note.len() <= MAX_NOTE_BYTES);
         assert!(note.ends_with("END"));
+    }
+
+    #[test]
+    fn a_tail_of_tqdm_bars_longer_than_the_budget_is_cut_on_a_char_boundary() {
+        // The cut point of this tail falls inside a `█` (3 bytes): slicing there panicked.
+        let log = format!("{}\n", "█".repeat(100)).repeat(20);
+        let note = compose_note("s", Some(&log));
+        assert!(note.len() <= MAX_NOTE_BYTES, "{}", note.len());
+        assert!(note.ends_with(&"█".repeat(100)), "{note}");
+    }
+
+    #[test]
+    fn a_tail_that_fills_the_limit_is_asked_again_with_fewer_lines() {
+        let full = TAIL_LIMIT_BYTES as usize;
+        assert_eq!(next_tail_lines(TAIL_LINES, 1000), None);
+        assert_eq!(next_tail_lines(TAIL_LINES, full - 1), None);
+        // Always full: 40, 10, 2 lines, three requests at most.
+        let mut asked = vec![TAIL_LINES];
+        while let Some(fewer) = next_tail_lines(*asked.last().unwrap(), full) {
+            asked.push(fewer);
+        }
+        assert_eq!(asked, [40, 10, 2]);
+        assert_eq!(next_tail_lines(1, full), None);
+        assert_eq!(next_tail_lines(0, full), None);
+    }
+
+    #[test]
+    fn notes_show_no_training_samples_nor_secrets() {
+        let log = "Samples Previews...\n\u{1b}[35mOriginal Input: <|user|>my private question\n\u{1b}[0m\n\u{1b}[33mInstruction ex sample 1: <MASK>my private answer\u{1b}[0m\n+ export HF_TOKEN=hf_abcdefghijklmnopqrstuvwx\nValueError: bad\n";
+        let note = compose_note("failed; token=abc", Some(log));
+        assert_eq!(
+            note,
+            "failed; token=[REDACTED]\n--- last log lines ---\nSamples Previews...\n[3 lines of training samples omitted]\n+ export HF_TOKEN=[REDACTED]\nValueError: bad"
+        );
     }
 
     #[test]

@@ -192,6 +192,6 @@ fn transition_key(transition: &Transition) -> String {
             .collect::<Vec<_>>()
             .join("-"),
     };
-    // The apiserver allows 128 characters for an action.
-    key.chars().take(96).collect()
+    // The apiserver allows 128 bytes for an action.
+    crate::logs::text::prefix_within(&key, 96).to_string()
 }

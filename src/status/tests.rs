@@ -1178,3 +1178,35 @@ fn a_job_whose_output_directory_another_live_job_uses_fails_before_creating_anyt
     assert!(d.actions.is_empty());
     assert_eq!(reasons(&d), vec![reason::OUTPUT_IN_USE]);
 }
+
+#[test]
+fn event_actions_fit_in_128_bytes_whatever_the_checkpoint_path() {
+    // The apiserver counts an action's length in bytes; a path of CJK characters has three
+    // bytes to a character.
+    let j = job(json!({}), Some(training_status()));
+    let mut w = world(
+        Lookup::Skipped,
+        Lookup::Present(pytorch_job(Some("Running"), false)),
+        vec![],
+    );
+    let dir = "样本".repeat(30);
+    w.log = Some(LogRead {
+        records: records(&[
+            &format!("\x1b[93mSaving model in huggingface format at: {dir}\x1b[0m"),
+            &format!("\x1b[93mModel saved in /output/ft/hf_format/{dir}\x1b[0m"),
+        ]),
+        cursor: None,
+    });
+    let d = decide(&j, &w);
+    let saved = d
+        .events
+        .iter()
+        .find(|e| e.reason == "CheckpointSaved")
+        .expect("a CheckpointSaved event");
+    assert!(saved.action.len() <= 128, "{} bytes", saved.action.len());
+    assert!(
+        saved.action.starts_with("CheckpointSaved/样本"),
+        "{}",
+        saved.action
+    );
+}
