@@ -64,7 +64,11 @@ impl Followers {
         finished: bool,
     ) -> (Option<LogRead>, Duration) {
         let key = ObjectRef::from(job);
-        let previous = self.jobs.lock().expect("followers lock").remove(&key);
+        let previous = self
+            .jobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&key);
         let now = Instant::now();
         if let Some(f) = &previous
             && !finished
@@ -158,12 +162,18 @@ impl Followers {
 
     /// Drops what is kept for a job that no longer trains.
     pub fn forget(&self, job: &ObjectRef<FineTuneJob>) {
-        self.jobs.lock().expect("followers lock").remove(job);
+        self.jobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(job);
     }
 
     fn put(&self, key: ObjectRef<FineTuneJob>, follower: Option<Follower>) {
         if let Some(f) = follower {
-            self.jobs.lock().expect("followers lock").insert(key, f);
+            self.jobs
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(key, f);
         }
     }
 }
@@ -191,15 +201,30 @@ pub(super) async fn read_log(
     let limit = params
         .limit_bytes
         .map_or(u64::MAX, |l| u64::try_from(l).unwrap_or(0));
-    let stream = api.log_stream(pod, params).await?;
-    let mut bytes = Vec::new();
-    Box::pin(stream)
-        .take(limit)
-        .read_to_end(&mut bytes)
+    let read = async {
+        let stream = api.log_stream(pod, params).await?;
+        let mut bytes = Vec::new();
+        Box::pin(stream)
+            .take(limit)
+            .read_to_end(&mut bytes)
+            .await
+            .map_err(kube::Error::ReadEvents)?;
+        Ok(bytes)
+    };
+    // The client's read timeout catches a kubelet that goes silent, not one that trickles a few
+    // bytes now and then: the whole read has a deadline too, so it cannot hold a worker.
+    tokio::time::timeout(LOG_READ_TIMEOUT, read)
         .await
-        .map_err(kube::Error::ReadEvents)?;
-    Ok(bytes)
+        .unwrap_or_else(|_| {
+            Err(kube::Error::ReadEvents(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("reading the log of pod {pod} took longer than {LOG_READ_TIMEOUT:?}"),
+            )))
+        })
 }
+
+/// The most one log read may take, however the bytes arrive.
+pub(super) const LOG_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Whether a read stopped at `limit` bytes (and so may end inside a line or a character).
 fn is_cut(bytes: &[u8], limit: i64) -> bool {

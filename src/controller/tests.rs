@@ -957,3 +957,21 @@ async fn with_log_tails_off_events_carry_no_log_line() {
     run(ctx, &deleting).await.unwrap();
     server.await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_log_read_that_never_ends_gives_up_in_bounded_time() {
+    let (ctx, mut api) = setup();
+    let server = tokio::spawn(async move {
+        // The request arrives and is never answered (a hung kubelet behind the apiserver).
+        let (_, _, send) = api.expect(Method::GET, MASTER_LOG_PATH).await;
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        drop(send);
+    });
+    let pods: kube::Api<k8s_openapi::api::core::v1::Pod> =
+        kube::Api::namespaced(ctx.client.clone(), "ns");
+    let started = tokio::time::Instant::now();
+    let result = super::follow::read_log(&pods, "ft-master-0", &Default::default()).await;
+    assert!(result.is_err());
+    assert_eq!(started.elapsed(), super::follow::LOG_READ_TIMEOUT);
+    server.abort();
+}

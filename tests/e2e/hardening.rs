@@ -236,7 +236,7 @@ async fn a_child_whose_pods_are_refused_is_stalled_with_the_reason() {
     // only in a FailedCreate event.
     let ns = TestNamespace::new("nopods").await;
     let _operator = Operator::start(&ns.name);
-    let quotas = quota(&ns, "no-pods", json!({"pods": "0"})).await;
+    quota(&ns, "no-pods", json!({"pods": "0"})).await;
     let mut spec = finetunejob("nopods", json!({"sim.finetune.dev/duration": "1s"}));
     spec["spec"]["preprocess"] = json!({});
     ns.create(spec).await;
@@ -291,5 +291,50 @@ async fn a_second_job_on_the_same_output_directory_fails_clearly() {
     assert_eq!(
         phase(&ns.jobs().get("first").await.unwrap()),
         Some(Phase::Training)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restricted_namespace_is_satisfied_by_the_pod_security_context() {
+    let ns = TestNamespace::new("restricted").await;
+    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+        kube::Api::all(ns.client.clone());
+    namespaces
+        .patch(
+            &ns.name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {
+                "pod-security.kubernetes.io/enforce": "restricted"}}})),
+        )
+        .await
+        .unwrap();
+    let _operator = Operator::start(&ns.name);
+
+    // Without runAsNonRoot, pod security admission refuses every pod: the job says so.
+    let mut refused = finetunejob("refused", json!({"sim.finetune.dev/duration": "1s"}));
+    refused["spec"]["resources"] = json!({"nodes": 1, "gpusPerNode": 1});
+    ns.create(refused).await;
+
+    // With it, the same job runs.
+    let mut allowed = finetunejob("allowed", json!({"sim.finetune.dev/duration": "1s"}));
+    allowed["spec"]["resources"] = json!({"nodes": 1, "gpusPerNode": 1});
+    allowed["spec"]["preprocess"] = json!({});
+    allowed["spec"]["podSecurityContext"] = json!({"runAsNonRoot": true, "runAsUser": 1000});
+    ns.create(allowed).await;
+    ns.wait_for_phase("allowed", Phase::Succeeded).await;
+
+    let (job, _) = ns
+        .wait_for("refused", "Stalled without pods", |j| {
+            condition(j, "Stalled").is_some_and(|c| c.reason == "NoPods")
+        })
+        .await;
+    let stalled = condition(&job, "Stalled").unwrap();
+    assert!(
+        stalled
+            .message
+            .contains("PyTorchJob refused has created no pod")
+            && stalled.message.contains("runAsNonRoot"),
+        "{}",
+        stalled.message
     );
 }
