@@ -86,6 +86,26 @@ pub fn blocked(pods: &[Pod], since: Option<&Time>) -> Option<Diagnosis> {
                 ),
             );
         }
+        // No scheduler has looked at the pod at all (no PodScheduled condition, not even False):
+        // its schedulerName names a scheduler that does not run. Only a stall check (with
+        // `since`, past the grace period) says so.
+        let never_looked_at = since.is_some()
+            && status.and_then(|s| s.phase.as_deref()) == Some("Pending")
+            && !status
+                .and_then(|s| s.conditions.as_ref())
+                .into_iter()
+                .flatten()
+                .any(|c| c.type_ == "PodScheduled");
+        if never_looked_at {
+            return diagnosis(
+                "NotScheduled",
+                format!(
+                    "pod {} has not been considered by any scheduler; check that the scheduler \
+                     named in scheduling.schedulerName runs in the cluster",
+                    pod.name_any()
+                ),
+            );
+        }
     }
     None
 }
@@ -178,6 +198,22 @@ mod tests {
         let d = blocked(&[other], None).unwrap();
         assert_eq!(d.reason, "Unschedulable");
         assert!(d.detail.contains("node affinity"));
+    }
+
+    #[test]
+    fn a_pod_no_scheduler_looks_at_is_not_scheduled_after_the_grace_period() {
+        let p: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "ft-master-0", "creationTimestamp": "2026-11-26T10:00:00Z"},
+            "status": {"phase": "Pending"}}))
+        .unwrap();
+        let later = Time("2026-11-26T10:05:00Z".parse().unwrap());
+        let d = blocked(std::slice::from_ref(&p), Some(&later)).unwrap();
+        assert_eq!(d.reason, "NotScheduled");
+        assert!(d.detail.contains("schedulerName"));
+        // Not a reason a failure is explained by, and not before the grace period.
+        assert_eq!(blocked(std::slice::from_ref(&p), None), None);
+        let soon = Time("2026-11-26T10:00:30Z".parse().unwrap());
+        assert_eq!(blocked(&[p], Some(&soon)), None);
     }
 
     #[test]

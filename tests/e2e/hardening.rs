@@ -338,3 +338,25 @@ async fn a_restricted_namespace_is_satisfied_by_the_pod_security_context() {
         stalled.message
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pods_no_scheduler_picks_up_are_reported() {
+    let ns = TestNamespace::new("nosched").await;
+    let _operator = Operator::start(&ns.name);
+    let mut spec = finetunejob("nosched", json!({"sim.finetune.dev/duration": "1s"}));
+    spec["spec"]["resources"] = json!({"nodes": 1, "gpusPerNode": 1});
+    spec["spec"]["scheduling"] = json!({"schedulerName": "no-such-scheduler"});
+    ns.create(spec).await;
+    let (job, _) = ns
+        .wait_for("nosched", "Stalled, not scheduled", |j| {
+            condition(j, "Stalled").is_some_and(|c| c.reason == "NotScheduled")
+        })
+        .await;
+    let stalled = condition(&job, "Stalled").unwrap();
+    assert!(
+        stalled.message.contains("schedulerName"),
+        "{}",
+        stalled.message
+    );
+    ns.wait_for_event("nosched", "TrainingStalled").await;
+}
