@@ -85,7 +85,7 @@ struct RunArgs {
     /// Seconds a request to the API server may take to connect, to send, or to wait for the
     /// next bytes of its answer, before it fails and the reconcile is retried; so a hung log read
     /// cannot hold a worker. Watches are exempt: kube restarts a watch silent for 295 s itself.
-    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
     api_timeout_seconds: u64,
     /// End failure and cancellation Events with the container's last log lines (training
     /// samples dropped, secrets masked). `false`: Events carry no log line at all.

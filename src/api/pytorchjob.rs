@@ -74,6 +74,21 @@ pub struct PyTorchJobStatus {
     pub start_time: Option<Time>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub completion_time: Option<Time>,
+    /// Pods per replica type (Master, Worker) as the training operator counts them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub replica_statuses: BTreeMap<String, ReplicaStatus>,
+}
+
+/// The training operator's count of one replica type's pods.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicaStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub succeeded: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed: Option<i32>,
 }
 
 /// A training-operator condition: Created, Running, Restarting, Succeeded, Failed, Suspended.
@@ -90,6 +105,19 @@ pub struct JobCondition {
 }
 
 impl PyTorchJob {
+    /// Whether the training operator ever had a pod of this job (counted, or Running).
+    pub fn ever_had_pods(&self) -> bool {
+        let Some(status) = &self.status else {
+            return false;
+        };
+        status.replica_statuses.values().any(|r| {
+            [r.active, r.succeeded, r.failed]
+                .into_iter()
+                .flatten()
+                .any(|n| n > 0)
+        }) || self.condition_true("Running").is_some()
+    }
+
     /// Whether condition `type_` is currently True.
     pub fn condition_true(&self, type_: &str) -> Option<&JobCondition> {
         self.status

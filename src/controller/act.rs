@@ -180,8 +180,8 @@ where
     }
 }
 
-/// After a create found the name taken: ours is fine, anything else is a conflict. An object
-/// gone again meanwhile is left to the next reconcile.
+/// After a create found the name taken: ours is fine (created before a crash), another live
+/// object is a conflict, and one gone again or being deleted is retried.
 fn ours_or_conflict(
     existing: Option<&ObjectMeta>,
     owner_uid: Option<&str>,
@@ -189,10 +189,10 @@ fn ours_or_conflict(
     name: String,
 ) -> Result<(), Error> {
     match existing {
-        Some(meta) if !status::controlled_by(meta, owner_uid) => {
-            Err(Error::ChildConflict { kind, name })
-        }
-        _ => Ok(()),
+        Some(meta) if status::controlled_by(meta, owner_uid) => Ok(()),
+        Some(meta) if meta.deletion_timestamp.is_none() => Err(Error::ChildConflict { kind, name }),
+        // Gone again, or going: not created, and not a conflict. Retried.
+        _ => Err(Error::ChildRace { kind, name }),
     }
 }
 

@@ -20,6 +20,10 @@ pub enum Error {
     /// A child with the name this FineTuneJob's child gets exists and is not ours.
     #[error("{kind} {name} exists and is not controlled by this FineTuneJob")]
     ChildConflict { kind: &'static str, name: String },
+    /// A create found the name taken by an object that is gone again or on its way out:
+    /// retried, the name will be free.
+    #[error("{kind} {name}: the name is taken by an object being deleted; retrying")]
+    ChildRace { kind: &'static str, name: String },
     /// A bug: the reconcile panicked. Caught so that one job never stops the others; retried
     /// with backoff like any other error.
     #[error("reconcile panicked: {0}")]
@@ -34,6 +38,7 @@ impl Error {
             Error::Build(_) => "build",
             Error::MissingNamespace => "missing_namespace",
             Error::ChildConflict { .. } => "child_conflict",
+            Error::ChildRace { .. } => "child_race",
             Error::Panicked(_) => "panicked",
         }
     }

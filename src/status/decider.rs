@@ -126,12 +126,14 @@ impl<'a> Decider<'a> {
                 && c.status == "True"
                 && c.reason == reason::CREATE_FORBIDDEN
         });
-        if forbidden
-            && self
-                .actions
-                .iter()
-                .any(|a| matches!(a, ChildAction::Create(_)))
-        {
+        // Created now, or found created (the status write after the create was lost).
+        let created = self
+            .actions
+            .iter()
+            .any(|a| matches!(a, ChildAction::Create(_)))
+            || self.obs.preprocess_job.present().is_some()
+            || self.obs.pytorch_job.present().is_some();
+        if forbidden && created {
             self.set_condition(
                 condition::STALLED,
                 false,
@@ -161,7 +163,14 @@ impl<'a> Decider<'a> {
             "a {kind} named {child} already exists and is not owned by this FineTuneJob; \
              it is left untouched: delete or rename it, or give this FineTuneJob another name"
         );
-        self.fail(reason::CHILD_CONFLICT, &message, None);
+        // A conflict on the PyTorchJob's name found while preprocessing runs: stop that too.
+        let running_preprocess = self
+            .obs
+            .preprocess_job
+            .present()
+            .is_some_and(|j| !job_finished(j));
+        let stop = (kind == "PyTorchJob" && running_preprocess).then_some(ChildKind::Preprocess);
+        self.fail(reason::CHILD_CONFLICT, &message, stop);
         self.event(Severity::Warning, event_reason, message, None);
         Flow::Stop
     }
@@ -422,7 +431,7 @@ impl<'a> Decider<'a> {
         }
         // Too many failed (recreated) pods, or a container restarting in place too often: both
         // are past backoffLimit, and both stop the pods.
-        let too_many = self.count_pod_failures().or_else(|| {
+        let too_many = self.count_pod_failures(ptj).or_else(|| {
             pods::restarting_too_often(&self.obs.pods, PYTORCH_CONTAINER, self.job.spec.backoff_limit)
                 .map(|t| {
                     format!(
@@ -606,30 +615,43 @@ impl<'a> Decider<'a> {
     /// restartPolicy ExitCode the training operator recreates a pod that exits with 128 or more
     /// as a new pod, so its restartCount stays 0 and only this count sees the repeats. Returns
     /// the failure message once the count passes backoffLimit.
-    fn count_pod_failures(&mut self) -> Option<String> {
+    fn count_pod_failures(&mut self, ptj: &PyTorchJob) -> Option<String> {
         const KEEP: usize = 16;
-        let mut failures = self.new.pod_failures.clone().unwrap_or_default();
-        let mut changed = false;
-        for pod in &self.obs.pods {
-            if pod.labels().get(pods::TRAINING_JOB_LABEL) != Some(&self.name)
-                || pod.status.as_ref().and_then(|s| s.phase.as_deref()) != Some("Failed")
-            {
-                continue;
-            }
-            let (Some(uid), Some(t)) = (
-                pod.metadata.uid.as_ref(),
-                pods::termination(pod, PYTORCH_CONTAINER),
-            ) else {
-                continue;
-            };
+        // Pods stopped on purpose (a suspension, a preemption by Kueue, an eviction) are not
+        // failures of the run, even when they die with 137.
+        let suspended = ptj
+            .spec
+            .run_policy
+            .as_ref()
+            .and_then(|r| r.suspend)
+            .unwrap_or(false);
+        if suspended {
+            return None;
+        }
+        let failed: Vec<(&str, i32)> = self
+            .obs
+            .pods
+            .iter()
+            .filter(|p| p.labels().get(pods::TRAINING_JOB_LABEL) == Some(&self.name))
+            .filter(|p| p.metadata.deletion_timestamp.is_none() && !pods::disrupted(p))
+            .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed"))
+            .filter_map(|p| {
+                let t = pods::termination(p, PYTORCH_CONTAINER)?;
+                Some((p.metadata.uid.as_deref()?, t.exit_code))
+            })
             // Codes 1-127 fail the PyTorchJob itself (its Failed condition says so); only the
             // codes it retries are counted here.
-            if t.exit_code < 128 || failures.pod_uids.contains(uid) {
+            .filter(|(_, code)| *code >= 128)
+            .collect();
+        let mut failures = self.new.pod_failures.clone().unwrap_or_default();
+        let mut changed = false;
+        for (uid, code) in &failed {
+            if failures.pod_uids.iter().any(|u| u == uid) {
                 continue;
             }
             failures.count = failures.count.saturating_add(1);
-            failures.exit_codes.push(t.exit_code);
-            failures.pod_uids.push(uid.clone());
+            failures.exit_codes.push(*code);
+            failures.pod_uids.push((*uid).to_string());
             changed = true;
         }
         if !changed {
@@ -637,8 +659,15 @@ impl<'a> Decider<'a> {
         }
         let excess = failures.exit_codes.len().saturating_sub(KEEP);
         failures.exit_codes.drain(..excess);
-        let excess = failures.pod_uids.len().saturating_sub(KEEP);
-        failures.pod_uids.drain(..excess);
+        // A UID is forgotten only once its pod is gone (so it is never counted twice), and
+        // then only beyond the most recent few.
+        let keep_from = failures.pod_uids.len().saturating_sub(KEEP);
+        let mut index = 0;
+        failures.pod_uids.retain(|uid| {
+            let keep = index >= keep_from || failed.iter().any(|(u, _)| u == uid);
+            index += 1;
+            keep
+        });
         let limit = self.job.spec.backoff_limit;
         let over = failures.count > limit;
         let message = over.then(|| {

@@ -72,6 +72,9 @@ pub fn owned<T>(
     match found {
         None => Lookup::Absent,
         Some(child) if controlled_by(meta(&child), owner_uid) => Lookup::Present(child),
+        // Another object on its way out (a leftover the garbage collector is deleting): not a
+        // conflict, the name is free in a moment.
+        Some(child) if meta(&child).deletion_timestamp.is_some() => Lookup::Absent,
         Some(_) => Lookup::Foreign,
     }
 }
@@ -334,9 +337,95 @@ pub fn failure_source(job: &FineTuneJob, observed: &Observed) -> Option<LogSourc
     })
 }
 
-/// The UID of the child whose events explain why it has no pods: a running child that has
-/// created none within the grace period, while the job is not already marked Stalled for it
-/// (so the events are read once per stall, not on every reconcile).
+/// A running child without pods, as [`podless_child`] sees it.
+pub(crate) enum PodlessChild<'a> {
+    /// Within the grace period: look again after this long.
+    Wait(Duration),
+    /// Past it, and it never had a pod.
+    Stalled {
+        kind: &'static str,
+        name: String,
+        meta: &'a ObjectMeta,
+    },
+}
+
+/// The running child of the current phase when it has created no pod: pod security admission
+/// refused them, a quota is used up, a ServiceAccount or PriorityClass is missing. The grace
+/// period counts from the child's creation or, when later, the start of its current run (a
+/// resume; for the PyTorchJob also a re-admission by Kueue), and a child that ever had pods is
+/// never podless: the gap while a pod is recreated is not a stall.
+pub(crate) fn podless_child<'a>(
+    job: &FineTuneJob,
+    status: &FineTuneJobStatus,
+    observed: &'a Observed,
+) -> Option<PodlessChild<'a>> {
+    let name = job.name_any();
+    let (kind, child, meta, started) = match status.phase? {
+        Phase::Initializing => {
+            let pre = observed.preprocess_job.present()?;
+            let pre_status = pre.status.as_ref();
+            let counted = pre_status.map_or(0, |s| {
+                s.active.unwrap_or(0) + s.succeeded.unwrap_or(0) + s.failed.unwrap_or(0)
+            });
+            let suspended = pre.spec.as_ref().and_then(|s| s.suspend).unwrap_or(false);
+            let child = preprocess_job_name(&name);
+            if suspended
+                || counted > 0
+                || decider::job_condition(pre, "Complete")
+                || decider::job_condition(pre, "Failed")
+                || !pods::of_job(&observed.pods, &child).is_empty()
+            {
+                return None;
+            }
+            // The Job controller resets startTime when a suspended Job resumes.
+            let started = pre_status.and_then(|s| s.start_time.clone());
+            ("Job", child, &pre.metadata, started)
+        }
+        Phase::Training => {
+            let ptj = observed.pytorch_job.present()?;
+            let suspended = ptj
+                .spec
+                .run_policy
+                .as_ref()
+                .and_then(|r| r.suspend)
+                .unwrap_or(false);
+            if suspended
+                || ptj.ever_had_pods()
+                || ptj.condition_true("Succeeded").is_some()
+                || ptj.condition_true("Failed").is_some()
+                || observed
+                    .pods
+                    .iter()
+                    .any(|p| p.labels().get(pods::TRAINING_JOB_LABEL) == Some(&name))
+            {
+                return None;
+            }
+            (
+                "PyTorchJob",
+                name,
+                &ptj.metadata,
+                status.training_start_time.clone(),
+            )
+        }
+        _ => return None,
+    };
+    let created = meta.creation_timestamp.as_ref()?;
+    let reference = started.map_or(created.0, |s| s.0.max(created.0));
+    let age = observed.now.0.as_second() - reference.as_second();
+    let grace = diagnose::BLOCKED_GRACE.as_secs() as i64;
+    Some(if age < grace {
+        PodlessChild::Wait(Duration::from_secs((grace - age).unsigned_abs()))
+    } else {
+        PodlessChild::Stalled {
+            kind,
+            name: child,
+            meta,
+        }
+    })
+}
+
+/// The UID of the child whose events explain why it has no pods ([`podless_child`]), while the
+/// job is not already marked Stalled for it: the events are read once per stall.
 pub fn needs_failed_create(job: &FineTuneJob, observed: &Observed) -> Option<String> {
     let status = job.status.as_ref()?;
     let already = status.conditions.iter().any(|c| {
@@ -345,29 +434,10 @@ pub fn needs_failed_create(job: &FineTuneJob, observed: &Observed) -> Option<Str
     if already {
         return None;
     }
-    let name = job.name_any();
-    let (meta, has_pods) = match status.phase? {
-        Phase::Initializing => {
-            let pre = observed.preprocess_job.present()?;
-            let pods = pods::of_job(&observed.pods, &preprocess_job_name(&name));
-            (&pre.metadata, !pods.is_empty())
-        }
-        Phase::Training => {
-            let ptj = observed.pytorch_job.present()?;
-            let has = observed
-                .pods
-                .iter()
-                .any(|p| p.labels().get(pods::TRAINING_JOB_LABEL) == Some(&name));
-            (&ptj.metadata, has)
-        }
-        _ => return None,
-    };
-    let created = meta.creation_timestamp.as_ref()?;
-    let old_enough = observed.now.0.as_second() - created.0.as_second()
-        >= diagnose::BLOCKED_GRACE.as_secs() as i64;
-    (!has_pods && old_enough)
-        .then(|| meta.uid.clone())
-        .flatten()
+    match podless_child(job, status, observed)? {
+        PodlessChild::Stalled { meta, .. } => meta.uid.clone(),
+        PodlessChild::Wait(_) => None,
+    }
 }
 
 /// The name of another live FineTuneJob in the namespace that writes to the same directory of

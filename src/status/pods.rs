@@ -99,6 +99,17 @@ pub fn restarting_too_often(
     })
 }
 
+/// Whether Kubernetes stopped the pod on purpose (eviction, preemption, node drain, deletion):
+/// the `DisruptionTarget` condition.
+pub fn disrupted(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .into_iter()
+        .flatten()
+        .any(|c| c.type_ == "DisruptionTarget" && c.status == "True")
+}
+
 /// The labels the Job controller puts its Job's name in (the second is the older one).
 pub const BATCH_JOB_LABELS: [&str; 2] = ["batch.kubernetes.io/job-name", "job-name"];
 

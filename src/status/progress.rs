@@ -7,7 +7,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 
 use super::decider::Decider;
-use super::{Severity, conditions, diagnose, pods, reason};
+use super::{PodlessChild, Severity, conditions, diagnose, pods, reason};
 use crate::api::{Phase, condition};
 use crate::build::preprocess_job_name;
 use crate::logs::progress::{FoldContext, LogState, Transition, fold};
@@ -57,7 +57,7 @@ impl Decider<'_> {
         };
         let verdict = match diagnose::blocked(&job_pods, Some(&self.obs.now)) {
             Some(d) => Some((d.reason, d.detail)),
-            None => self.no_pods(&job_pods).or_else(|| self.progress_overdue()),
+            None => self.no_pods().or_else(|| self.progress_overdue()),
         };
         let was_stalled = conditions::is_true(&self.new.conditions, condition::STALLED);
         match verdict {
@@ -85,50 +85,23 @@ impl Decider<'_> {
         }
     }
 
-    /// A child that has created no pod within [`diagnose::BLOCKED_GRACE`]: pod security
-    /// admission refused the pod, a quota is used up, a ServiceAccount or PriorityClass is
-    /// missing, the scheduler is unknown. The child's `FailedCreate` event says which; the
-    /// message is kept once set, so it does not change while the stall lasts.
-    fn no_pods(&mut self, job_pods: &[Pod]) -> Option<(&'static str, String)> {
-        if !job_pods.is_empty() {
-            return None;
-        }
-        let (kind, name, meta) = match self.new.phase {
-            Some(Phase::Initializing) => {
-                let pre = self.obs.preprocess_job.present()?;
-                let suspended = pre.spec.as_ref().and_then(|s| s.suspend).unwrap_or(false);
-                if suspended || super::decider::job_condition(pre, "Complete") {
-                    return None;
-                }
-                ("Job", preprocess_job_name(&self.name), &pre.metadata)
+    /// A child that has created no pod within [`diagnose::BLOCKED_GRACE`] ([`podless_child`]).
+    /// The child's `FailedCreate` event says why; the message is kept once set, so it does not
+    /// change while the stall lasts.
+    fn no_pods(&mut self) -> Option<(&'static str, String)> {
+        let (kind, name) = match super::podless_child(self.job, &self.new, self.obs)? {
+            PodlessChild::Wait(after) => {
+                self.requeue_at_most(Some(after));
+                return None;
             }
-            Some(Phase::Training) => {
-                let ptj = self.obs.pytorch_job.present()?;
-                let suspended = ptj
-                    .spec
-                    .run_policy
-                    .as_ref()
-                    .and_then(|r| r.suspend)
-                    .unwrap_or(false);
-                if suspended || ptj.condition_true("Succeeded").is_some() {
-                    return None;
-                }
-                ("PyTorchJob", self.name.clone(), &ptj.metadata)
-            }
-            _ => return None,
+            PodlessChild::Stalled { kind, name, .. } => (kind, name),
         };
-        let created = meta.creation_timestamp.as_ref()?;
-        let age = self.obs.now.0.as_second() - created.0.as_second();
-        let grace = diagnose::BLOCKED_GRACE.as_secs() as i64;
-        if age < grace {
-            self.requeue_at_most(Some(Duration::from_secs((grace - age) as u64)));
-            return None;
-        }
         if let Some(c) = self.new.conditions.iter().find(|c| {
             c.type_ == condition::STALLED && c.status == "True" && c.reason == reason::NO_PODS
         }) {
             return Some((reason::NO_PODS, c.message.clone()));
         }
+        let grace = diagnose::BLOCKED_GRACE.as_secs();
         let mut message = format!("{kind} {name} has created no pod in {grace}s");
         match &self.obs.child_failed_create {
             Some(why) => message.push_str(&format!(": {why}")),
@@ -153,16 +126,24 @@ impl Decider<'_> {
     /// is too long. Otherwise it asks to look again when the deadline would pass.
     fn progress_overdue(&mut self) -> Option<(&'static str, String)> {
         let limit = self.job.spec.progress_deadline_seconds?;
-        if self.new.phase != Some(Phase::Training) {
+        // Held by the queue, nothing can progress; the clock restarts on re-admission.
+        if self.new.phase != Some(Phase::Training)
+            || self.new.reason.as_deref() == Some(reason::SUSPENDED_BY_QUEUE)
+        {
             return None;
         }
         // The progress's updateTime moves only when a step (or checkpoint) is read.
-        let last = self
-            .new
-            .progress
-            .as_ref()
-            .and_then(|p| p.update_time.clone())
-            .or_else(|| self.new.training_start_time.clone())?;
+        // The last step, or the start of the current run (a resume, a re-admission) if later.
+        let last = [
+            self.new
+                .progress
+                .as_ref()
+                .and_then(|p| p.update_time.clone()),
+            self.new.training_start_time.clone(),
+        ]
+        .into_iter()
+        .flatten()
+        .max_by_key(|t| t.0)?;
         let quiet = self.obs.now.0.as_second() - last.0.as_second();
         if quiet < limit {
             self.requeue_at_most(Some(Duration::from_secs((limit - quiet) as u64)));

@@ -1070,7 +1070,9 @@ fn a_child_without_pods_after_the_grace_period_is_stalled_with_its_failed_create
     let mut ptj = pytorch_job(Some("Created"), false);
     ptj.metadata.uid = Some("ptj-uid".into());
     ptj.metadata.creation_timestamp = Some(t("2026-11-26T10:04:30Z"));
-    let j = job(json!({}), Some(training_status()));
+    let mut started = training_status();
+    started.training_start_time = Some(t(T0));
+    let j = job(json!({}), Some(started));
     // 30 s after creation: still within the grace period; look again when it ends.
     let w = world(Lookup::Skipped, Lookup::Present(ptj.clone()), vec![]);
     assert_eq!(needs_failed_create(&j, &w), None);
@@ -1209,4 +1211,134 @@ fn event_actions_fit_in_128_bytes_whatever_the_checkpoint_path() {
         "{}",
         saved.action
     );
+}
+
+#[test]
+fn no_pods_is_not_claimed_after_a_resume_or_while_a_pod_is_recreated() {
+    let mut ptj = pytorch_job(Some("Created"), false);
+    ptj.metadata.uid = Some("ptj-uid".into());
+    ptj.metadata.creation_timestamp = Some(t(T0));
+    // Re-admitted (or resumed) 10 s ago: the grace counts from there.
+    let mut status = training_status();
+    status.training_start_time = Some(t("2026-11-26T10:04:50Z"));
+    let j = job(json!({}), Some(status.clone()));
+    let w = world(Lookup::Skipped, Lookup::Present(ptj.clone()), vec![]);
+    assert_eq!(needs_failed_create(&j, &w), None);
+    let d = decide(&j, &w);
+    assert_eq!(condition(&d.status, "Stalled"), None);
+    assert_eq!(d.requeue_after, Some(Duration::from_secs(50)));
+    // A job that had pods (the training operator counted one) is between two pods, not podless.
+    status.training_start_time = Some(t(T0));
+    let mut had_pods = ptj;
+    had_pods.status.as_mut().unwrap().replica_statuses.insert(
+        "Master".into(),
+        serde_json::from_value(json!({"failed": 1})).unwrap(),
+    );
+    let j = job(json!({}), Some(status));
+    let w = world(Lookup::Skipped, Lookup::Present(had_pods), vec![]);
+    assert_eq!(needs_failed_create(&j, &w), None);
+    assert_eq!(condition(&decide(&j, &w).status, "Stalled"), None);
+}
+
+#[test]
+fn pods_stopped_on_purpose_are_not_failures_and_none_is_counted_twice() {
+    let spec = json!({"backoffLimit": 100});
+    let running = |pods| {
+        world(
+            Lookup::Skipped,
+            Lookup::Present(pytorch_job(Some("Running"), false)),
+            pods,
+        )
+    };
+    // Evicted (DisruptionTarget) or being deleted: not counted.
+    let mut evicted = failed_pod("ft-worker-0", "e", 137);
+    evicted.status.as_mut().unwrap().conditions = Some(vec![
+        serde_json::from_value(json!({"type": "DisruptionTarget", "status": "True"})).unwrap(),
+    ]);
+    let mut deleting = failed_pod("ft-worker-1", "d", 137);
+    deleting.metadata.deletion_timestamp = Some(t(T1));
+    let d = decide(
+        &job(spec.clone(), Some(training_status())),
+        &running(vec![evicted, deleting]),
+    );
+    assert_eq!(d.status.pod_failures, None);
+    // Suspended by the queue (preempted): not counted either.
+    let preempted = world(
+        Lookup::Skipped,
+        Lookup::Present(pytorch_job(Some("Suspended"), true)),
+        vec![failed_pod("ft-master-0", "p", 137)],
+    );
+    let q = json!({"scheduling": {"queueName": "gpu"}, "backoffLimit": 0});
+    let mut status = training_status();
+    status.training_start_time = Some(t(T0));
+    assert_eq!(
+        decide(&job(q, Some(status)), &preempted)
+            .status
+            .pod_failures,
+        None
+    );
+
+    // 40 failed pods seen at once (a large job losing a node pool): counted once each, and a
+    // second look counts none again although only 16 UIDs are usually kept.
+    let many: Vec<Pod> = (0..40)
+        .map(|i| failed_pod(&format!("ft-worker-{i}"), &format!("u{i}"), 137))
+        .collect();
+    let d = decide(
+        &job(spec.clone(), Some(training_status())),
+        &running(many.clone()),
+    );
+    assert_eq!(d.status.pod_failures.as_ref().unwrap().count, 40);
+    assert_settles(job(spec, Some(training_status())), &d, &running(many));
+}
+
+#[test]
+fn a_job_held_by_the_queue_or_just_resumed_is_not_overdue() {
+    let spec = json!({"progressDeadlineSeconds": 100, "scheduling": {"queueName": "gpu"}});
+    let mut status = training_status();
+    status.training_start_time = Some(t(T0));
+    let preempted = world(
+        Lookup::Skipped,
+        Lookup::Present(pytorch_job(Some("Suspended"), true)),
+        vec![],
+    );
+    let d = decide(&job(spec.clone(), Some(status)), &preempted);
+    assert_eq!(condition(&d.status, "Stalled"), None);
+    // Re-admitted now after a step long ago: the deadline counts from the re-admission.
+    let mut status = d.status;
+    status.progress = Some(serde_json::from_value(json!({"step": 3, "updateTime": T0})).unwrap());
+    let admitted = world(
+        Lookup::Skipped,
+        Lookup::Present(pytorch_job(Some("Running"), false)),
+        vec![],
+    );
+    let d = decide(&job(spec, Some(status)), &admitted);
+    assert_eq!(condition(&d.status, "Stalled"), None);
+}
+
+#[test]
+fn a_leftover_being_deleted_is_not_a_conflict_and_a_found_child_clears_create_forbidden() {
+    let mut leftover = pytorch_job(None, false);
+    leftover.metadata.deletion_timestamp = Some(t(T0));
+    leftover.metadata.owner_references = Some(vec![
+        serde_json::from_value(
+            json!({"apiVersion": "finetune.dev/v1alpha1", "kind": "FineTuneJob",
+                                      "name": "ft", "uid": "old", "controller": true}),
+        )
+        .unwrap(),
+    ]);
+    assert_eq!(
+        owned(Some(leftover), |p| &p.metadata, Some("uid-1")),
+        Lookup::Absent
+    );
+
+    // The create went through but the status write after it did not: the next look finds the
+    // child, and the forbidden condition goes.
+    let j = job(json!({"preprocess": {}}), Some(training_status()));
+    let (forbidden, _) = child_forbidden(&j, ChildKind::Preprocess, "quota", &t(T1));
+    let j = job(json!({"preprocess": {}}), Some(forbidden));
+    let d = decide(
+        &j,
+        &world(Lookup::Present(k8s_job(None)), Lookup::Absent, vec![]),
+    );
+    assert_eq!(condition(&d.status, "Stalled").unwrap().0, "False");
 }
