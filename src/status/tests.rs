@@ -1342,3 +1342,37 @@ fn a_leftover_being_deleted_is_not_a_conflict_and_a_found_child_clears_create_fo
     );
     assert_eq!(condition(&d.status, "Stalled").unwrap().0, "False");
 }
+
+/// The quoted CamelCase words of `text` after each occurrence of `marker`.
+fn quoted_after<'a>(text: &'a str, marker: &str) -> Vec<&'a str> {
+    text.split(marker)
+        .skip(1)
+        .filter_map(|rest| rest.trim_start().strip_prefix('"')?.split('"').next())
+        .filter(|w| w.chars().next().is_some_and(|c| c.is_ascii_uppercase()))
+        .collect()
+}
+
+#[test]
+fn every_reason_the_code_can_set_or_emit_is_documented() {
+    let docs = include_str!("../../docs/api.md");
+    let module = include_str!("mod.rs");
+    let reasons_block = module
+        .split("pub mod reason {")
+        .nth(1)
+        .and_then(|rest| rest.split("\n}\n").next())
+        .expect("the reason module");
+    let mut reasons = quoted_after(reasons_block, "&str =");
+    // The specific reasons of the Failed and Stalled conditions.
+    reasons.extend(quoted_after(include_str!("diagnose.rs"), "diagnosis("));
+    // The progress events.
+    reasons.extend(quoted_after(
+        include_str!("../logs/progress/fold.rs"),
+        "} =>",
+    ));
+    assert!(reasons.len() > 30, "found only {reasons:?}");
+    let missing: Vec<&&str> = reasons
+        .iter()
+        .filter(|r| !docs.contains(&format!("`{r}`")))
+        .collect();
+    assert!(missing.is_empty(), "not in docs/api.md: {missing:?}");
+}
