@@ -33,7 +33,9 @@ struct Follower {
     parser: ProgressParser,
     /// The cursor after the lines the parser has seen.
     cursor: Option<LogCursor>,
-    last_read: Instant,
+    /// When the next read is due: an interval after a read, or [`CATCH_UP`] after one that
+    /// stopped at the limit, so a log that grows faster than a read per interval is caught up.
+    next_due: Instant,
 }
 
 pub struct Followers {
@@ -72,13 +74,11 @@ impl Followers {
         let now = Instant::now();
         if let Some(f) = &previous
             && !finished
+            && now < f.next_due
         {
-            let since = now.duration_since(f.last_read);
-            if since < self.interval {
-                let wait = self.interval - since;
-                self.put(key, previous);
-                return (None, wait);
-            }
+            let wait = f.next_due - now;
+            self.put(key, previous);
+            return (None, wait);
         }
         let master_name = master_pod_name(&job.name_any());
         let Some((master, uid)) = pods
@@ -104,9 +104,9 @@ impl Followers {
                 pod_uid: uid.clone(),
                 parser: ProgressParser::new(),
                 cursor: status_cursor.clone(),
-                last_read: now,
+                next_due: now,
             });
-        follower.last_read = now;
+        follower.next_due = now + self.interval;
 
         let ns = job.namespace().unwrap_or_default();
         let api = Api::<Pod>::namespaced(client.clone(), &ns);
@@ -135,7 +135,12 @@ impl Followers {
                 }
             };
             cut = is_cut(&bytes, READ_LIMIT_BYTES);
-            let text = String::from_utf8_lossy(&bytes);
+            let mut text = String::from_utf8_lossy(&bytes);
+            // The container has ended: a last line without a newline is complete, not a line
+            // still being written.
+            if finished && !cut && !text.is_empty() && !text.ends_with('\n') {
+                text.to_mut().push('\n');
+            }
             let new = after_cursor(&text, &uid, cursor.as_ref(), cut);
             let mut lines = Vec::with_capacity(text.len());
             for line in &new.lines {
@@ -148,15 +153,16 @@ impl Followers {
                 break;
             }
         }
+        let next = if cut { CATCH_UP } else { self.interval };
         if finished && !cut {
             // The end of the log: a message still open (a wrapped Rich line) is complete.
             // Nothing is kept: a later read, if any, starts over at the status's cursor.
             records.extend(std::mem::take(&mut follower.parser).finish());
         } else {
             follower.cursor = cursor.clone();
+            follower.next_due = now + next;
             self.put(key, Some(follower));
         }
-        let next = if cut { CATCH_UP } else { self.interval };
         (Some(LogRead { records, cursor }), next)
     }
 

@@ -794,11 +794,12 @@ async fn the_reconcile_that_sees_training_end_reads_the_rest_of_the_log() {
             query.contains("limitBytes=262144") && !query.contains("sinceTime"),
             "{query}"
         );
-        // The rest, with bytes that are not UTF-8.
+        // The rest, with bytes that are not UTF-8, ending without a newline.
         let rest = [
             &b"2026-11-26T10:05:00.000000001Z \xff\xfe not text\n"[..],
             b"2026-11-26T10:05:00.000000002Z \x1b[93mSaving model in huggingface format at: samples_96\x1b[0m\n",
-            b"2026-11-26T10:05:00.000000003Z \x1b[93mModel saved in /output/ft/hf_format/samples_96\x1b[0m\n",
+            // The last line has no newline: the process ended without one.
+            b"2026-11-26T10:05:00.000000003Z \x1b[93mModel saved in /output/ft/hf_format/samples_96\x1b[0m",
         ]
         .concat();
         let query = api.answer_bytes(Method::GET, MASTER_LOG_PATH, rest).await;
@@ -974,4 +975,43 @@ async fn a_log_read_that_never_ends_gives_up_in_bounded_time() {
     assert!(result.is_err());
     assert_eq!(started.elapsed(), super::follow::LOG_READ_TIMEOUT);
     server.abort();
+}
+
+#[tokio::test]
+async fn a_read_that_stops_at_the_limit_is_followed_by_another_a_second_later() {
+    // A log that grows faster than one read (256 KiB) per interval must be caught up, not read
+    // at the interval's pace for ever.
+    let (ctx, mut api) = setup();
+    let obj = ftj(json!({}), training_status(), json!({}));
+    let reply = obj.clone();
+    let server = tokio::spawn(async move {
+        for look in 0..2 {
+            api.answer(Method::GET, PYTORCHJOB_PATH, 200, pytorchjob("Running"))
+                .await;
+            api.answer(
+                Method::GET,
+                PODS_PATH,
+                200,
+                pod_list(vec![master_pod(None)]),
+            )
+            .await;
+            let second = format!("2026-11-26T10:04:0{look}.000000001Z");
+            let filler = format!("{second} \rtqdm bar █ █ █\n").repeat(10_000);
+            let full = filler.as_bytes()[..256 * 1024].to_vec();
+            api.answer_bytes(Method::GET, MASTER_LOG_PATH, full).await;
+            api.answer(
+                Method::PATCH,
+                &format!("{NS_PATH}/status"),
+                200,
+                reply.clone(),
+            )
+            .await;
+        }
+    });
+    let first = run(ctx.clone(), &obj).await.unwrap();
+    assert_eq!(first, Action::requeue(Duration::from_secs(1)));
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    // The interval (10 s) has not passed, but the catch-up read is due.
+    run(ctx, &obj).await.unwrap();
+    server.await.unwrap();
 }
