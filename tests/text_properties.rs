@@ -267,35 +267,6 @@ proptest! {
             }
         }
     }
-
-    #[test]
-    fn following_a_log_never_freezes(
-        entries in prop::collection::vec(
-            (0i64..3, 0usize..3, prop_oneof![plain_text(50), any::<String>()], any::<bool>()),
-            1..40,
-        ),
-        limit in 64usize..4096,
-    ) {
-        // Entries a few per second; some long (up to 3 limits), some partial pieces of a line.
-        let mut log = Vec::new();
-        let mut nanos = T0;
-        for (gap, repeat, text, partial) in entries {
-            nanos += gap * SECOND / 2 + 1;
-            let text = text.replace('\n', " ");
-            let text = text.repeat(1 + repeat * limit / text.len().max(1));
-            let text = prefix_within(&text, repeat * limit + 50);
-            log.push(Entry { nanos, text: text.as_bytes().to_vec(), partial });
-        }
-        // The last line ends, so that what follows starts a line.
-        if let Some(last) = log.last_mut() {
-            last.partial = false;
-        }
-        let end = nanos / SECOND * SECOND + 2 * SECOND;
-        log.push(Entry { nanos: end, text: b"END".to_vec(), partial: false });
-        let seconds = usize::try_from((end - T0) / SECOND).unwrap_or(0);
-        let (lines, reads) = follow(&log, limit, 4 * (log.len() + seconds) + 4);
-        prop_assert_eq!(lines.last().map(String::as_str), Some("END"), "{} reads", reads);
-    }
 }
 
 fn parse(chunks: &[&[u8]]) -> Vec<Record> {
@@ -309,63 +280,13 @@ fn parse(chunks: &[&[u8]]) -> Vec<Record> {
     records
 }
 
-// ---- the kubelet, simulated ----
-
 const SECOND: i64 = 1_000_000_000;
 const T0: i64 = 1_768_471_200 * SECOND;
 
-struct Entry {
-    nanos: i64,
-    text: Vec<u8>,
-    partial: bool,
-}
-
-/// The kubelet's timestamp format: nine digits of fraction.
+/// A kubelet timestamp: nine digits of fraction.
 fn stamp(nanos: i64) -> String {
-    let t = Timestamp::from_nanosecond(i128::from(nanos)).expect("a time in range");
     format!(
-        "{}.{:09}Z",
-        t.strftime("%Y-%m-%dT%H:%M:%S"),
-        nanos.rem_euclid(SECOND)
+        "{:.9}",
+        Timestamp::from_nanosecond(i128::from(nanos)).expect("a time in range")
     )
-}
-
-/// `pods/log?timestamps=true&sinceTime=…&limitBytes=…`: the entries at or after `since`'s
-/// second, each after its timestamp, partial ones without a newline, cut at `limit` bytes.
-fn kubelet(log: &[Entry], since: Option<Timestamp>, limit: usize) -> Vec<u8> {
-    let since = since.map_or(i64::MIN, |s| s.as_second() * SECOND);
-    let mut out = Vec::new();
-    for e in log.iter().filter(|e| e.nanos >= since) {
-        out.extend_from_slice(stamp(e.nanos).as_bytes());
-        out.push(b' ');
-        out.extend_from_slice(&e.text);
-        if !e.partial {
-            out.push(b'\n');
-        }
-        if out.len() >= limit {
-            break;
-        }
-    }
-    out.truncate(limit);
-    out
-}
-
-/// Reads `log` as the follower does until a read brings nothing new; the lines read and the
-/// reads made. Fails after `max_reads`.
-fn follow(log: &[Entry], limit: usize, max_reads: usize) -> (Vec<String>, usize) {
-    let mut cursor: Option<LogCursor> = None;
-    let mut lines = Vec::new();
-    for reads in 1..=max_reads {
-        let bytes = kubelet(log, cursor.as_ref().and_then(since_time), limit);
-        let cut = bytes.len() >= limit;
-        let text = String::from_utf8_lossy(&bytes);
-        let new = after_cursor(&text, "uid", cursor.as_ref(), cut);
-        let caught_up = !cut && new.lines.is_empty();
-        lines.extend(new.lines.into_iter().map(String::from));
-        cursor = new.cursor;
-        if caught_up {
-            return (lines, reads);
-        }
-    }
-    panic!("no end after {max_reads} reads: {cursor:?}");
 }

@@ -105,6 +105,15 @@ pub struct JobCondition {
 }
 
 impl PyTorchJob {
+    /// Whether `runPolicy.suspend` is set (by us, or by Kueue for a queued job).
+    pub fn suspended(&self) -> bool {
+        self.spec
+            .run_policy
+            .as_ref()
+            .and_then(|r| r.suspend)
+            .unwrap_or(false)
+    }
+
     /// Whether the training operator ever had a pod of this job (counted, or Running).
     pub fn ever_had_pods(&self) -> bool {
         let Some(status) = &self.status else {

@@ -106,6 +106,12 @@ impl ApiServer {
         ptj
     }
 
+    /// A training job's reconcile reads its PyTorchJob, then its pods.
+    async fn training(&mut self, ptj: Value, pods: Value) {
+        self.answer(Method::GET, PYTORCHJOB_PATH, 200, ptj).await;
+        self.answer(Method::GET, PODS_PATH, 200, pods).await;
+    }
+
     /// Asserts that no further request arrives (the client may also be gone, which is fine).
     async fn no_more(&mut self) {
         let next = tokio::time::timeout(Duration::from_millis(300), self.0.next_request()).await;
@@ -259,10 +265,7 @@ async fn a_cache_older_than_our_last_write_is_not_decided_on() {
     let cached = ftj(json!({}), training_status(), json!({}));
     let server = tokio::spawn(async move {
         api.answer(Method::GET, NS_PATH, 200, written).await;
-        api.answer(Method::GET, PYTORCHJOB_PATH, 200, pytorchjob("Running"))
-            .await;
-        api.answer(Method::GET, PODS_PATH, 200, pod_list(vec![]))
-            .await;
+        api.training(pytorchjob("Running"), pod_list(vec![])).await;
         api.no_more().await;
     });
     run(ctx.clone(), &cached).await.unwrap();
@@ -411,10 +414,7 @@ async fn a_steady_training_job_writes_nothing() {
     let (ctx, mut api) = setup();
     let obj = ftj(json!({}), training_status(), json!({}));
     let server = tokio::spawn(async move {
-        api.answer(Method::GET, PYTORCHJOB_PATH, 200, pytorchjob("Running"))
-            .await;
-        api.answer(Method::GET, PODS_PATH, 200, pod_list(vec![]))
-            .await;
+        api.training(pytorchjob("Running"), pod_list(vec![])).await;
         // No status patch, no event: the mock would see them and the join below would fail.
         // (No log read either: the master pod has not started.)
         api.no_more().await;
@@ -764,29 +764,15 @@ async fn the_reconcile_that_sees_training_end_reads_the_rest_of_the_log() {
     let reply = obj.clone();
     let server = tokio::spawn(async move {
         // Training runs: the log is read (nothing yet), the next read is due in 10 s.
-        api.answer(Method::GET, PYTORCHJOB_PATH, 200, pytorchjob("Running"))
+        api.training(pytorchjob("Running"), pod_list(vec![master_pod(None)]))
             .await;
-        api.answer(
-            Method::GET,
-            PODS_PATH,
-            200,
-            pod_list(vec![master_pod(None)]),
-        )
-        .await;
         let query = api.answer_bytes(Method::GET, MASTER_LOG_PATH, vec![]).await;
         assert!(query.contains("timestamps=true"), "{query}");
 
         // At once the PyTorchJob has succeeded: the log is read regardless of the interval,
         // and read on while a read stops at the limit.
-        api.answer(Method::GET, PYTORCHJOB_PATH, 200, pytorchjob("Succeeded"))
+        api.training(pytorchjob("Succeeded"), pod_list(vec![master_pod(Some(0))]))
             .await;
-        api.answer(
-            Method::GET,
-            PODS_PATH,
-            200,
-            pod_list(vec![master_pod(Some(0))]),
-        )
-        .await;
         let filler = "2026-11-26T10:04:00.000000001Z \rtqdm bar █ █ █\n".repeat(10_000);
         let full = filler.as_bytes()[..256 * 1024].to_vec();
         let query = api.answer_bytes(Method::GET, MASTER_LOG_PATH, full).await;
@@ -986,15 +972,8 @@ async fn a_read_that_stops_at_the_limit_is_followed_by_another_a_second_later() 
     let reply = obj.clone();
     let server = tokio::spawn(async move {
         for look in 0..2 {
-            api.answer(Method::GET, PYTORCHJOB_PATH, 200, pytorchjob("Running"))
+            api.training(pytorchjob("Running"), pod_list(vec![master_pod(None)]))
                 .await;
-            api.answer(
-                Method::GET,
-                PODS_PATH,
-                200,
-                pod_list(vec![master_pod(None)]),
-            )
-            .await;
             let second = format!("2026-11-26T10:04:0{look}.000000001Z");
             let filler = format!("{second} \rtqdm bar █ █ █\n").repeat(10_000);
             let full = filler.as_bytes()[..256 * 1024].to_vec();

@@ -205,6 +205,7 @@ fn same_shape(a: &[u8], like: &[u8]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     const A: &str = "2026-01-15T10:00:00.100000000Z";
     const B: &str = "2026-01-15T10:00:00.200000000Z";
@@ -380,9 +381,14 @@ mod tests {
 
     /// Follows `log` read by read as the controller does; returns the lines and the reads made.
     fn follow(log: &[Entry], limit: usize) -> (Vec<String>, usize) {
+        follow_at_most(log, limit, 100)
+    }
+
+    /// [`follow`], failing after `max_reads`.
+    fn follow_at_most(log: &[Entry], limit: usize, max_reads: usize) -> (Vec<String>, usize) {
         let mut cursor: Option<LogCursor> = None;
         let mut lines = Vec::new();
-        for reads in 1..=100 {
+        for reads in 1..=max_reads {
             let bytes = kubelet(log, cursor.as_ref().and_then(since_time), limit);
             let cut = bytes.len() >= limit;
             let text = String::from_utf8_lossy(&bytes);
@@ -490,5 +496,37 @@ mod tests {
             "{lines:?}"
         );
         assert_eq!(lines.last().unwrap(), "é after");
+    }
+
+    // Moved beside the simulated kubelet it drives: arbitrary logs, any read limit.
+    proptest! {
+    #[test]
+    fn following_a_log_never_freezes(
+        entries in prop::collection::vec(
+            (0i64..3, 0usize..3, prop_oneof!["[ -~é█\\r]{0,50}", any::<String>()], any::<bool>()),
+            1..40,
+        ),
+        limit in 64usize..4096,
+    ) {
+        // Entries a few per second; some long (up to 3 limits), some partial pieces of a line.
+        let mut log = Vec::new();
+        let mut nanos = T0;
+        for (gap, repeat, text, partial) in entries {
+            nanos += gap * SECOND / 2 + 1;
+            let text = text.replace('\n', " ");
+            let text = text.repeat(1 + repeat * limit / text.len().max(1));
+            let text = crate::logs::text::prefix_within(&text, repeat * limit + 50);
+            log.push(Entry { nanos, text: text.as_bytes().to_vec(), partial });
+        }
+        // The last line ends, so that what follows starts a line.
+        if let Some(last) = log.last_mut() {
+            last.partial = false;
+        }
+        let end = nanos / SECOND * SECOND + 2 * SECOND;
+        log.push(Entry { nanos: end, text: b"END".to_vec(), partial: false });
+        let seconds = usize::try_from((end - T0) / SECOND).unwrap_or(0);
+        let (lines, reads) = follow_at_most(&log, limit, 4 * (log.len() + seconds) + 4);
+        prop_assert_eq!(lines.last().map(String::as_str), Some("END"), "{} reads", reads);
+    }
     }
 }

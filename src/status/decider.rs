@@ -220,12 +220,7 @@ impl<'a> Decider<'a> {
             }
         }
         if let Some(ptj) = self.obs.pytorch_job.present() {
-            let is = ptj
-                .spec
-                .run_policy
-                .as_ref()
-                .and_then(|r| r.suspend)
-                .unwrap_or(false);
+            let is = ptj.suspended();
             // Kueue owns runPolicy.suspend of a queued job; we never fight it.
             if is != suspend && !queue_managed {
                 self.actions
@@ -450,13 +445,7 @@ impl<'a> Decider<'a> {
             );
             return Flow::Stop;
         }
-        let suspended_by_queue = self.job.spec.queue_name().is_some()
-            && ptj
-                .spec
-                .run_policy
-                .as_ref()
-                .and_then(|r| r.suspend)
-                .unwrap_or(false);
+        let suspended_by_queue = self.job.spec.queue_name().is_some() && ptj.suspended();
         match (suspended_by_queue, self.new.training_start_time.is_some()) {
             (true, false) => self.queued(self.job.spec.queue_name().unwrap_or_default()),
             (false, false) => self.training_started(),
@@ -619,13 +608,7 @@ impl<'a> Decider<'a> {
         const KEEP: usize = 16;
         // Pods stopped on purpose (a suspension, a preemption by Kueue, an eviction) are not
         // failures of the run, even when they die with 137.
-        let suspended = ptj
-            .spec
-            .run_policy
-            .as_ref()
-            .and_then(|r| r.suspend)
-            .unwrap_or(false);
-        if suspended {
+        if ptj.suspended() {
             return None;
         }
         let failed: Vec<(&str, i32)> = self

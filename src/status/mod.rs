@@ -383,12 +383,7 @@ pub(crate) fn podless_child<'a>(
         }
         Phase::Training => {
             let ptj = observed.pytorch_job.present()?;
-            let suspended = ptj
-                .spec
-                .run_policy
-                .as_ref()
-                .and_then(|r| r.suspend)
-                .unwrap_or(false);
+            let suspended = ptj.suspended();
             if suspended
                 || ptj.ever_had_pods()
                 || ptj.condition_true("Succeeded").is_some()

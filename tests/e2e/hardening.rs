@@ -23,6 +23,24 @@ fn condition<'a>(
         .find(|c| c.type_ == type_)
 }
 
+/// Waits until the job's Stalled condition is True with `reason`; returns the job and it.
+async fn wait_for_stalled(
+    ns: &TestNamespace,
+    name: &str,
+    reason: &str,
+) -> (
+    finetune_operator::api::FineTuneJob,
+    k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition,
+) {
+    let (job, _) = ns
+        .wait_for(name, &format!("Stalled ({reason})"), |j| {
+            condition(j, "Stalled").is_some_and(|c| c.status == "True" && c.reason == reason)
+        })
+        .await;
+    let stalled = condition(&job, "Stalled").cloned().unwrap();
+    (job, stalled)
+}
+
 /// Creates a ResourceQuota and waits until the quota controller has counted usage (admission
 /// enforces it only then).
 async fn quota(
@@ -209,12 +227,7 @@ async fn a_quota_that_forbids_the_child_is_reported_then_the_job_goes_on() {
     let mut spec = finetunejob("quota", json!({"sim.finetune.dev/duration": "1s"}));
     spec["spec"]["preprocess"] = json!({});
     ns.create(spec).await;
-    let (job, _) = ns
-        .wait_for("quota", "Stalled by the quota", |j| {
-            condition(j, "Stalled").is_some_and(|c| c.reason == "CreateForbidden")
-        })
-        .await;
-    let stalled = condition(&job, "Stalled").unwrap();
+    let (job, stalled) = wait_for_stalled(&ns, "quota", "CreateForbidden").await;
     assert!(
         stalled.message.contains("exceeded quota"),
         "{}",
@@ -240,12 +253,7 @@ async fn a_child_whose_pods_are_refused_is_stalled_with_the_reason() {
     let mut spec = finetunejob("nopods", json!({"sim.finetune.dev/duration": "1s"}));
     spec["spec"]["preprocess"] = json!({});
     ns.create(spec).await;
-    let (job, _) = ns
-        .wait_for("nopods", "Stalled without pods", |j| {
-            condition(j, "Stalled").is_some_and(|c| c.reason == "NoPods")
-        })
-        .await;
-    let stalled = condition(&job, "Stalled").unwrap();
+    let (job, stalled) = wait_for_stalled(&ns, "nopods", "NoPods").await;
     assert!(
         stalled
             .message
@@ -323,12 +331,7 @@ async fn a_restricted_namespace_is_satisfied_by_the_pod_security_context() {
     ns.create(allowed).await;
     ns.wait_for_phase("allowed", Phase::Succeeded).await;
 
-    let (job, _) = ns
-        .wait_for("refused", "Stalled without pods", |j| {
-            condition(j, "Stalled").is_some_and(|c| c.reason == "NoPods")
-        })
-        .await;
-    let stalled = condition(&job, "Stalled").unwrap();
+    let (job, stalled) = wait_for_stalled(&ns, "refused", "NoPods").await;
     assert!(
         stalled
             .message
@@ -347,12 +350,7 @@ async fn pods_no_scheduler_picks_up_are_reported() {
     spec["spec"]["resources"] = json!({"nodes": 1, "gpusPerNode": 1});
     spec["spec"]["scheduling"] = json!({"schedulerName": "no-such-scheduler"});
     ns.create(spec).await;
-    let (job, _) = ns
-        .wait_for("nosched", "Stalled, not scheduled", |j| {
-            condition(j, "Stalled").is_some_and(|c| c.reason == "NotScheduled")
-        })
-        .await;
-    let stalled = condition(&job, "Stalled").unwrap();
+    let (job, stalled) = wait_for_stalled(&ns, "nosched", "NotScheduled").await;
     assert!(
         stalled.message.contains("schedulerName"),
         "{}",
