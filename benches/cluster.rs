@@ -27,8 +27,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use finetune_operator::api::{FIELD_MANAGER, FineTuneJob, Phase, PyTorchJob};
-use finetune_operator::build::{build_pytorch_job, master_pod_name};
+use finetune_operator::api::{FineTuneJob, Phase, PyTorchJob};
+use finetune_operator::children::build_pytorch_job;
+use finetune_operator::names::{FIELD_MANAGER, master_pod_name};
 use finetune_operator::status::{self, Lookup, Observed};
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, PersistentVolumeClaim};
@@ -1700,7 +1701,7 @@ fn markdown(r: &Value, baseline: Option<&Value>, settings: &Settings) -> String 
        the operator's kubeconfig and ServiceAccount, kube's default client settings and the \
        operator's default concurrency (8). It watches the FineTuneJobs and, once per job, \
        server-side-applies exactly the PyTorchJob the operator builds \
-       (`finetune_operator::build::build_pytorch_job`) and writes exactly the Training status \
+       (`finetune_operator::children::build_pytorch_job`) and writes exactly the Training status \
        the operator would (`status::decide`): 2 writes, no reads. Operator and limit alternate, \
        run by run, each in its own namespace, deleted before the next run.",
     );

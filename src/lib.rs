@@ -4,7 +4,9 @@
 //! operator writes their story into the FineTuneJob's status and events.
 //!
 //! - [`api`]: the FineTuneJob types and the PyTorchJob subset we use.
-//! - [`build`]: pure functions from a FineTuneJob to its children.
+//! - [`children`]: pure functions from a FineTuneJob to its children (preprocess Job,
+//!   PyTorchJob).
+//! - [`names`]: every name, label and container name the operator sets or reads, in one place.
 //! - [`status`]: the pure phase machine (observed world → next status, actions, events).
 //! - [`logs`]: bounded log tails for event notes.
 //! - [`client`]: the kube clients, with a timeout on every request but the watches.
@@ -13,10 +15,11 @@
 //! - [`render`]: what `finetune-operator render` prints.
 
 pub mod api;
-pub mod build;
+pub mod children;
 pub mod client;
 pub mod controller;
 pub mod logs;
+pub mod names;
 pub mod render;
 pub mod status;
 pub mod telemetry;

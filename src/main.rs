@@ -202,7 +202,7 @@ async fn operate(args: RunArgs) -> Result<(), BoxError> {
     ));
 
     let reporter = Reporter {
-        controller: api::FIELD_MANAGER.to_string(),
+        controller: finetune_operator::names::FIELD_MANAGER.to_string(),
         instance: std::env::var("POD_NAME").ok(),
     };
     let ctx = Arc::new(
@@ -246,8 +246,13 @@ async fn run_as_leader(
     health: Arc<Health>,
     mut stop: watch::Receiver<bool>,
 ) -> Result<(), BoxError> {
-    let identity = std::env::var("POD_NAME")
-        .unwrap_or_else(|_| format!("{}-{}", api::FIELD_MANAGER, std::process::id()));
+    let identity = std::env::var("POD_NAME").unwrap_or_else(|_| {
+        format!(
+            "{}-{}",
+            finetune_operator::names::FIELD_MANAGER,
+            std::process::id()
+        )
+    });
     // Each replica keeps the lease manager's own field manager (one per identity): server-side
     // apply conflicts between replicas are what keep two of them from holding the lease.
     let manager = LeaseManagerBuilder::new(client, "finetune-operator-leader")

@@ -7,7 +7,7 @@ use serde_json::Value;
 use thiserror::Error;
 
 use crate::api::FineTuneJob;
-use crate::build::{BuildError, build_children};
+use crate::children::{BuildError, build_children};
 
 /// Stands in for the uid the apiserver assigns, so owner references can be shown.
 pub const PLACEHOLDER_UID: &str = "00000000-0000-0000-0000-000000000000";

@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use finetune_operator::build::build_children;
+use finetune_operator::children::build_children;
 use finetune_operator::render::parse_finetunejob;
 use serde_json::{Value, json};
 

@@ -6,7 +6,7 @@
 //! pod-security-standards, Kubernetes 1.33), baseline and restricted controls alike, over every
 //! container of the pod.
 
-use finetune_operator::build::build_children;
+use finetune_operator::children::build_children;
 use finetune_operator::render::parse_finetunejob;
 use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec, SELinuxOptions};
 use serde_json::{Value, json};

@@ -17,12 +17,6 @@ pub use status::*;
 
 /// API group of the FineTuneJob.
 pub const GROUP: &str = "finetune.dev";
-/// Finalizer the operator keeps on every FineTuneJob until its children are gone.
-pub const FINALIZER: &str = "finetune.dev/cleanup";
-/// Server-side apply field manager; users can name it in Argo CD `managedFieldsManagers`.
-pub const FIELD_MANAGER: &str = "finetune-operator";
-/// Label put on every child and every pod the operator causes, valued with the FineTuneJob name.
-pub const JOB_NAME_LABEL: &str = "finetune.dev/job-name";
 /// Longest FineTuneJob name, so that `<name>-preprocess` and `<name>-worker-N` stay DNS labels.
 pub const MAX_NAME_LENGTH: usize = 40;
 

@@ -16,8 +16,6 @@ use serde::{Deserialize, Serialize};
 pub const MASTER: &str = "Master";
 /// Replica type of the other nodes.
 pub const WORKER: &str = "Worker";
-/// The training operator requires the training container to have this name.
-pub const PYTORCH_CONTAINER: &str = "pytorch";
 
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[kube(

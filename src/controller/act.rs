@@ -16,8 +16,9 @@ use tracing::{info, warn};
 use super::Context;
 use super::error::{Error, KubeContext, is_already_exists, is_conflict, is_not_found};
 use super::events;
-use crate::api::{FIELD_MANAGER, FineTuneJob, PyTorchJob};
-use crate::build::{build_preprocess_job, build_pytorch_job, preprocess_job_name};
+use crate::api::{FineTuneJob, PyTorchJob};
+use crate::children::{build_preprocess_job, build_pytorch_job};
+use crate::names::{FIELD_MANAGER, preprocess_job_name};
 use crate::status::{self, ChildAction, ChildKind, Decision, PlannedEvent};
 
 pub async fn act(job: &FineTuneJob, mut decision: Decision, ctx: &Context) -> Result<(), Error> {

@@ -18,8 +18,8 @@ use kube::ResourceExt;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::runtime::watcher;
 
-use crate::api::{FineTuneJob, JOB_NAME_LABEL, PyTorchJob};
-use crate::status::pods::{BATCH_JOB_LABELS, TRAINING_JOB_LABEL};
+use crate::api::{FineTuneJob, PyTorchJob};
+use crate::names::{BATCH_JOB_LABELS, JOB_NAME_LABEL, TRAINING_JOB_LABEL};
 
 /// The watch caches of the children and pods, set when the controller starts.
 pub struct Caches {

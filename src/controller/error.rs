@@ -2,7 +2,7 @@
 
 use thiserror::Error;
 
-use crate::build::BuildError;
+use crate::children::BuildError;
 
 #[derive(Debug, Error)]
 pub enum Error {

@@ -11,9 +11,10 @@ use tracing::debug;
 use super::Context;
 use super::error::{Error, KubeContext, is_not_found};
 use super::follow::read_log;
-use crate::api::{FineTuneJob, JOB_NAME_LABEL, PyTorchJob};
-use crate::build::preprocess_job_name;
+use crate::api::{FineTuneJob, PyTorchJob};
+
 use crate::logs::{TAIL_LIMIT_BYTES, TAIL_LINES, next_tail_lines};
+use crate::names::{JOB_NAME_LABEL, preprocess_job_name};
 use crate::status::{self, LogSource, Lookup, Needs, Observed};
 
 /// The current time at whole seconds, as the apiserver stores it.

@@ -7,7 +7,8 @@ use serde_json::json;
 
 use super::Context;
 use super::error::{Error, KubeContext, is_not_found};
-use crate::api::{FIELD_MANAGER, FINALIZER, FineTuneJob};
+use crate::api::FineTuneJob;
+use crate::names::{FIELD_MANAGER, FINALIZER};
 
 pub fn has_finalizer(job: &FineTuneJob) -> bool {
     job.finalizers().iter().any(|f| f == FINALIZER)

@@ -12,10 +12,11 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Api, Client, ResourceExt};
 use tracing::debug;
 
-use crate::api::{FineTuneJob, LogCursor, PYTORCH_CONTAINER};
-use crate::build::master_pod_name;
+use crate::api::{FineTuneJob, LogCursor};
+
 use crate::logs::cursor::{after_cursor, since_time};
 use crate::logs::progress::ProgressParser;
+use crate::names::{PYTORCH_CONTAINER, master_pod_name};
 use crate::status::LogRead;
 
 /// Bytes asked for in one read. A log that grew more is read again a second later.

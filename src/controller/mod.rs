@@ -26,7 +26,9 @@ use tracing::{debug, info, warn};
 pub use error::Error;
 pub use fetch::pytorchjob_kind_installed;
 
-use crate::api::{FineTuneJob, JOB_NAME_LABEL, Phase, PyTorchJob};
+use crate::api::{FineTuneJob, Phase, PyTorchJob};
+use crate::names;
+use crate::names::JOB_NAME_LABEL;
 use crate::status::{self, Lookup, Needs, PlannedEvent, Severity, Tail, reason};
 use crate::telemetry::Metrics;
 
@@ -381,19 +383,18 @@ fn cancelled_event(job: &FineTuneJob, phase: Phase, observed: &status::Observed)
             if matches!(observed.pytorch_job, Lookup::Present(_)) =>
         {
             Some(Tail::Fetch(status::LogSource {
-                pod: crate::build::master_pod_name(&name),
-                container: crate::api::PYTORCH_CONTAINER.to_string(),
+                pod: names::master_pod_name(&name),
+                container: names::PYTORCH_CONTAINER.to_string(),
             }))
         }
         Phase::Initializing => {
-            let pods =
-                status::pods::of_job(&observed.pods, &crate::build::preprocess_job_name(&name));
+            let pods = status::pods::of_job(&observed.pods, &names::preprocess_job_name(&name));
             pods.iter()
                 .max_by_key(|p| p.metadata.creation_timestamp.clone())
                 .map(|p| {
                     Tail::Fetch(status::LogSource {
                         pod: p.name_any(),
-                        container: crate::build::PREPROCESS_CONTAINER.to_string(),
+                        container: names::PREPROCESS_CONTAINER.to_string(),
                     })
                 })
         }

@@ -7,8 +7,9 @@ use k8s_openapi::api::batch::v1::Job;
 use kube::ResourceExt;
 
 use super::*;
-use crate::api::{FineTuneJob, FineTuneJobStatus, PYTORCH_CONTAINER, Phase, PyTorchJob, condition};
-use crate::build::{PREPROCESS_CONTAINER, master_pod_name, preprocess_job_name};
+use crate::api::{FineTuneJob, FineTuneJobStatus, Phase, PyTorchJob, condition};
+use crate::names;
+use crate::names::{PREPROCESS_CONTAINER, PYTORCH_CONTAINER, master_pod_name, preprocess_job_name};
 
 /// Whether the stage is done deciding, or the next stage should look too.
 pub(super) enum Flow {
@@ -68,7 +69,7 @@ impl<'a> Decider<'a> {
         // What admission could not check fails the job before anything is created.
         if self.new.preprocess_job.is_none()
             && self.new.pytorch_job.is_none()
-            && let Some(problem) = names::invalid_pod_metadata(self.job)
+            && let Some(problem) = pod_metadata::invalid_pod_metadata(self.job)
         {
             self.set_condition(condition::ACCEPTED, false, reason::INVALID_SPEC, &problem);
             self.fail(reason::INVALID_SPEC, &problem, None);
@@ -615,7 +616,7 @@ impl<'a> Decider<'a> {
             .obs
             .pods
             .iter()
-            .filter(|p| p.labels().get(pods::TRAINING_JOB_LABEL) == Some(&self.name))
+            .filter(|p| p.labels().get(names::TRAINING_JOB_LABEL) == Some(&self.name))
             .filter(|p| p.metadata.deletion_timestamp.is_none() && !pods::disrupted(p))
             .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed"))
             .filter_map(|p| {

@@ -8,7 +8,7 @@ pub mod bounds;
 mod conditions;
 mod decider;
 pub mod diagnose;
-mod names;
+mod pod_metadata;
 pub mod pods;
 mod progress;
 
@@ -19,12 +19,12 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::ResourceExt;
 
-use crate::api::{
-    FineTuneJob, FineTuneJobStatus, LogCursor, PYTORCH_CONTAINER, Phase, PyTorchJob, condition,
-};
-use crate::build::{PREPROCESS_CONTAINER, master_pod_name, preprocess_job_name};
+use crate::api::{FineTuneJob, FineTuneJobStatus, LogCursor, Phase, PyTorchJob, condition};
+
 use crate::logs::progress::Record;
 
+use crate::names;
+use crate::names::{PREPROCESS_CONTAINER, PYTORCH_CONTAINER, master_pod_name, preprocess_job_name};
 pub use conditions::is_true as condition_is_true;
 use decider::Decider;
 
@@ -391,7 +391,7 @@ pub(crate) fn podless_child<'a>(
                 || observed
                     .pods
                     .iter()
-                    .any(|p| p.labels().get(pods::TRAINING_JOB_LABEL) == Some(&name))
+                    .any(|p| p.labels().get(names::TRAINING_JOB_LABEL) == Some(&name))
             {
                 return None;
             }

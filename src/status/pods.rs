@@ -4,6 +4,8 @@
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use kube::ResourceExt;
 
+use crate::names::BATCH_JOB_LABELS;
+
 /// How a container ended.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Termination {
@@ -109,12 +111,6 @@ pub fn disrupted(pod: &Pod) -> bool {
         .flatten()
         .any(|c| c.type_ == "DisruptionTarget" && c.status == "True")
 }
-
-/// The labels the Job controller puts its Job's name in (the second is the older one).
-pub const BATCH_JOB_LABELS: [&str; 2] = ["batch.kubernetes.io/job-name", "job-name"];
-
-/// The label the training operator puts its PyTorchJob's name in.
-pub const TRAINING_JOB_LABEL: &str = "training.kubeflow.org/job-name";
 
 /// Pods of the Job `job_name` (the Job controller labels its pods with the Job's name).
 pub fn of_job(pods: &[Pod], job_name: &str) -> Vec<Pod> {

@@ -9,8 +9,10 @@ use kube::ResourceExt;
 use super::decider::Decider;
 use super::{PodlessChild, Severity, conditions, diagnose, pods, reason};
 use crate::api::{Phase, condition};
-use crate::build::preprocess_job_name;
+
 use crate::logs::progress::{FoldContext, LogState, Transition, fold};
+use crate::names;
+use crate::names::preprocess_job_name;
 
 impl Decider<'_> {
     /// Folds the log lines read this time into progress, checkpoints and the resume point, and
@@ -117,7 +119,7 @@ impl Decider<'_> {
         self.obs
             .pods
             .iter()
-            .filter(|p| p.labels().get(pods::TRAINING_JOB_LABEL) == Some(&self.name))
+            .filter(|p| p.labels().get(names::TRAINING_JOB_LABEL) == Some(&self.name))
             .cloned()
             .collect()
     }

@@ -18,13 +18,6 @@ use crate::api::{FineTuneJob, PyTorchJob};
 pub use preprocess::build_preprocess_job;
 pub use pytorchjob::build_pytorch_job;
 
-/// Label Kueue reads to pick the LocalQueue of a workload.
-pub const KUEUE_QUEUE_LABEL: &str = "kueue.x-k8s.io/queue-name";
-/// Annotation that keeps Istio from injecting a sidecar (which keeps pods from completing).
-pub const ISTIO_INJECT_ANNOTATION: &str = "sidecar.istio.io/inject";
-/// Name of the preprocess container.
-pub const PREPROCESS_CONTAINER: &str = "preprocess";
-
 /// The children of a FineTuneJob, in the order they run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Children {
@@ -47,16 +40,6 @@ pub fn build_children(job: &FineTuneJob) -> Result<Children, BuildError> {
         },
         pytorch_job: build_pytorch_job(job)?,
     })
-}
-
-/// Name of the preprocess Job of a FineTuneJob.
-pub fn preprocess_job_name(job_name: &str) -> String {
-    format!("{job_name}-preprocess")
-}
-
-/// Name of the rank-0 pod, whose log carries progress and the failure tail.
-pub fn master_pod_name(job_name: &str) -> String {
-    format!("{job_name}-master-0")
 }
 
 /// Escapes a user-supplied string for a container `args` element or an env value the operator

@@ -6,8 +6,9 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::ResourceExt;
 
 use super::pod::{self, DATA_MOUNT, MODEL_MOUNT, Mounts, OUTPUT_MOUNT};
-use super::{BuildError, PREPROCESS_CONTAINER, child_meta, flag, preprocess_job_name, under};
+use super::{BuildError, child_meta, flag, under};
 use crate::api::{FineTuneJob, PreprocessSpec};
+use crate::names::{PREPROCESS_CONTAINER, preprocess_job_name};
 
 /// Where the processed data lands inside the output directory.
 pub fn processed_data_dir(job: &FineTuneJob) -> String {

@@ -9,8 +9,8 @@ use k8s_openapi::api::core::v1::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 
-use super::ISTIO_INJECT_ANNOTATION;
-use crate::api::{FineTuneJob, JOB_NAME_LABEL};
+use crate::api::FineTuneJob;
+use crate::names::{ISTIO_INJECT_ANNOTATION, JOB_NAME_LABEL};
 
 pub(super) const MODEL_MOUNT: &str = "/model";
 pub(super) const DATA_MOUNT: &str = "/data";

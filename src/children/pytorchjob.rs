@@ -9,11 +9,9 @@ use kube::ResourceExt;
 
 use super::pod::{self, DATA_MOUNT, MODEL_MOUNT, Mounts, OUTPUT_MOUNT};
 use super::preprocess::processed_data_dir;
-use super::{BuildError, KUEUE_QUEUE_LABEL, child_meta, flag, literal, under};
-use crate::api::{
-    FineTuneJob, MASTER, PYTORCH_CONTAINER, PyTorchJob, PyTorchJobSpec, ReplicaSpec, RunPolicy,
-    WORKER,
-};
+use super::{BuildError, child_meta, flag, literal, under};
+use crate::api::{FineTuneJob, MASTER, PyTorchJob, PyTorchJobSpec, ReplicaSpec, RunPolicy, WORKER};
+use crate::names::{KUEUE_QUEUE_LABEL, PYTORCH_CONTAINER};
 
 /// Builds the PyTorchJob `<name>`.
 pub fn build_pytorch_job(job: &FineTuneJob) -> Result<PyTorchJob, BuildError> {

@@ -1,0 +1,43 @@
+//! Every name the operator gives or looks for, in one place: child and pod names, container
+//! names, our own label, finalizer and field manager, and the labels and annotations of the
+//! systems we work with (the Job controller, the training operator, Kueue, Istio).
+//!
+//! Users, dashboards and other controllers match on these strings, so they are API: changing
+//! one is a breaking change. The builders, the phase machine and the controller all read them
+//! from here, and none of them depends on another for a name.
+
+/// Finalizer the operator keeps on every FineTuneJob until its children are gone.
+pub const FINALIZER: &str = "finetune.dev/cleanup";
+/// Server-side apply field manager; users can name it in Argo CD `managedFieldsManagers`.
+pub const FIELD_MANAGER: &str = "finetune-operator";
+/// Label put on every child and every pod the operator causes, valued with the FineTuneJob name.
+pub const JOB_NAME_LABEL: &str = "finetune.dev/job-name";
+
+/// Name of the preprocess container.
+pub const PREPROCESS_CONTAINER: &str = "preprocess";
+/// Name of the training container; the training operator requires exactly this name.
+pub const PYTORCH_CONTAINER: &str = "pytorch";
+
+/// The labels the Job controller puts its Job's name in (the second is the older one).
+pub const BATCH_JOB_LABELS: [&str; 2] = ["batch.kubernetes.io/job-name", "job-name"];
+/// The label the training operator puts its PyTorchJob's name in.
+pub const TRAINING_JOB_LABEL: &str = "training.kubeflow.org/job-name";
+/// Label Kueue reads to pick the LocalQueue of a workload.
+pub const KUEUE_QUEUE_LABEL: &str = "kueue.x-k8s.io/queue-name";
+/// Annotation that keeps Istio from injecting a sidecar (which keeps pods from completing).
+pub const ISTIO_INJECT_ANNOTATION: &str = "sidecar.istio.io/inject";
+
+/// Name of the preprocess Job of a FineTuneJob.
+pub fn preprocess_job_name(job_name: &str) -> String {
+    format!("{job_name}-preprocess")
+}
+
+/// Name of the PyTorchJob of a FineTuneJob: the FineTuneJob's own name.
+pub fn pytorch_job_name(job_name: &str) -> String {
+    job_name.to_string()
+}
+
+/// Name of the rank-0 pod, whose log carries progress and the failure tail.
+pub fn master_pod_name(job_name: &str) -> String {
+    format!("{job_name}-master-0")
+}
