@@ -13,6 +13,7 @@
 //! - [`controller`]: the reconcile loop, the only place that talks to the apiserver.
 //! - [`telemetry`]: metrics, health endpoints, logging.
 //! - [`render`]: what `finetune-operator render` prints.
+//! - `testing`: fixtures shared by the tests and benchmarks (not operator behaviour).
 
 pub mod api;
 pub mod children;
@@ -23,3 +24,5 @@ pub mod names;
 pub mod render;
 pub mod status;
 pub mod telemetry;
+#[doc(hidden)]
+pub mod testing;
