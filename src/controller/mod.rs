@@ -2,33 +2,30 @@
 
 mod act;
 mod cache;
+mod discovery;
 mod error;
 mod events;
 mod fetch;
 mod finalizer;
 mod follow;
+mod watches;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::Pod;
-use kube::api::ListParams;
-use kube::runtime::controller::{self, Action, Config as ControllerConfig};
+use kube::runtime::controller::Action;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef};
-use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
-use tracing::{debug, info, warn};
+use tracing::warn;
 
 pub use error::Error;
 pub use fetch::pytorchjob_kind_installed;
+pub use watches::run;
 
-use crate::api::{FineTuneJob, Phase, PyTorchJob};
+use crate::api::{FineTuneJob, Phase};
 use crate::names;
-use crate::names::JOB_NAME_LABEL;
 use crate::status::{self, Lookup, Needs, PlannedEvent, Severity, Tail, reason};
 use crate::telemetry::Metrics;
 
@@ -48,7 +45,7 @@ pub struct Context {
     /// The operator's own last write of each FineTuneJob, until the cache holds it.
     written: cache::Written,
     /// When discovery last found the PyTorchJob kind.
-    kind_seen: cache::KindSeen,
+    kind_seen: discovery::KindSeen,
     /// The FineTuneJobs the controller watches, to find another live job writing to the same
     /// output directory; unset until [`run`] starts the watch.
     job_store: OnceLock<reflector::Store<FineTuneJob>>,
@@ -73,7 +70,7 @@ impl Context {
             followers: follow::Followers::new(progress_interval),
             caches: OnceLock::new(),
             written: cache::Written::default(),
-            kind_seen: cache::KindSeen::default(),
+            kind_seen: discovery::KindSeen::default(),
             job_store: OnceLock::new(),
             log_tails: true,
         }
@@ -112,114 +109,6 @@ pub struct Settings {
     /// The client of the watches: a watch is silent while nothing changes, so it cannot take
     /// the read timeout of the context's client (see [`crate::client`]).
     pub watch_client: Client,
-}
-
-fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
-where
-    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>,
-{
-    match namespace {
-        Some(ns) => Api::namespaced(client.clone(), ns),
-        None => Api::all(client.clone()),
-    }
-}
-
-/// Objects per page of a watch's initial list. A page is deserialized whole, pod specs and
-/// templates included, before the caches slim each object: with kube's default (500) the pages of
-/// pods and PyTorchJobs were most of a restarted operator's peak memory (118–157 MiB against
-/// 49 MiB at 50, with 2,000 finished jobs). More, smaller lists cost no measurable time.
-const LIST_PAGE_SIZE: u32 = 50;
-
-/// Runs the controller until `shutdown` resolves. Fails at once, with an install hint, when the
-/// FineTuneJob CRD is not installed.
-pub async fn run(
-    ctx: Arc<Context>,
-    settings: Settings,
-    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
-) -> Result<(), Error> {
-    let client = settings.watch_client.clone();
-    let ns = settings.namespace.as_deref();
-    let jobs: Api<FineTuneJob> = api(&client, ns);
-    api::<FineTuneJob>(&ctx.client, ns)
-        .list(&ListParams::default().limit(1))
-        .await
-        .map_err(|source| Error::Kube {
-            action: "list_finetunejobs (is the CRD installed? kubectl apply -f crds/)",
-            source,
-        })?;
-    if !pytorchjob_kind_installed(&ctx.client).await? {
-        warn!("the kubeflow.org/v1 PyTorchJob kind is not installed; jobs will wait for it");
-    }
-
-    // Children and pods carry our label; selecting on it keeps the watches small. The same
-    // watches that trigger reconciles fill the caches reconciles read from.
-    let listing = watcher::Config::default()
-        .any_semantic()
-        .page_size(LIST_PAGE_SIZE);
-    let ours = listing.clone().labels(JOB_NAME_LABEL);
-    let (pytorch_jobs, pytorch_writer) = reflector::store();
-    let (preprocess_jobs, preprocess_writer) = reflector::store();
-    let pods = cache::PodIndex::default();
-    let pytorch_stream = watcher(api::<PyTorchJob>(&client, ns), ours.clone())
-        .default_backoff()
-        .modify(cache::slim_pytorch_job)
-        .reflect(pytorch_writer)
-        .touched_objects();
-    let preprocess_stream = watcher(api::<Job>(&client, ns), ours.clone())
-        .default_backoff()
-        .modify(cache::slim_job)
-        .reflect(preprocess_writer)
-        .touched_objects();
-    let index = pods.clone();
-    let pod_stream = watcher(api::<Pod>(&client, ns), ours)
-        .default_backoff()
-        .modify(cache::slim_pod)
-        .inspect_ok(move |event| index.apply(event))
-        .touched_objects();
-    let _ = ctx.caches.set(cache::Caches {
-        pytorch_jobs,
-        preprocess_jobs,
-        pods,
-    });
-    let (job_store, job_writer) = reflector::store();
-    let job_stream = watcher(jobs, listing)
-        .default_backoff()
-        .modify(cache::slim_finetune_job)
-        .reflect(job_writer)
-        .applied_objects();
-    let _ = ctx.job_store.set(job_store.clone());
-    let controller = Controller::for_stream(job_stream, job_store)
-        .owns_stream(preprocess_stream)
-        .owns_stream(pytorch_stream)
-        .watches_stream(pod_stream, |pod: Pod| {
-            let name = pod.labels().get(JOB_NAME_LABEL)?.clone();
-            Some(ObjectRef::new(&name).within(&pod.namespace()?))
-        })
-        .with_config(
-            ControllerConfig::default()
-                .concurrency(settings.concurrency)
-                .debounce(settings.debounce),
-        );
-    ctx.metrics.watch_store(controller.store());
-    info!(namespace = ns.unwrap_or("<all>"), "controller started");
-    controller
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile, error_policy, ctx)
-        .for_each(|result| async move {
-            match result {
-                Ok((obj, _)) => debug!(object = %obj, "reconciled"),
-                // Reconciler failures are logged by `error_policy`, and a reconcile of an
-                // object deleted meanwhile is expected; a failing watch or runner is not.
-                Err(
-                    e @ (controller::Error::ReconcilerFailed(..)
-                    | controller::Error::ObjectNotFound(_)),
-                ) => debug!(error = %e, "reconcile loop"),
-                Err(e) => warn!(error = %e, "controller queue failed; retrying"),
-            }
-        })
-        .await;
-    info!("controller stopped");
-    Ok(())
 }
 
 /// A finished job with nothing left to do costs no API call at all, so a restart with
