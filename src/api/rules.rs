@@ -119,6 +119,17 @@ pub(super) fn non_root_user() -> Rule {
     )
 }
 
+/// Label keys under finetune.dev/, training.kubeflow.org/ and kueue.x-k8s.io/ belong to this
+/// operator, the training operator and Kueue; a user's pod label must not set or shadow them.
+pub(super) fn reserved_label_keys() -> Rule {
+    Rule::new(
+        "self.all(k, !k.startsWith('finetune.dev/') && !k.startsWith('training.kubeflow.org/') && !k.startsWith('kueue.x-k8s.io/'))",
+    )
+    .message(
+        "podTemplate.labels: keys under finetune.dev/, training.kubeflow.org/ and kueue.x-k8s.io/ are reserved for the operators",
+    )
+}
+
 /// Fields that may change after creation; everything else in `spec` is frozen.
 const MUTABLE_SPEC_FIELDS: &[&str] = &["suspend", "cleanup"];
 
