@@ -13,7 +13,7 @@ BIN := $(CARGO_TARGET_DIR)/debug/finetune-operator
 
 include tests/cluster/cluster.mk
 
-.PHONY: help build test unit-test lint fmt crds golden render musl docker setup bench
+.PHONY: help build test unit-test lint fmt crds golden render musl docker setup bench gpu-conformance
 
 help: ## Show this help
 	@grep -hE '^[a-z][a-z-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -31,6 +31,10 @@ test: ## Run every test: unit, mocked apiserver, and the real local control plan
 
 bench: ## Benchmarks (not tests): parser, then the operator on the local cluster → BENCHMARKS.md
 	scripts/bench.sh
+
+ILAB_VERSION ?= 0.16.2
+gpu-conformance: build ## Not in `make test`: real InstructLab on one NVIDIA GPU vs inspect-log (tests/gpu/README.md)
+	tests/gpu/run.sh --bin $(BIN) --ilab $(ILAB_VERSION)
 
 unit-test: ## Run only the tests that need no cluster
 	cargo test --locked
