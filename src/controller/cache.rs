@@ -295,6 +295,7 @@ impl KindSeen {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::children::Child;
     use serde_json::json;
 
     fn pod(name: &str, job: &str) -> Pod {
@@ -379,7 +380,7 @@ mod tests {
         .unwrap();
         slim_pytorch_job(&mut job);
         assert!(job.spec.pytorch_replica_specs.is_empty());
-        assert!(job.condition_true("Running").is_some());
+        assert!(job.condition("Running"));
         assert_eq!(job.spec.run_policy.unwrap().suspend, Some(true));
 
         // The resourceVersion stays: the freshness check compares it with our last write.

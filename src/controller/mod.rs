@@ -2,6 +2,7 @@
 
 mod act;
 mod cache;
+mod deletion;
 mod error;
 mod events;
 mod fetch;
@@ -27,9 +28,8 @@ pub use error::Error;
 pub use fetch::pytorchjob_kind_installed;
 
 use crate::api::{FineTuneJob, Phase, PyTorchJob};
-use crate::names;
 use crate::names::JOB_NAME_LABEL;
-use crate::status::{self, Lookup, Needs, PlannedEvent, Severity, Tail, reason};
+use crate::status;
 use crate::telemetry::Metrics;
 
 /// What every reconcile shares.
@@ -222,20 +222,6 @@ pub async fn run(
     Ok(())
 }
 
-/// A finished job with nothing left to do costs no API call at all, so a restart with
-/// thousands of finished jobs is free. A finished status never regresses, so the cached copy is
-/// trustworthy here.
-fn settled(job: &FineTuneJob) -> bool {
-    let Some(status) = &job.status else {
-        return false;
-    };
-    status.phase.is_some_and(Phase::is_finished)
-        && status.observed_generation == job.metadata.generation
-        && job.metadata.deletion_timestamp.is_none()
-        && finalizer::has_finalizer(job)
-        && !job.spec.cleanup.delete_children_after_finished
-}
-
 /// Reconciles one FineTuneJob. A panic inside (a bug, whatever input caused it) becomes an error
 /// for this object only, retried with backoff: one bad job never stops the process or the others.
 pub async fn reconcile(cached: Arc<FineTuneJob>, ctx: Arc<Context>) -> Result<Action, Error> {
@@ -257,7 +243,7 @@ async fn catch_panics(
 
 async fn reconcile_job(cached: Arc<FineTuneJob>, ctx: Arc<Context>) -> Result<Action, Error> {
     let _timer = ctx.metrics.reconcile_started();
-    if settled(&cached) {
+    if status::is_settled(&cached) {
         return Ok(Action::await_change());
     }
     let ns = cached.namespace().ok_or(Error::MissingNamespace)?;
@@ -289,7 +275,7 @@ async fn reconcile_job(cached: Arc<FineTuneJob>, ctx: Arc<Context>) -> Result<Ac
 
     if job.metadata.deletion_timestamp.is_some() {
         return match finalizer::has_finalizer(&job) {
-            true => cleanup(&api, &job, &ctx).await,
+            true => deletion::run(&api, &job, &ctx).await,
             false => Ok(Action::await_change()),
         };
     }
@@ -319,97 +305,6 @@ async fn reconcile_job(cached: Arc<FineTuneJob>, ctx: Arc<Context>) -> Result<Ac
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .remove(&ObjectRef::from(&job));
     Ok(requeue.map_or_else(Action::await_change, Action::requeue))
-}
-
-/// Deletion: announce a cancellation (with the last log lines), delete the children in the
-/// foreground, wait until they are gone, then let the FineTuneJob go. A missing PyTorchJob kind
-/// never blocks this: its lookup says the child is absent.
-async fn cleanup(
-    api: &Api<FineTuneJob>,
-    job: &FineTuneJob,
-    ctx: &Context,
-) -> Result<Action, Error> {
-    let status = job.status.clone().unwrap_or_default();
-    let phase = status.phase.unwrap_or(Phase::Pending);
-    ctx.followers.forget(&ObjectRef::from(job));
-    let needs = Needs {
-        preprocess_job: true,
-        pytorch_job: true,
-        pods: phase == Phase::Initializing,
-        log: false,
-    };
-    let observed = fetch::observe(ctx, job, needs).await?;
-    let children: Vec<_> = [
-        observed.preprocess_job.present().map(|j| &j.metadata),
-        observed.pytorch_job.present().map(|j| &j.metadata),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    let undeleted = children.iter().any(|m| m.deletion_timestamp.is_none());
-    let ever_created = status.preprocess_job.is_some() || status.pytorch_job.is_some();
-
-    // Announce once: when we are about to delete live children, or when there never were any.
-    if !phase.is_finished() && (undeleted || !ever_created) {
-        let event = cancelled_event(job, phase, &observed);
-        if let Err(e) = events::publish(job, &event, ctx, api_namespace(job)?).await {
-            warn!(error = %e, "could not publish the Cancelled event");
-        }
-    }
-    if undeleted {
-        act::delete_children(job, &status::OwnedChildren::of(&observed), ctx).await?;
-    }
-    if children.is_empty() {
-        finalizer::remove(api, job).await?;
-        // The object is about to go: nothing kept for it may outlive it.
-        ctx.forget(&ObjectRef::from(job));
-        return Ok(Action::await_change());
-    }
-    // The children's own deletion events wake us; the requeue is a safety net.
-    Ok(Action::requeue(Duration::from_secs(5)))
-}
-
-fn api_namespace(job: &FineTuneJob) -> Result<&str, Error> {
-    job.metadata
-        .namespace
-        .as_deref()
-        .ok_or(Error::MissingNamespace)
-}
-
-fn cancelled_event(job: &FineTuneJob, phase: Phase, observed: &status::Observed) -> PlannedEvent {
-    let name = job.name_any();
-    let tail = match phase {
-        Phase::Training | Phase::Suspended
-            if matches!(observed.pytorch_job, Lookup::Present(_)) =>
-        {
-            Some(Tail::Fetch(status::LogSource {
-                pod: names::master_pod_name(&name),
-                container: names::PYTORCH_CONTAINER.to_string(),
-            }))
-        }
-        Phase::Initializing => {
-            let pods = status::pods::of_job(&observed.pods, &names::preprocess_job_name(&name));
-            pods.iter()
-                .max_by_key(|p| p.metadata.creation_timestamp.clone())
-                .map(|p| {
-                    Tail::Fetch(status::LogSource {
-                        pod: p.name_any(),
-                        container: names::PREPROCESS_CONTAINER.to_string(),
-                    })
-                })
-        }
-        _ => None,
-    };
-    PlannedEvent {
-        severity: Severity::Normal,
-        reason: reason::CANCELLED,
-        action: reason::CANCELLED.to_string(),
-        note: format!(
-            "FineTuneJob deleted while {}; deleting its children",
-            phase.as_str()
-        ),
-        tail,
-    }
 }
 
 /// Retries with exponential backoff per object: 5 s, 10 s, 20 s … up to 5 minutes.
