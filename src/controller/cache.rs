@@ -296,12 +296,13 @@ impl KindSeen {
 mod tests {
     use super::*;
     use crate::children::Child;
+    use crate::testing::{JobFixture, PodFixture};
     use serde_json::json;
 
     fn pod(name: &str, job: &str) -> Pod {
-        serde_json::from_value(json!({"metadata": {"name": name, "namespace": "ns",
-            "labels": {JOB_NAME_LABEL: job}}}))
-        .unwrap()
+        PodFixture::new(name)
+            .labels(json!({JOB_NAME_LABEL: job}))
+            .build()
     }
 
     fn names(pods: Option<Vec<Pod>>) -> Vec<String> {
@@ -395,14 +396,10 @@ mod tests {
     }
 
     fn ftj(version: &str) -> FineTuneJob {
-        serde_json::from_value(
-            json!({"apiVersion": "finetune.dev/v1alpha1", "kind": "FineTuneJob",
-            "metadata": {"name": "ft", "namespace": "ns", "resourceVersion": version},
-            "spec": {"image": "i", "model": {"claimName": "m", "path": ""},
-                     "dataset": {"claimName": "d", "path": "t"}, "output": {"claimName": "o"},
-                     "training": {"epochs": 1}}}),
-        )
-        .unwrap()
+        JobFixture::new("ft")
+            .namespace("ns")
+            .meta(json!({"resourceVersion": version}))
+            .build()
     }
 
     #[test]
