@@ -3,6 +3,8 @@
 //! Hand-written rather than generated from the ~600 KB upstream CRD: it holds only the fields we
 //! use, so server-side apply claims only those, and `Controller::owns` can watch it as a typed
 //! resource.
+//!
+//! Types only: how the operator reads and suspends a PyTorchJob is its `children::Child` impl.
 
 use std::collections::BTreeMap;
 
@@ -100,37 +102,4 @@ pub struct JobCondition {
     pub reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
-}
-
-impl PyTorchJob {
-    /// Whether `runPolicy.suspend` is set (by us, or by Kueue for a queued job).
-    pub fn suspended(&self) -> bool {
-        self.spec
-            .run_policy
-            .as_ref()
-            .and_then(|r| r.suspend)
-            .unwrap_or(false)
-    }
-
-    /// Whether the training operator ever had a pod of this job (counted, or Running).
-    pub fn ever_had_pods(&self) -> bool {
-        let Some(status) = &self.status else {
-            return false;
-        };
-        status.replica_statuses.values().any(|r| {
-            [r.active, r.succeeded, r.failed]
-                .into_iter()
-                .flatten()
-                .any(|n| n > 0)
-        }) || self.condition_true("Running").is_some()
-    }
-
-    /// Whether condition `type_` is currently True.
-    pub fn condition_true(&self, type_: &str) -> Option<&JobCondition> {
-        self.status
-            .as_ref()?
-            .conditions
-            .iter()
-            .find(|c| c.type_ == type_ && c.status == "True")
-    }
 }

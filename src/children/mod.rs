@@ -4,7 +4,11 @@
 //! Security rule: no user value reaches a shell or an interpreter as code. Containers start with
 //! `command` + `args` lists; each user value is exactly one argv element, with `$` doubled
 //! (see [`literal`]) so that Kubernetes' `$(VAR)` expansion hands the program the user's text.
+//!
+//! [`Child`] says how each kind of child is named, suspended and read, for the phase machine and
+//! the controller alike.
 
+mod child;
 mod pod;
 mod preprocess;
 mod pytorchjob;
@@ -15,14 +19,19 @@ use thiserror::Error;
 
 use crate::api::{FineTuneJob, PyTorchJob};
 
+pub use child::{Child, ChildKind, NewChild, Outcome};
 pub use preprocess::build_preprocess_job;
 pub use pytorchjob::build_pytorch_job;
 
-/// The children of a FineTuneJob, in the order they run.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Children {
-    pub preprocess: Option<Job>,
-    pub pytorch_job: PyTorchJob,
+/// One slot per child of a FineTuneJob, in the order they run: the built children by default,
+/// or anything else per child (the UIDs of those observed are `status::OwnedChildren`).
+///
+/// Code that handles every child destructures this without `..`, so that a third child fails
+/// to compile until it is wired in there.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Children<P = Option<Job>, T = PyTorchJob> {
+    pub preprocess: P,
+    pub pytorch_job: T,
 }
 
 #[derive(Debug, Error, PartialEq)]

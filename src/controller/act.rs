@@ -4,39 +4,58 @@
 //! between leaves a child the next reconcile finds (no duplicate). Status is written before the
 //! events derived from it, so a crash in between loses an event rather than repeating it. Events
 //! read their log tails before children are deleted.
+//!
+//! Nothing is decided here: the children come built in the actions, and when the apiserver
+//! refuses a create, `status` says what follows ([`status::child_rejected`] and its siblings).
+//! Every child is handled through [`Child`], whatever its kind.
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::{Api, Resource, ResourceExt};
-use serde::Serialize;
-use serde_json::json;
+use serde_json::{Value, json};
 use tracing::{info, warn};
 
 use super::Context;
 use super::error::{Error, KubeContext, is_already_exists, is_conflict, is_not_found};
 use super::events;
 use crate::api::{FineTuneJob, PyTorchJob};
-use crate::children::{build_preprocess_job, build_pytorch_job};
-use crate::names::{FIELD_MANAGER, preprocess_job_name};
-use crate::status::{self, ChildAction, ChildKind, Decision, PlannedEvent};
+use crate::children::{Child, ChildKind, Children, NewChild};
+use crate::names::FIELD_MANAGER;
+use crate::status::{self, ChildAction, Decision, OwnedChildren, PlannedEvent};
 
 pub async fn act(job: &FineTuneJob, mut decision: Decision, ctx: &Context) -> Result<(), Error> {
     let ns = job.namespace().ok_or(Error::MissingNamespace)?;
     let name = job.name_any();
-    let now = super::fetch::now();
+    let now = ctx.now();
+    let owner_uid = job.metadata.uid.as_deref();
+    // A create the apiserver forbids: reported in the status, then retried with backoff.
+    let mut forbidden = None;
 
     for action in &decision.actions {
-        let result = match *action {
-            ChildAction::Create(kind) => create_child(job, kind, ctx, &ns).await,
+        let uid = |kind| decision.owned.uid(kind);
+        let (kind, result) = match action {
+            ChildAction::Create(NewChild::Preprocess(child)) => (
+                ChildKind::Preprocess,
+                create_child(&**child, owner_uid, ctx, &ns).await,
+            ),
+            ChildAction::Create(NewChild::PyTorchJob(child)) => (
+                ChildKind::PyTorchJob,
+                create_child(&**child, owner_uid, ctx, &ns).await,
+            ),
             ChildAction::SetSuspended(kind, suspend) => {
-                set_suspended(kind, suspend, decision.owned.uid(kind), ctx, &ns, &name).await
+                let (kind, suspend) = (*kind, *suspend);
+                match kind {
+                    ChildKind::Preprocess => {
+                        set_suspended::<Job>(suspend, uid(kind), ctx, &ns, &name).await?
+                    }
+                    ChildKind::PyTorchJob => {
+                        set_suspended::<PyTorchJob>(suspend, uid(kind), ctx, &ns, &name).await?
+                    }
+                }
+                continue;
             }
-            ChildAction::Delete(_) => Ok(()),
-        };
-        let ChildAction::Create(kind) = *action else {
-            result?;
-            continue;
+            ChildAction::Delete(_) => continue,
         };
         match result {
             Ok(()) => {}
@@ -47,30 +66,24 @@ pub async fn act(job: &FineTuneJob, mut decision: Decision, ctx: &Context) -> Re
             }
             // Retrying cannot fix a child the apiserver refuses; the job fails with its message.
             Err(Error::Kube {
-                source: kube::Error::Api(status),
+                source: kube::Error::Api(refusal),
                 ..
-            }) if is_permanent(&status) => {
-                let (failed, event) = status::child_rejected(job, kind, &status.message, &now);
-                decision.status = failed;
-                decision.events = vec![event];
-                decision.actions.clear();
+            }) if is_permanent(&refusal) => {
+                decision = status::child_rejected(job, kind, &refusal.message, &now);
                 break;
             }
             // RBAC, a quota or an admission webhook said no: that may change, so retry with
             // backoff, but say so in the status instead of retrying silently.
             Err(Error::Kube {
-                source: kube::Error::Api(status),
+                source: kube::Error::Api(refusal),
                 action,
-            }) if status.code == 403 => {
-                let (stalled, event) = status::child_forbidden(job, kind, &status.message, &now);
-                if job.status.as_ref() != Some(&stalled) {
-                    patch_status(job, &stalled, ctx).await?;
-                }
-                publish_all(job, event.as_slice(), ctx, &ns).await;
-                return Err(Error::Kube {
+            }) if refusal.code == 403 => {
+                decision = status::child_forbidden(job, kind, &refusal.message, &now);
+                forbidden = Some(Error::Kube {
                     action,
-                    source: kube::Error::Api(status),
+                    source: kube::Error::Api(refusal),
                 });
+                break;
             }
             Err(e) => return Err(e),
         }
@@ -82,17 +95,21 @@ pub async fn act(job: &FineTuneJob, mut decision: Decision, ctx: &Context) -> Re
 
     publish_all(job, &decision.events, ctx, &ns).await;
 
+    if let Some(e) = forbidden {
+        return Err(e);
+    }
+    let background = DeleteParams::background();
     for action in &decision.actions {
         if let ChildAction::Delete(kind) = *action {
-            delete_child(
-                kind,
-                decision.owned.uid(kind),
-                ctx,
-                &ns,
-                &name,
-                &DeleteParams::background(),
-            )
-            .await?;
+            let uid = decision.owned.uid(kind);
+            match kind {
+                ChildKind::Preprocess => {
+                    delete_child::<Job>(uid, ctx, &ns, &name, &background).await?
+                }
+                ChildKind::PyTorchJob => {
+                    delete_child::<PyTorchJob>(uid, ctx, &ns, &name, &background).await?
+                }
+            }
         }
     }
     Ok(())
@@ -103,82 +120,51 @@ fn is_permanent(status: &kube::core::Status) -> bool {
     matches!(status.code, 400 | 422) || status.reason == "Invalid" || status.reason == "BadRequest"
 }
 
-/// Creates a child with a plain create, never an apply: an apply would take over an object of
-/// the same name that is not ours. An existing object is fine only when it is ours (created
-/// before a crash, not yet in the watch cache).
-async fn create_child(
-    job: &FineTuneJob,
-    kind: ChildKind,
-    ctx: &Context,
-    ns: &str,
-) -> Result<(), Error> {
-    let uid = job.metadata.uid.as_deref();
+/// The error label of reading a child back after its create found the name taken.
+fn get_action(kind: ChildKind) -> &'static str {
     match kind {
-        ChildKind::Preprocess => {
-            let Some(pre) = job.spec.preprocess.as_ref() else {
-                // The decision creates it only when spec.preprocess is set.
-                return Ok(());
-            };
-            let child = build_preprocess_job(job, pre)?;
-            let api = Api::<Job>::namespaced(ctx.client.clone(), ns);
-            if create(&api, &child).await? {
-                return Ok(());
-            }
-            let existing = api
-                .get_opt(&child.name_any())
-                .await
-                .during("get_preprocess_job")?;
-            ours_or_conflict(
-                existing.as_ref().map(|j| &j.metadata),
-                uid,
-                "Job",
-                child.name_any(),
-            )
-        }
-        ChildKind::PyTorchJob => {
-            let child = build_pytorch_job(job)?;
-            let api = Api::<PyTorchJob>::namespaced(ctx.client.clone(), ns);
-            if create(&api, &child).await? {
-                return Ok(());
-            }
-            let existing = api
-                .get_opt(&child.name_any())
-                .await
-                .during("get_pytorchjob")?;
-            ours_or_conflict(
-                existing.as_ref().map(|p| &p.metadata),
-                uid,
-                "PyTorchJob",
-                child.name_any(),
-            )
-        }
+        ChildKind::Preprocess => "get_preprocess_job",
+        ChildKind::PyTorchJob => "get_pytorchjob",
     }
 }
 
-/// Creates `child`; false when an object of its name already exists.
-async fn create<K>(api: &Api<K>, child: &K) -> Result<bool, Error>
-where
-    K: Resource<DynamicType = ()>
-        + Serialize
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug,
-{
+/// Creates a child with a plain create, never an apply: an apply would take over an object of
+/// the same name that is not ours. An existing object is fine only when it is ours (created
+/// before a crash, not yet in the watch cache).
+async fn create_child<C: Child>(
+    child: &C,
+    owner_uid: Option<&str>,
+    ctx: &Context,
+    ns: &str,
+) -> Result<(), Error> {
+    let api = Api::<C>::namespaced(ctx.client.clone(), ns);
     let params = PostParams {
         field_manager: Some(FIELD_MANAGER.to_string()),
         ..Default::default()
     };
     match api.create(&params, child).await {
         Ok(_) => {
-            info!(child = %child.name_any(), kind = %K::kind(&()), "created child");
-            Ok(true)
+            info!(child = %child.name_any(), kind = %C::kind(&()), "created child");
+            return Ok(());
         }
-        Err(e) if is_already_exists(&e) => Ok(false),
-        Err(source) => Err(Error::Kube {
-            action: "create_child",
-            source,
-        }),
+        Err(e) if is_already_exists(&e) => {}
+        Err(source) => {
+            return Err(Error::Kube {
+                action: "create_child",
+                source,
+            });
+        }
     }
+    let existing = api
+        .get_opt(&child.name_any())
+        .await
+        .during(get_action(C::KIND))?;
+    ours_or_conflict(
+        existing.as_ref().map(|c| c.meta()),
+        owner_uid,
+        C::KIND,
+        child.name_any(),
+    )
 }
 
 /// After a create found the name taken: ours is fine (created before a crash), another live
@@ -186,9 +172,10 @@ where
 fn ours_or_conflict(
     existing: Option<&ObjectMeta>,
     owner_uid: Option<&str>,
-    kind: &'static str,
+    kind: ChildKind,
     name: String,
 ) -> Result<(), Error> {
+    let kind = kind.api_kind();
     match existing {
         Some(meta) if status::controlled_by(meta, owner_uid) => Ok(()),
         Some(meta) if meta.deletion_timestamp.is_none() => Err(Error::ChildConflict { kind, name }),
@@ -199,13 +186,12 @@ fn ours_or_conflict(
 
 /// Suspends or resumes a child. A merge patch touches only this one field; the child's UID in
 /// the patch makes the apiserver refuse it if another object has taken the name.
-async fn set_suspended(
-    kind: ChildKind,
+async fn set_suspended<C: Child>(
     suspend: bool,
     uid: Option<&str>,
     ctx: &Context,
     ns: &str,
-    name: &str,
+    job_name: &str,
 ) -> Result<(), Error> {
     let Some(uid) = uid else {
         // Only children observed as ours are changed.
@@ -215,26 +201,16 @@ async fn set_suspended(
         field_manager: Some(FIELD_MANAGER.to_string()),
         ..Default::default()
     };
-    let result = match kind {
-        ChildKind::Preprocess => Api::<Job>::namespaced(ctx.client.clone(), ns)
-            .patch(
-                &preprocess_job_name(name),
-                &params,
-                &Patch::Merge(json!({"metadata": {"uid": uid}, "spec": {"suspend": suspend}})),
-            )
-            .await
-            .map(|_| ()),
-        ChildKind::PyTorchJob => Api::<PyTorchJob>::namespaced(ctx.client.clone(), ns)
-            .patch(
-                name,
-                &params,
-                &Patch::Merge(
-                    json!({"metadata": {"uid": uid}, "spec": {"runPolicy": {"suspend": suspend}}}),
-                ),
-            )
-            .await
-            .map(|_| ()),
-    };
+    let mut patch = json!({"metadata": {"uid": uid}});
+    if let (Value::Object(patch), Value::Object(suspension)) =
+        (&mut patch, C::suspend_patch(suspend))
+    {
+        patch.extend(suspension);
+    }
+    let result = Api::<C>::namespaced(ctx.client.clone(), ns)
+        .patch(&C::name(job_name), &params, &Patch::Merge(patch))
+        .await
+        .map(|_| ());
     match result {
         // Gone already: nothing left to suspend.
         Err(e) if is_not_found(&e) => Ok(()),
@@ -243,12 +219,11 @@ async fn set_suspended(
 }
 
 /// Deletes exactly the child with `uid` (a precondition): never another object of its name.
-async fn delete_child(
-    kind: ChildKind,
+async fn delete_child<C: Child>(
     uid: Option<&str>,
     ctx: &Context,
     ns: &str,
-    name: &str,
+    job_name: &str,
     params: &DeleteParams,
 ) -> Result<(), Error> {
     let Some(uid) = uid else {
@@ -261,16 +236,10 @@ async fn delete_child(
         }),
         ..params.clone()
     };
-    let result = match kind {
-        ChildKind::Preprocess => Api::<Job>::namespaced(ctx.client.clone(), ns)
-            .delete(&preprocess_job_name(name), &params)
-            .await
-            .map(|_| ()),
-        ChildKind::PyTorchJob => Api::<PyTorchJob>::namespaced(ctx.client.clone(), ns)
-            .delete(name, &params)
-            .await
-            .map(|_| ()),
-    };
+    let result = Api::<C>::namespaced(ctx.client.clone(), ns)
+        .delete(&C::name(job_name), &params)
+        .await
+        .map(|_| ());
     match result {
         // Gone, or the name now belongs to another object (a 409 on the precondition).
         Err(e) if is_not_found(&e) || is_conflict(&e) => Ok(()),
@@ -309,24 +278,27 @@ pub async fn patch_status(
 async fn publish_all(job: &FineTuneJob, planned: &[PlannedEvent], ctx: &Context, ns: &str) {
     for event in planned {
         if let Err(e) = events::publish(job, event, ctx, ns).await {
-            warn!(reason = event.reason, error = %e, "could not publish event");
+            warn!(reason = event.reason.as_str(), error = %e, "could not publish event");
         }
     }
 }
 
-/// Used by the deletion flow: deletes the children this FineTuneJob owns in the foreground, so
-/// that each disappears only after its pods (and their GPUs) are gone. A child already gone is
-/// fine; an object of a child's name that is not ours is never deleted.
-pub async fn delete_children(
+/// Deletes the children in `owned` in the foreground, so that each disappears only after its
+/// pods (and their GPUs) are gone. A child already gone is fine; an object of a child's name
+/// that is not ours is never deleted (it is not in `owned`).
+pub async fn delete_children_foreground(
     job: &FineTuneJob,
-    owned: &status::OwnedChildren,
+    owned: &OwnedChildren,
     ctx: &Context,
 ) -> Result<(), Error> {
     let ns = job.namespace().ok_or(Error::MissingNamespace)?;
     let name = job.name_any();
     let params = DeleteParams::foreground();
-    for kind in [ChildKind::Preprocess, ChildKind::PyTorchJob] {
-        delete_child(kind, owned.uid(kind), ctx, &ns, &name, &params).await?;
-    }
+    let Children {
+        preprocess,
+        pytorch_job,
+    } = owned;
+    delete_child::<Job>(preprocess.as_deref(), ctx, &ns, &name, &params).await?;
+    delete_child::<PyTorchJob>(pytorch_job.as_deref(), ctx, &ns, &name, &params).await?;
     Ok(())
 }

@@ -2,8 +2,6 @@
 
 use thiserror::Error;
 
-use crate::children::BuildError;
-
 #[derive(Debug, Error)]
 pub enum Error {
     /// A Kubernetes API call failed; `action` says which.
@@ -13,8 +11,6 @@ pub enum Error {
         #[source]
         source: kube::Error,
     },
-    #[error("building a child: {0}")]
-    Build(#[from] BuildError),
     #[error("the FineTuneJob has no namespace")]
     MissingNamespace,
     /// A child with the name this FineTuneJob's child gets exists and is not ours.
@@ -35,7 +31,6 @@ impl Error {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Error::Kube { action, .. } => action,
-            Error::Build(_) => "build",
             Error::MissingNamespace => "missing_namespace",
             Error::ChildConflict { .. } => "child_conflict",
             Error::ChildRace { .. } => "child_race",

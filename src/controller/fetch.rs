@@ -1,30 +1,28 @@
-//! Reading the world: the children and pods of one FineTuneJob, as [`status::needs`] asks.
+//! Reading the world: the children and pods of one FineTuneJob as [`status::needs`] asks, then
+//! what [`status::needs_after`] asks once those are known. Nothing is decided here: this only
+//! reads, from the watch caches first.
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Event as CoreEvent, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{ListParams, LogParams};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Api, Client, ResourceExt};
 
 use tracing::debug;
 
-use super::Context;
 use super::error::{Error, KubeContext, is_not_found};
 use super::follow::read_log;
+use super::{Context, discovery};
 use crate::api::{FineTuneJob, PyTorchJob};
+use crate::children::Child;
 
 use crate::logs::{TAIL_LIMIT_BYTES, TAIL_LINES, next_tail_lines};
-use crate::names::{JOB_NAME_LABEL, preprocess_job_name};
+use crate::names::JOB_NAME_LABEL;
 use crate::status::{self, LogSource, Lookup, Needs, Observed};
 
-/// The current time at whole seconds, as the apiserver stores it.
-pub fn now() -> Time {
-    let ts = jiff::Timestamp::now();
-    Time(jiff::Timestamp::from_second(ts.as_second()).expect("a current timestamp is in range"))
-}
-
-/// Reads what `needs` asks for: the children, the pods, the new lines of the rank-0 log (when
-/// due), and the last lines of a failing container.
+/// Reads what `needs` asks for (the children, the pods, the new lines of the rank-0 log when
+/// due), then what [`status::needs_after`] asks for (the last lines of a failing container, the
+/// `FailedCreate` events of a child without pods).
 pub async fn observe(ctx: &Context, job: &FineTuneJob, needs: Needs) -> Result<Observed, Error> {
     let client = &ctx.client;
     let ns = job.namespace().ok_or(Error::MissingNamespace)?;
@@ -45,7 +43,7 @@ pub async fn observe(ctx: &Context, job: &FineTuneJob, needs: Needs) -> Result<O
     // name) is `Foreign` and never read as our status, changed or deleted.
     let uid = job.metadata.uid.as_deref();
     let preprocess_job = if needs.preprocess_job {
-        let child = preprocess_job_name(&name);
+        let child = Job::name(&name);
         let found = match caches.and_then(|c| c.preprocess_job(&ns, &child)) {
             Some(j) => Some(j),
             None if absence_is_enough && status.preprocess_job.is_none() => None,
@@ -60,12 +58,13 @@ pub async fn observe(ctx: &Context, job: &FineTuneJob, needs: Needs) -> Result<O
     };
 
     let pytorch_job = if needs.pytorch_job {
-        match caches.and_then(|c| c.pytorch_job(&ns, &name)) {
+        let child = PyTorchJob::name(&name);
+        match caches.and_then(|c| c.pytorch_job(&ns, &child)) {
             Some(p) => status::owned(Some(p), |p| &p.metadata, uid),
             None if absence_is_enough && status.pytorch_job.is_none() && ctx.kind_seen.recent() => {
                 Lookup::Absent
             }
-            None => get_pytorch_job(ctx, &ns, &name, uid).await?,
+            None => get_pytorch_job(ctx, &ns, &child, uid).await?,
         }
     } else {
         Lookup::Skipped
@@ -87,54 +86,29 @@ pub async fn observe(ctx: &Context, job: &FineTuneJob, needs: Needs) -> Result<O
         Vec::new()
     };
 
-    // Pods carry our label, which anyone can set: only those our own children control count.
-    let child_uids: Vec<&str> = [
-        preprocess_job
-            .present()
-            .and_then(|j| j.metadata.uid.as_deref()),
-        pytorch_job
-            .present()
-            .and_then(|p| p.metadata.uid.as_deref()),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    let pods = pods
-        .into_iter()
-        .filter(|p| {
-            child_uids
-                .iter()
-                .any(|u| status::controlled_by(&p.metadata, Some(u)))
-        })
-        .collect();
-    let mut observed = Observed::new(now(), preprocess_job, pytorch_job);
-    observed.pods = pods;
+    let mut observed = Observed::new(ctx.now(), preprocess_job, pytorch_job).with_own_pods(pods);
+    // The second round: what the children and pods show is worth reading.
+    let after = status::needs_after(job, &observed);
     if needs.log {
-        // The reconcile that sees training end reads the rest of the log, whatever the interval.
-        let finished = observed.pytorch_job.present().is_some_and(|p| {
-            p.condition_true("Succeeded").is_some() || p.condition_true("Failed").is_some()
-        });
         let (read, next) = ctx
             .followers
-            .read(client, job, &observed.pods, finished)
+            .read(client, job, &observed.pods, after.final_log_read)
             .await;
         observed.log = read;
         observed.next_log_read = Some(next);
     }
-    if let Some(source) = status::failure_source(job, &observed) {
-        observed.failure_log = log_tail(client, &ns, &source).await;
+    if let Some(source) = &after.failure_log {
+        observed.failure_log = log_tail(client, &ns, source).await;
     }
-    // Only before anything is created: a running job keeps its directory.
-    if status.preprocess_job.is_none()
-        && status.pytorch_job.is_none()
+    if needs.other_jobs
         && let Some(store) = ctx.job_store.get()
     {
         let others = store.state();
         observed.output_in_use_by =
             status::output_in_use_by(job, others.iter().map(|j| j.as_ref()));
     }
-    if let Some(child_uid) = status::needs_failed_create(job, &observed) {
-        observed.child_failed_create = failed_create(client, &ns, &child_uid).await;
+    if let Some(child_uid) = &after.failed_create_of {
+        observed.child_failed_create = failed_create(client, &ns, child_uid).await;
     }
     Ok(observed)
 }
@@ -180,18 +154,7 @@ async fn get_pytorch_job(
     let api: Api<PyTorchJob> = Api::namespaced(ctx.client.clone(), ns);
     match api.get(name).await {
         Ok(p) => Ok(status::owned(Some(p), |p| &p.metadata, owner_uid)),
-        Err(e) if is_not_found(&e) => {
-            if ctx.kind_seen.recent() {
-                return Ok(Lookup::Absent);
-            }
-            let installed = pytorchjob_kind_installed(&ctx.client).await?;
-            ctx.kind_seen.set(installed);
-            Ok(if installed {
-                Lookup::Absent
-            } else {
-                Lookup::KindMissing
-            })
-        }
+        Err(e) if is_not_found(&e) => discovery::not_found(ctx).await,
         Err(source) => Err(Error::Kube {
             action: "get_pytorchjob",
             source,
@@ -228,21 +191,5 @@ pub async fn log_tail(client: &Client, ns: &str, source: &LogSource) -> Option<S
                 return tail;
             }
         }
-    }
-}
-
-/// Whether the cluster serves `kubeflow.org/v1` `pytorchjobs`.
-pub async fn pytorchjob_kind_installed(client: &Client) -> Result<bool, Error> {
-    let api_version = PyTorchJob::api_version(&());
-    match client.list_api_group_resources(&api_version).await {
-        Ok(list) => Ok(list
-            .resources
-            .iter()
-            .any(|r| r.name == PyTorchJob::plural(&()))),
-        Err(e) if is_not_found(&e) => Ok(false),
-        Err(source) => Err(Error::Kube {
-            action: "discover_pytorchjob_kind",
-            source,
-        }),
     }
 }

@@ -1,10 +1,21 @@
-//! Why a run failed or cannot go on, from pod state and log patterns, in words a user acts on.
+//! Why a run failed or cannot go on, from pod state and log patterns, in words a user acts on;
+//! and which container's last lines explain a failure (`failure_source`). Pure: it reads the
+//! pods and log lines it is given.
 
 use std::time::Duration;
 
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
+
+use super::decision::LogSource;
+use super::pods;
+use super::reason::{self, Reason};
+use super::world::Observed;
+use crate::api::FineTuneJob;
+use crate::children::Child;
+use crate::names::{PREPROCESS_CONTAINER, PYTORCH_CONTAINER, master_pod_name};
 
 /// A pod waiting less than this for a node, a volume or its image is just starting: volumes
 /// bind and GPUs free up within seconds. Only a longer wait is worth a Stalled condition.
@@ -13,11 +24,11 @@ pub const BLOCKED_GRACE: Duration = Duration::from_secs(60);
 /// A specific reason (a condition reason) and what it means.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Diagnosis {
-    pub reason: &'static str,
+    pub reason: Reason,
     pub detail: String,
 }
 
-fn diagnosis(reason: &'static str, detail: String) -> Option<Diagnosis> {
+fn diagnosis(reason: Reason, detail: String) -> Option<Diagnosis> {
     Some(Diagnosis { reason, detail })
 }
 
@@ -49,11 +60,11 @@ pub fn blocked(pods: &[Pod], since: Option<&Time>) -> Option<Diagnosis> {
             let message = c.message.clone().unwrap_or_default();
             let lower = message.to_lowercase();
             let reason = if lower.contains("persistentvolumeclaim") || lower.contains("unbound") {
-                "VolumeNotBound"
+                reason::VOLUME_NOT_BOUND
             } else if lower.contains("insufficient") && lower.contains("gpu") {
-                "InsufficientGPUs"
+                reason::INSUFFICIENT_GPUS
             } else {
-                "Unschedulable"
+                reason::UNSCHEDULABLE
             };
             return diagnosis(
                 reason,
@@ -73,7 +84,7 @@ pub fn blocked(pods: &[Pod], since: Option<&Time>) -> Option<Diagnosis> {
             });
         if let Some((container, w)) = waiting {
             return diagnosis(
-                "ImagePullFailed",
+                reason::IMAGE_PULL_FAILED,
                 format!(
                     "pod {} container {} cannot pull its image ({}{})",
                     pod.name_any(),
@@ -98,7 +109,7 @@ pub fn blocked(pods: &[Pod], since: Option<&Time>) -> Option<Diagnosis> {
                 .any(|c| c.type_ == "PodScheduled");
         if never_looked_at {
             return diagnosis(
-                "NotScheduled",
+                reason::NOT_SCHEDULED,
                 format!(
                     "pod {} has not been considered by any scheduler; check that the scheduler \
                      named in scheduling.schedulerName runs in the cluster",
@@ -129,7 +140,7 @@ pub fn failure(pods: &[Pod], container: &str, log: Option<&str>) -> Option<Diagn
     });
     if let Some(pod) = oom_killed {
         return diagnosis(
-            "OOMKilled",
+            reason::OOM_KILLED,
             format!(
                 "pod {} container {container} was killed for using more memory than its limit; raise resources.memory (training) or preprocess.resources",
                 pod.name_any()
@@ -139,7 +150,7 @@ pub fn failure(pods: &[Pod], container: &str, log: Option<&str>) -> Option<Diagn
     if let Some(log) = log {
         if log.contains("CUDA out of memory") || log.contains("OutOfMemoryError") {
             return diagnosis(
-                "CUDAOutOfMemory",
+                reason::CUDA_OUT_OF_MEMORY,
                 "the GPU ran out of memory (CUDA out of memory); lower training.maxBatchLen, or offload to CPU (training.cpuOffloadOptimizer, cpuOffloadParams)".to_string(),
             );
         }
@@ -150,7 +161,7 @@ pub fn failure(pods: &[Pod], container: &str, log: Option<&str>) -> Option<Diagn
                 || log.contains("Timeout"))
         {
             return diagnosis(
-                "NCCLTimeout",
+                reason::NCCL_TIMEOUT,
                 "a collective operation between GPUs timed out (NCCL); check the network between nodes and that every node started".to_string(),
             );
         }
@@ -161,12 +172,40 @@ pub fn failure(pods: &[Pod], container: &str, log: Option<&str>) -> Option<Diagn
                 || log.contains("ncclUnhandledCudaError"))
         {
             return diagnosis(
-                "NCCLError",
+                reason::NCCL_ERROR,
                 "the GPUs could not communicate (NCCL error); check the network between nodes, /dev/shm and the NCCL settings in spec.env".to_string(),
             );
         }
     }
     blocked(pods, None)
+}
+
+/// The container whose last lines explain a failure in `observed`, if one failed: the failed
+/// preprocess pod, or the failing training pod (the rank-0 pod first).
+pub(crate) fn failure_source(job: &FineTuneJob, observed: &Observed) -> Option<LogSource> {
+    let name = job.name_any();
+    if let Some(pre) = observed.preprocess_job.present()
+        && pre.failed_message().is_some()
+    {
+        let job_pods = pods::of::<Job>(&observed.pods, &name);
+        return pods::failed_container(&job_pods, PREPROCESS_CONTAINER, "").map(|t| LogSource {
+            pod: t.pod,
+            container: t.container,
+        });
+    }
+    let ptj = observed.pytorch_job.present()?;
+    let master = master_pod_name(&name);
+    let pod = if ptj.failed_message().is_some() {
+        pods::failed_container(&observed.pods, PYTORCH_CONTAINER, &master)
+            .map(|t| t.pod)
+            .unwrap_or(master)
+    } else {
+        pods::restarting_too_often(&observed.pods, PYTORCH_CONTAINER, job.spec.backoff_limit)?.pod
+    };
+    Some(LogSource {
+        pod,
+        container: PYTORCH_CONTAINER.to_string(),
+    })
 }
 
 #[cfg(test)]

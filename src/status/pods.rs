@@ -1,10 +1,10 @@
 //! What the pods say that the Job and PyTorchJob statuses do not: exit codes, termination
-//! reasons, and containers that keep restarting.
+//! reasons, and containers that keep restarting. Pure: it reads the pods it is given.
 
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use kube::ResourceExt;
 
-use crate::names::BATCH_JOB_LABELS;
+use crate::children::Child;
 
 /// How a container ended.
 #[derive(Clone, Debug, PartialEq)]
@@ -112,14 +112,11 @@ pub fn disrupted(pod: &Pod) -> bool {
         .any(|c| c.type_ == "DisruptionTarget" && c.status == "True")
 }
 
-/// Pods of the Job `job_name` (the Job controller labels its pods with the Job's name).
-pub fn of_job(pods: &[Pod], job_name: &str) -> Vec<Pod> {
+/// The pods of the child `C` of the FineTuneJob `job_name`, by the label its controller sets.
+pub fn of<C: Child>(pods: &[Pod], job_name: &str) -> Vec<Pod> {
+    let child = C::name(job_name);
     pods.iter()
-        .filter(|p| {
-            BATCH_JOB_LABELS
-                .iter()
-                .any(|l| p.labels().get(*l).map(String::as_str) == Some(job_name))
-        })
+        .filter(|p| C::is_pod_of(p, &child))
         .cloned()
         .collect()
 }

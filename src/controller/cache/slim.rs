@@ -98,6 +98,7 @@ pub fn slim_finetune_job(job: &mut FineTuneJob) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::children::Child;
     use kube::ResourceExt;
     use serde_json::json;
 
@@ -150,7 +151,7 @@ mod tests {
         .unwrap();
         slim_pytorch_job(&mut job);
         assert!(job.spec.pytorch_replica_specs.is_empty());
-        assert!(job.condition_true("Running").is_some());
+        assert!(job.condition("Running"));
         assert_eq!(job.spec.run_policy.unwrap().suspend, Some(true));
 
         // The resourceVersion stays: the freshness check compares it with our last write.

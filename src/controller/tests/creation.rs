@@ -1,0 +1,301 @@
+//! A new job: the finalizer and first status, its children created (a plain create), and what
+//! follows when the apiserver refuses one or an object of its name is not ours.
+
+use super::*;
+use crate::controller::Error;
+use crate::controller::cache::Freshness;
+
+#[tokio::test]
+async fn first_reconcile_adds_the_finalizer_writes_pending_and_goes_on() {
+    // The context's clock, not the system's, stamps the status.
+    let (ctx, mut api) = setup_with(|ctx| ctx.with_clock(fixed_clock("2026-11-26T10:00:07Z")));
+    let obj = ft().meta(json!({"finalizers": null})).json();
+    let with_finalizer = ft().meta(json!({"resourceVersion": "11"})).json();
+    let server = tokio::spawn(async move {
+        let (_, patch) = api
+            .answer(Method::PATCH, NS_PATH, 200, with_finalizer.clone())
+            .await;
+        assert_eq!(
+            patch,
+            json!([
+                {"op": "test", "path": "/metadata/finalizers", "value": null},
+                {"op": "add", "path": "/metadata/finalizers", "value": ["finetune.dev/cleanup"]},
+            ])
+        );
+        // With it, the first status: Pending, so `kubectl get` shows it before anything starts.
+        let (_, status) = api
+            .echo_status(&format!("{NS_PATH}/status"), &with_finalizer, "12")
+            .await;
+        assert_eq!(status["status"]["phase"], "Pending");
+        assert_eq!(status["status"]["conditions"][0]["type"], "Accepted");
+        assert_eq!(status["status"]["startTime"], "2026-11-26T10:00:07Z");
+        assert_eq!(
+            status["status"]["conditions"][0]["lastTransitionTime"],
+            "2026-11-26T10:00:07Z"
+        );
+        // Then on, in the same reconcile, with the object the writes returned.
+        api.creates_the_pytorchjob().await;
+        let (_, status) = api
+            .echo_status(&format!("{NS_PATH}/status"), &with_finalizer, "13")
+            .await;
+        assert_eq!(status["status"]["phase"], "Training");
+        assert_eq!(api.event().await["reason"], "TrainingStarted");
+        api.no_more().await;
+    });
+    let action = run(ctx, &obj).await.unwrap();
+    assert_eq!(action, Action::await_change());
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_cache_older_than_our_last_write_is_not_decided_on() {
+    let (ctx, mut api) = setup();
+    let written = ft()
+        .status_json(training_status())
+        .meta(json!({"resourceVersion": "11"}))
+        .json();
+    ctx.written
+        .record(&serde_json::from_value(written.clone()).unwrap());
+    // The cache still holds version 10: the object is read.
+    let cached = ft().status_json(training_status()).json();
+    let server = tokio::spawn(async move {
+        api.answer(Method::GET, NS_PATH, 200, written).await;
+        api.training(pytorchjob("Running"), pod_list(vec![])).await;
+        api.no_more().await;
+    });
+    run(ctx.clone(), &cached).await.unwrap();
+    server.await.unwrap();
+
+    // Once the cache holds version 11, it is decided on without reading the object.
+    let cached = ft()
+        .status_json(training_status())
+        .meta(json!({"resourceVersion": "11"}))
+        .json();
+    assert_eq!(
+        ctx.written.check(&serde_json::from_value(cached).unwrap()),
+        Freshness::Current
+    );
+}
+
+#[tokio::test]
+async fn a_new_job_with_preprocess_gets_its_preprocess_job() {
+    let (ctx, mut api) = setup();
+    let obj = ft().spec(json!({"preprocess": {"maxSeqLen": 4096}})).json();
+    let reply = obj.clone();
+    let server = tokio::spawn(async move {
+        api.not_found(Method::GET, PREPROCESS_PATH).await;
+        api.not_found(Method::GET, PYTORCHJOB_PATH).await;
+        api.answer(Method::GET, "/apis/kubeflow.org/v1", 200, discovery())
+            .await;
+        let (query, _) = api
+            .answer(Method::GET, PODS_PATH, 200, pod_list(vec![]))
+            .await;
+        assert!(
+            query.contains("labelSelector=finetune.dev%2Fjob-name%3Dft"),
+            "{query}"
+        );
+
+        // A plain create, never an apply that could take over an object of the same name.
+        let (query, job) = api.echo(Method::POST, JOBS_PATH).await;
+        assert!(query.contains("fieldManager=finetune-operator"), "{query}");
+        assert_eq!(job["kind"], "Job");
+        assert_eq!(job["metadata"]["ownerReferences"][0]["uid"], "uid-1");
+        assert_eq!(job["metadata"]["ownerReferences"][0]["controller"], true);
+        assert_eq!(
+            job["metadata"]["ownerReferences"][0]["blockOwnerDeletion"],
+            true
+        );
+        assert_eq!(
+            job["spec"]["template"]["spec"]["containers"][0]["command"],
+            json!(["python", "-m", "instructlab.training.data_process"])
+        );
+
+        let (query, status) = api
+            .answer(
+                Method::PATCH,
+                &format!("{NS_PATH}/status"),
+                200,
+                reply.clone(),
+            )
+            .await;
+        assert!(query.contains("fieldManager=finetune-operator"), "{query}");
+        assert_eq!(status["status"]["phase"], "Initializing");
+        assert_eq!(status["status"]["preprocessJob"], "ft-preprocess");
+
+        let event = api.event().await;
+        assert_eq!(event["reason"], "PreprocessStarted");
+        assert_eq!(event["type"], "Normal");
+        assert_eq!(event["regarding"]["name"], "ft");
+    });
+    let action = run(ctx, &obj).await.unwrap();
+    assert_eq!(action, Action::await_change());
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn finished_preprocessing_creates_the_pytorchjob() {
+    let (ctx, mut api) = setup();
+    let status = json!({
+        "phase": "Initializing", "preprocessJob": "ft-preprocess", "startTime": "2026-11-26T10:00:00Z",
+        "observedGeneration": 1,
+        "conditions": [
+            {"type": "Initialized", "status": "False", "reason": "Preprocessing", "message": "m",
+             "lastTransitionTime": "2026-11-26T10:00:00Z"},
+            {"type": "Accepted", "status": "True", "reason": "Accepted", "message": "The spec was accepted",
+             "lastTransitionTime": "2026-11-26T10:00:00Z"}],
+    });
+    let obj = ft()
+        .spec(json!({"preprocess": {}, "resources": {"nodes": 2, "gpusPerNode": 4}}))
+        .status_json(status)
+        .json();
+    let reply = obj.clone();
+    let server = tokio::spawn(async move {
+        let done = json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "ft-preprocess", "namespace": "ns", "uid": "pre-1", "ownerReferences": [ours()]},
+                          "spec": {"template": {}}, "status": {"conditions": [{"type": "Complete", "status": "True"}]}});
+        api.answer(Method::GET, PREPROCESS_PATH, 200, done).await;
+        let ptj = api.creates_the_pytorchjob().await;
+        assert_eq!(ptj["spec"]["pytorchReplicaSpecs"]["Worker"]["replicas"], 1);
+        assert_eq!(ptj["spec"]["nprocPerNode"], "4");
+
+        let (_, status) = api
+            .answer(
+                Method::PATCH,
+                &format!("{NS_PATH}/status"),
+                200,
+                reply.clone(),
+            )
+            .await;
+        assert_eq!(status["status"]["phase"], "Training");
+        assert_eq!(status["status"]["pytorchJob"], "ft");
+        assert!(status["status"]["trainingStartTime"].is_string());
+
+        assert_eq!(api.event().await["reason"], "PreprocessSucceeded");
+        assert_eq!(api.event().await["reason"], "TrainingStarted");
+    });
+    run(ctx, &obj).await.unwrap();
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_create_that_finds_the_name_taken_by_another_object_fails_the_job() {
+    let (ctx, mut api) = setup();
+    let mut status = training_status();
+    status["phase"] = json!("Pending");
+    status.as_object_mut().unwrap().remove("pytorchJob");
+    status.as_object_mut().unwrap().remove("trainingStartTime");
+    let obj = ft().status_json(status).json();
+    let reply = obj.clone();
+    let server = tokio::spawn(async move {
+        // Not there when looked up (no label: no cache would have it either)...
+        api.not_found(Method::GET, PYTORCHJOB_PATH).await;
+        api.answer(Method::GET, "/apis/kubeflow.org/v1", 200, discovery())
+            .await;
+        api.answer(Method::GET, PODS_PATH, 200, pod_list(vec![]))
+            .await;
+        // ... but there when created.
+        let exists = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                            "reason": "AlreadyExists", "code": 409, "message": "pytorchjobs.kubeflow.org \"ft\" already exists"});
+        api.answer(Method::POST, PYTORCHJOBS_PATH, 409, exists)
+            .await;
+        api.answer(Method::GET, PYTORCHJOB_PATH, 200, foreign_pytorchjob())
+            .await;
+        let (_, status) = api
+            .answer(Method::PATCH, &format!("{NS_PATH}/status"), 200, reply)
+            .await;
+        assert_eq!(status["status"]["reason"], "ChildConflict");
+        assert!(status["status"].get("pytorchJob").is_none(), "{status}");
+        assert_eq!(api.event().await["reason"], "TrainingFailed");
+        api.no_more().await;
+    });
+    run(ctx, &obj).await.unwrap();
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_forbidden_create_is_reported_in_status_and_retried() {
+    let (ctx, mut api) = setup();
+    let obj = ft()
+        .spec(json!({"preprocess": {}}))
+        .status_json(pending_status())
+        .json();
+    let reply = obj.clone();
+    let server = tokio::spawn(async move {
+        api.not_found(Method::GET, PREPROCESS_PATH).await;
+        api.not_found(Method::GET, PYTORCHJOB_PATH).await;
+        api.answer(Method::GET, "/apis/kubeflow.org/v1", 200, discovery())
+            .await;
+        api.answer(Method::GET, PODS_PATH, 200, pod_list(vec![]))
+            .await;
+        let forbidden = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                               "reason": "Forbidden", "code": 403,
+                               "message": "jobs.batch \"ft-preprocess\" is forbidden: exceeded quota: q, requested: count/jobs.batch=1, used: count/jobs.batch=0, limited: count/jobs.batch=0"});
+        api.answer(Method::POST, JOBS_PATH, 403, forbidden).await;
+        let (_, status) = api
+            .answer(Method::PATCH, &format!("{NS_PATH}/status"), 200, reply)
+            .await;
+        assert_eq!(status["status"]["reason"], "CreateForbidden");
+        assert!(
+            status["status"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("exceeded quota")
+        );
+        assert!(status["status"].get("preprocessJob").is_none(), "{status}");
+        assert_eq!(api.event().await["reason"], "PreprocessStalled");
+        api.no_more().await;
+    });
+    let result = run(ctx, &obj).await;
+    assert!(matches!(result, Err(Error::Kube { .. })), "{result:?}");
+    server.await.unwrap();
+}
+
+/// The first status, as written with the finalizer.
+fn pending_status() -> Value {
+    json!({
+        "phase": "Pending", "startTime": "2026-11-26T10:00:00Z", "observedGeneration": 1,
+        "reason": "Accepted", "message": "Accepted; starting",
+        "conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted",
+                        "message": "The spec was accepted", "lastTransitionTime": "2026-11-26T10:00:00Z"}]})
+}
+
+#[tokio::test]
+async fn a_rejected_create_fails_the_job_with_the_apiservers_message() {
+    let (ctx, mut api) = setup();
+    let obj = ft().status_json(pending_status()).json();
+    let reply = obj.clone();
+    let server = tokio::spawn(async move {
+        api.not_found(Method::GET, PYTORCHJOB_PATH).await;
+        api.answer(Method::GET, "/apis/kubeflow.org/v1", 200, discovery())
+            .await;
+        api.answer(Method::GET, PODS_PATH, 200, pod_list(vec![]))
+            .await;
+        let invalid = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                             "reason": "Invalid", "code": 422,
+                             "message": "PyTorchJob.kubeflow.org \"ft\" is invalid: spec.tolerations[0].operator: Unsupported value"});
+        let (_, created) = api
+            .answer(Method::POST, PYTORCHJOBS_PATH, 422, invalid)
+            .await;
+        assert_eq!(created["kind"], "PyTorchJob");
+        // Not retried: the job fails with the apiserver's words, and says nothing else.
+        let (_, status) = api
+            .answer(Method::PATCH, &format!("{NS_PATH}/status"), 200, reply)
+            .await;
+        assert_eq!(status["status"]["phase"], "Failed");
+        assert_eq!(status["status"]["reason"], "ChildRejected");
+        assert!(status["status"].get("pytorchJob").is_none(), "{status}");
+        let event = api.event().await;
+        assert_eq!(
+            (&event["reason"], &event["type"]),
+            (&json!("TrainingFailed"), &json!("Warning"))
+        );
+        assert!(
+            event["note"].as_str().unwrap().contains(
+                "the API server refused to create the PyTorchJob: PyTorchJob.kubeflow.org"
+            ),
+            "{event}"
+        );
+        api.no_more().await;
+    });
+    run(ctx, &obj).await.unwrap();
+    server.await.unwrap();
+}

@@ -1,0 +1,48 @@
+//! activeDeadlineSeconds, counted from the start (or resume, or re-admission) of training: past
+//! it the job fails and its pods stop. Pure.
+
+use std::time::Duration;
+
+use crate::api::Phase;
+use crate::children::ChildKind;
+use crate::names::{PYTORCH_CONTAINER, master_pod_name};
+use crate::status::decider::{Decider, Flow};
+use crate::status::decision::{LogSource, Severity, Tail};
+use crate::status::{diagnose, reason};
+
+pub(in crate::status) fn deadline(d: &mut Decider) -> Flow {
+    let (Some(limit), Some(started)) = (
+        d.job().spec.active_deadline_seconds,
+        d.status().training_start_time.clone(),
+    ) else {
+        return Flow::Continue;
+    };
+    // Suspended by the queue: no pods run, and the clock restarts on re-admission.
+    if d.status().phase != Some(Phase::Training)
+        || d.status().reason.as_deref() == Some(reason::SUSPENDED_BY_QUEUE.as_str())
+    {
+        return Flow::Continue;
+    }
+    let elapsed = d.now().0.as_second() - started.0.as_second();
+    if elapsed < limit {
+        d.requeue_at_most(Some(Duration::from_secs((limit - elapsed) as u64)));
+        return Flow::Continue;
+    }
+    let mut message = format!(
+        "training ran for {elapsed}s, longer than activeDeadlineSeconds {limit}; its pods were stopped"
+    );
+    if let Some(blocked) = diagnose::blocked(&d.obs().pods, None) {
+        message.push_str(&format!("; {}", blocked.detail));
+    }
+    let tail = Some(Tail::Fetch(LogSource {
+        pod: master_pod_name(d.name()),
+        container: PYTORCH_CONTAINER.to_string(),
+    }));
+    d.fail(
+        reason::DEADLINE_EXCEEDED,
+        &message,
+        Some(ChildKind::PyTorchJob),
+    );
+    d.event(Severity::Warning, reason::DEADLINE_EXCEEDED, message, tail);
+    Flow::Stop
+}

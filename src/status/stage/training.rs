@@ -1,0 +1,212 @@
+//! The Training phase: create the PyTorchJob (queued with Kueue, or started), follow it, and
+//! tell how it ended, including failures its own status does not show (training pods that
+//! failed or restart too often). Pure; the PyTorchJob to create is built here and carried in
+//! the action.
+
+use super::progress;
+use crate::api::{Phase, PyTorchJob, condition};
+use crate::children::{Child, ChildKind, Outcome, build_pytorch_job};
+use crate::names::{PYTORCH_CONTAINER, master_pod_name};
+use crate::status::decider::{Decider, Flow};
+use crate::status::decision::Severity;
+use crate::status::diagnose::{self, Diagnosis};
+use crate::status::world::Lookup;
+use crate::status::{pods, reason};
+
+pub(in crate::status) fn training(d: &mut Decider) -> Flow {
+    match &d.obs().pytorch_job {
+        Lookup::Absent if d.status().pytorch_job.is_none() => {
+            let built = build_pytorch_job(d.job()).map(Into::into);
+            if !d.create(ChildKind::PyTorchJob, built) {
+                return Flow::Stop;
+            }
+            d.record_child(ChildKind::PyTorchJob);
+            match d.job().spec.queue_name() {
+                Some(queue) => queued(d, queue),
+                None => training_started(d),
+            }
+            Flow::Stop
+        }
+        Lookup::Present(ptj) => {
+            // As for the preprocess Job: a child created before a crash is recorded now, so
+            // that its log is followed and its deletion is not answered by a new one.
+            d.record_child(ChildKind::PyTorchJob);
+            pytorch_job_state(d, ptj)
+        }
+        _ => Flow::Stop,
+    }
+}
+
+fn pytorch_job_state(d: &mut Decider, ptj: &PyTorchJob) -> Flow {
+    // The last lines (the final epoch, the final checkpoint) count before the verdict.
+    progress::follow_log(d);
+    match ptj.finished() {
+        Some(Outcome::Succeeded) => {
+            let message = format!("PyTorchJob {} finished training", d.name());
+            d.set_condition(
+                condition::COMPLETE,
+                true,
+                reason::TRAINING_SUCCEEDED,
+                &message,
+            );
+            d.set_phase(Phase::Succeeded, reason::TRAINING_SUCCEEDED, &message);
+            d.complete();
+            d.event(Severity::Normal, reason::TRAINING_SUCCEEDED, message, None);
+            return Flow::Stop;
+        }
+        Some(Outcome::Failed(failed)) => {
+            let master = master_pod_name(d.name());
+            let termination = pods::failed_container(&d.obs().pods, PYTORCH_CONTAINER, &master);
+            let mut message = format!("PyTorchJob {} failed: {failed}", d.name());
+            if let Some(t) = &termination {
+                message.push_str(&format!("; {}", t.describe()));
+            }
+            let diagnosis = training_diagnosis(d);
+            d.fail_diagnosed(reason::TRAINING_FAILED, diagnosis, message, None);
+            return Flow::Stop;
+        }
+        None => {}
+    }
+    // Too many failed (recreated) pods, or a container restarting in place too often: both
+    // are past backoffLimit, and both stop the pods.
+    let backoff_limit = d.job().spec.backoff_limit;
+    let too_many = count_pod_failures(d, ptj).or_else(|| {
+        pods::restarting_too_often(&d.obs().pods, PYTORCH_CONTAINER, backoff_limit).map(|t| {
+            format!(
+                "pod {} container {} restarted {} times, more than backoffLimit {backoff_limit}; last exit code {}",
+                t.pod, t.container, t.restarts, t.exit_code
+            )
+        })
+    });
+    if let Some(message) = too_many {
+        let diagnosis = training_diagnosis(d);
+        d.fail_diagnosed(
+            reason::TRAINING_FAILED,
+            diagnosis,
+            message,
+            Some(ChildKind::PyTorchJob),
+        );
+        return Flow::Stop;
+    }
+    let queue = d.job().spec.queue_name();
+    let suspended_by_queue = queue.is_some() && ptj.is_suspended();
+    match (suspended_by_queue, d.status().training_start_time.is_some()) {
+        (true, false) => queued(d, queue.unwrap_or_default()),
+        (false, false) => training_started(d),
+        (true, true) => {
+            let message = format!("Kueue suspended PyTorchJob {} (e.g. preempted)", d.name());
+            d.set_phase(Phase::Training, reason::SUSPENDED_BY_QUEUE, &message)
+        }
+        (false, true) => {
+            // Re-admitted: as for a Kubernetes Job, the deadline counts again from here,
+            // so time spent waiting in the queue does not count.
+            if d.old().reason.as_deref() == Some(reason::SUSPENDED_BY_QUEUE.as_str()) {
+                d.start_training_clock();
+            }
+            let message = training_message(d);
+            d.set_phase(Phase::Training, reason::TRAINING, &message)
+        }
+    }
+    Flow::Continue
+}
+
+fn queued(d: &mut Decider, queue: &str) {
+    let message = format!(
+        "PyTorchJob {} waits for Kueue to admit it from queue {queue}",
+        d.name()
+    );
+    d.set_phase(Phase::Pending, reason::QUEUED, &message);
+}
+
+/// The same words at the start and while training, so a steady state writes nothing.
+fn training_message(d: &Decider) -> String {
+    let spec = &d.job().spec;
+    format!(
+        "PyTorchJob {} trains on {} node(s) with {} GPU(s) each",
+        d.name(),
+        spec.resources.nodes,
+        spec.resources.gpus_per_node
+    )
+}
+
+fn training_started(d: &mut Decider) {
+    let message = training_message(d);
+    d.start_training_clock();
+    d.set_phase(Phase::Training, reason::TRAINING, &message);
+    d.event(Severity::Normal, reason::TRAINING_STARTED, message, None);
+}
+
+/// Counts training pods that failed, each once (by UID), into status.podFailures. With
+/// restartPolicy ExitCode the training operator recreates a pod that exits with 128 or more
+/// as a new pod, so its restartCount stays 0 and only this count sees the repeats. Returns
+/// the failure message once the count passes backoffLimit.
+fn count_pod_failures(d: &mut Decider, ptj: &PyTorchJob) -> Option<String> {
+    const KEEP: usize = 16;
+    // Pods stopped on purpose (a suspension, a preemption by Kueue, an eviction) are not
+    // failures of the run, even when they die with 137.
+    if ptj.is_suspended() {
+        return None;
+    }
+    let name = PyTorchJob::name(d.name());
+    let failed: Vec<(&str, i32)> = d
+        .obs()
+        .pods
+        .iter()
+        .filter(|p| PyTorchJob::is_pod_of(p, &name))
+        .filter(|p| p.metadata.deletion_timestamp.is_none() && !pods::disrupted(p))
+        .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed"))
+        .filter_map(|p| {
+            let t = pods::termination(p, PYTORCH_CONTAINER)?;
+            Some((p.metadata.uid.as_deref()?, t.exit_code))
+        })
+        // Codes 1-127 fail the PyTorchJob itself (its Failed condition says so); only the
+        // codes it retries are counted here.
+        .filter(|(_, code)| *code >= 128)
+        .collect();
+    let mut failures = d.status().pod_failures.clone().unwrap_or_default();
+    let mut changed = false;
+    for (uid, code) in &failed {
+        if failures.pod_uids.iter().any(|u| u == uid) {
+            continue;
+        }
+        failures.count = failures.count.saturating_add(1);
+        failures.exit_codes.push(*code);
+        failures.pod_uids.push((*uid).to_string());
+        changed = true;
+    }
+    if !changed {
+        return None;
+    }
+    let excess = failures.exit_codes.len().saturating_sub(KEEP);
+    failures.exit_codes.drain(..excess);
+    // A UID is forgotten only once its pod is gone (so it is never counted twice), and
+    // then only beyond the most recent few.
+    let keep_from = failures.pod_uids.len().saturating_sub(KEEP);
+    let mut index = 0;
+    failures.pod_uids.retain(|uid| {
+        let keep = index >= keep_from || failed.iter().any(|(u, _)| u == uid);
+        index += 1;
+        keep
+    });
+    let limit = d.job().spec.backoff_limit;
+    let over = failures.count > limit;
+    let message = over.then(|| {
+        let codes: Vec<String> = failures.exit_codes.iter().map(i32::to_string).collect();
+        format!(
+            "training pods failed {} times, more than backoffLimit {limit} (exit codes, most recent last: {})",
+            failures.count,
+            codes.join(", ")
+        )
+    });
+    d.set_pod_failures(failures);
+    message
+}
+
+/// What the training pods and the failing container's log say went wrong.
+fn training_diagnosis(d: &Decider) -> Option<Diagnosis> {
+    diagnose::failure(
+        &d.obs().pods,
+        PYTORCH_CONTAINER,
+        d.obs().failure_log.as_deref(),
+    )
+}
