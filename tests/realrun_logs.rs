@@ -654,6 +654,32 @@ fn the_restarted_pod_resumes_from_the_last_full_state_with_nothing_left() {
 }
 
 #[test]
+fn a_rich_record_glued_behind_a_tqdm_bar_is_read_with_a_blank_time_too() {
+    // In every genuine log the record after a redraw of tqdm's bar shares its line: tqdm ends
+    // a redraw with \r, not a newline. The bar ends with its rate in brackets, and the time
+    // column of the record is blank when its second repeats. Rank 0's loss line is always the
+    // one there; a metrics line behind the bar must be read the same.
+    let log = text("train-0.12.log");
+    let lines: Vec<&str> = log.split(['\n', '\r']).collect();
+    let (at, bar) = lines
+        .iter()
+        .enumerate()
+        .find_map(|(i, l)| {
+            let end = l.find("]           INFO     Epoch: ")?;
+            (!l.starts_with(' ')).then(|| (i, &l[..=end]))
+        })
+        .expect("a record with a blank time glued behind a bar");
+    let metrics = lines[at + 1];
+    assert!(
+        metrics.starts_with("           INFO     epoch="),
+        "{metrics}"
+    );
+    let alone = parse(format!("{metrics}\n").as_bytes());
+    assert!(matches!(alone.as_slice(), [Record::Step(_)]), "{alone:?}");
+    assert_eq!(parse(format!("{bar}{metrics}\n").as_bytes()), alone);
+}
+
+#[test]
 fn the_preprocess_log_yields_nothing() {
     // data_process's log: tqdm bars, Rich lines, and the training samples themselves.
     assert_eq!(parse(&fixture("preprocess-0.16.log")), []);

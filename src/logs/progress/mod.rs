@@ -76,9 +76,10 @@
 //!
 //! Around them: tqdm bars redrawn after `\r`, warnings, NCCL and DeepSpeed lines, Rich output of
 //! other libraries; and the artefacts of many processes sharing one pipe: prints glued on one
-//! line, a bar glued before a JSON block, a stderr line the container runtime cut at 16 KiB
-//! glued before the next stdout line, another rank's line inside a Rich line longer than
-//! `PIPE_BUF`. The readers expect all of these.
+//! line, a bar glued before a JSON block or a Rich record (whose time column is blank when the
+//! second repeats), a stderr line the container runtime cut at 16 KiB glued before the next
+//! stdout line, another rank's line inside a Rich line longer than `PIPE_BUF`. The readers
+//! expect all of these.
 //!
 //! # Bounds
 //!
