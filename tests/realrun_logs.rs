@@ -12,7 +12,8 @@ use std::collections::BTreeSet;
 
 use finetune_operator::api::{Checkpoint, CheckpointKind, Progress};
 use finetune_operator::logs::progress::{
-    FoldContext, LogState, LossKey, ProgressParser, Record, Setup, Transition, fold, inspect,
+    Ending, FoldContext, LogState, LossKey, ProgressParser, Record, Setup, Transition, fold,
+    inspect,
 };
 use serde_json::Value;
 
@@ -29,11 +30,13 @@ fn text(name: &str) -> String {
 }
 
 /// One run as InstructLab recorded it: a training log, the metrics JSONL of its output
-/// directory and, where one was taken, the listing of that directory after the run.
+/// directory and, where one was taken, the listing of that directory after the run; and the
+/// signal sent to torchrun during the run, if one was (README.md).
 struct Run {
     log: &'static str,
     metrics: &'static str,
     tree: Option<&'static str>,
+    signal: Option<i64>,
 }
 
 /// The runs that trained (the resumed run, which had nothing left, has its own test).
@@ -42,21 +45,26 @@ const RUNS: [Run; 4] = [
         log: "train-0.12.log",
         metrics: "metrics-0.12.jsonl",
         tree: None,
+        signal: None,
     },
     Run {
         log: "train-0.16.log",
         metrics: "metrics-0.16.jsonl",
         tree: Some("tree-0.16.txt"),
+        signal: None,
     },
     Run {
         log: "train-0.16-ondemand.log",
         metrics: "metrics-0.16-ondemand.jsonl",
         tree: Some("tree-0.16-ondemand.txt"),
+        signal: None,
     },
     Run {
         log: "train-0.16-sigterm.log",
         metrics: "metrics-0.16-sigterm.jsonl",
         tree: Some("tree-0.16-sigterm.txt"),
+        // SIGTERM to torchrun after step 30 was logged.
+        signal: Some(15),
     },
 ];
 
@@ -543,6 +551,7 @@ fn any_chunking_folds_to_the_same_truth() {
             assert_eq!(state.progress, whole.progress, "{what}");
             assert_eq!(state.checkpoints, whole.checkpoints, "{what}");
             assert_eq!(state.resumed_from, whole.resumed_from, "{what}");
+            assert_eq!(state.ending, whole.ending, "{what}");
             assert_eq!(transitions, whole.transitions, "{what}");
         }
     }
@@ -651,6 +660,71 @@ fn the_restarted_pod_resumes_from_the_last_full_state_with_nothing_left() {
     assert_eq!((p.loss, p.throughput), (None, None));
     assert_eq!(alone.resumed_from, Some(resumed_from.clone()));
     assert_eq!(alone.checkpoints, [resumed_from]);
+}
+
+#[test]
+fn the_ending_is_what_happened_to_the_run() {
+    for run in &RUNS {
+        let segments = segments(run.metrics);
+        let segment = &segments[0];
+        let last = segment.steps.last().unwrap();
+        let planned = segment.planned_samples();
+        // An on-demand checkpoint's exit leaves the full state of an epoch that had not ended.
+        let epoch_ended = steps_in_epoch(segment, last.epoch) == last.num_epoch_steps;
+        let state_of_last_epoch =
+            format!("{}/full_state/epoch_{}", segment.output_dir(), last.epoch);
+        let mid_epoch_state = !epoch_ended
+            && run.tree.is_some_and(|tree| {
+                tree_checkpoints(tree, segment.output_dir()).contains(&state_of_last_epoch)
+            });
+        let expected = Ending {
+            planned_samples: Some(planned),
+            epochs_completed: last.samples_seen == planned,
+            samples_short: None,
+            on_demand_exit: segment.params["on_demand_checkpointing"] == true && mid_epoch_state,
+            signal: run.signal,
+        };
+        let inspection = inspect(&fixture(run.log), Some(segment.num_epochs()));
+        assert_eq!(inspection.ending, expected, "{}", run.log);
+    }
+    // The on-demand checkpoint records the step to go on with: one past the last one logged.
+    let on_demand_run = segments("metrics-0.16-ondemand.jsonl");
+    let last = on_demand_run[0].steps.last().unwrap();
+    let on_demand = parse(&fixture("train-0.16-ondemand.log"))
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::CheckpointSaved(c) if c.global_step.is_some() => Some(c),
+            _ => None,
+        })
+        .collect::<Vec<_>>();
+    assert_eq!(on_demand.len(), 1);
+    assert_eq!(
+        (
+            on_demand[0].epoch,
+            on_demand[0].samples,
+            on_demand[0].global_step
+        ),
+        (
+            Some(last.epoch),
+            Some(last.samples_seen),
+            Some(last.step + 1)
+        )
+    );
+
+    // The restarted pod that had nothing left: every epoch done, nothing short.
+    let all = segments("metrics-0.16-after-resume.jsonl");
+    let inspection = inspect(
+        &fixture("train-0.16-resumed.log"),
+        Some(all[1].num_epochs()),
+    );
+    assert_eq!(
+        inspection.ending,
+        Ending {
+            planned_samples: Some(all[1].planned_samples()),
+            epochs_completed: true,
+            ..Ending::default()
+        }
+    );
 }
 
 #[test]

@@ -74,6 +74,22 @@
 //! No checkpoints to load from: /output/ft/full_state
 //! ```
 //!
+//! v0.16 with `--on_demand_checkpointing`, once the trigger file appears: a full state taken
+//! within the epoch, whose training state has the step to go on with, then a Rich message, and
+//! the process exits 0:
+//!
+//! ```text
+//! Saving training state: {'current_epoch': 1, 'samples_seen': 480, 'global_step': 31}
+//! On-demand checkpoint saved (during minibatch processing). Exiting training.
+//! ```
+//!
+//! torchrun (the container's first process) on SIGTERM, before it exits 1:
+//!
+//! ```text
+//! W1130 00:23:52.394000 1 torch/distributed/elastic/agent/server/api.py:739] Received 15 death signal, shutting down workers
+//! torch.distributed.elastic.multiprocessing.api.SignalException: Process 1 got signal: 15
+//! ```
+//!
 //! Around them: tqdm bars redrawn after `\r`, warnings, NCCL and DeepSpeed lines, Rich output of
 //! other libraries; and the artefacts of many processes sharing one pipe: prints glued on one
 //! line, a bar glued before a JSON block or a Rich record (whose time column is blank when the
@@ -100,7 +116,7 @@ mod record;
 mod rich;
 mod scan;
 
-pub use fold::{FoldContext, Folded, LogState, MAX_CHECKPOINTS, Transition, fold};
+pub use fold::{Ending, FoldContext, Folded, LogState, MAX_CHECKPOINTS, Transition, fold};
 pub use inspect::{Inspection, inspect};
 pub use json_block::MAX_BLOCK_LINES;
 pub use parser::{MAX_LINE_BYTES, ProgressParser};
