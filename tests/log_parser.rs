@@ -332,7 +332,8 @@ fn v0_12_resumed_run_continues_the_crashed_runs_status() {
     assert!(second.contains(&Record::Resumed(ResumePoint {
         path: Some("/output/granite-ft/full_state/epoch_0".into()),
         epoch: 0,
-        samples: Some(992)
+        samples: Some(992),
+        global_step: None,
     })));
     let after = fold(&before.state, &second, &spec());
     let p = after.state.progress.as_ref().expect("progress");

@@ -26,6 +26,10 @@
 //! - `eta` is `now` + samples left / the latest throughput; no `now`, no eta.
 //! - `updateTime` (and eta) move only when the progress itself moved, so a reconcile that read
 //!   nothing new writes nothing.
+//!
+//! [`Ending`] gathers what the log says about how training ends (every epoch done, samples short
+//! of the plan, an on-demand checkpoint's exit, a signal to torchrun): facts for a later outcome
+//! in the status, which does not hold them yet.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde::Serialize;
@@ -48,6 +52,9 @@ pub struct LogState {
     pub checkpoints: Vec<Checkpoint>,
     /// The full state the current run resumed from.
     pub resumed_from: Option<Checkpoint>,
+    /// How training ends, as far as the log says. Not in the status: [`LogState::from_status`]
+    /// starts it empty.
+    pub ending: Ending,
 }
 
 impl LogState {
@@ -57,8 +64,40 @@ impl LogState {
             progress: status.progress.clone(),
             checkpoints: status.checkpoints.clone(),
             resumed_from: status.resumed_from.clone(),
+            ending: Ending::default(),
         }
     }
+}
+
+/// What the log says about how training ends, which its exit code alone does not tell: a
+/// process that exits 0 after an on-demand checkpoint has epochs left, one that ran every epoch
+/// may have skipped data, and torchrun exits 1 on SIGTERM. The facts a later `outcome` in the
+/// status needs; the status does not hold them yet.
+///
+/// The exit and the signal belong to one start of training: a new start (its setup record, a
+/// resume, a fresh start) clears them.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Ending {
+    /// Samples the run is to train: epochs × samples per epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub planned_samples: Option<i64>,
+    /// Every epoch has ended (the progress is at 100 %).
+    pub epochs_completed: bool,
+    /// By how many samples the last step's `samples_seen` falls short of the plan although
+    /// every epoch ended. Packing samples into batches across GPUs may leave a few of each epoch
+    /// out; more than a step's worth per epoch means whole steps were skipped, which the log
+    /// does not say otherwise. Resumed from an on-demand checkpoint taken in epoch 1 (from 0),
+    /// InstructLab 0.16.2 skipped the rest of that epoch and 11 steps of the next: 336 of 2,560
+    /// samples.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub samples_short: Option<i64>,
+    /// The process saved an on-demand checkpoint and exits ([`Record::OnDemandExit`]): exit
+    /// code 0, with epochs left unless `epochs_completed`.
+    pub on_demand_exit: bool,
+    /// The signal torchrun received ([`Record::LauncherSignal`]); it exits 1 on SIGTERM.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signal: Option<i64>,
 }
 
 /// What the fold needs besides the log.
@@ -166,6 +205,7 @@ struct Run<'a> {
     restarted: bool,
     checkpoints: Vec<Checkpoint>,
     resumed_from: Option<Checkpoint>,
+    ending: Ending,
     transitions: Vec<Transition>,
 }
 
@@ -199,6 +239,7 @@ impl<'a> Run<'a> {
             restarted: false,
             checkpoints: prev.checkpoints.clone(),
             resumed_from: prev.resumed_from.clone(),
+            ending: prev.ending.clone(),
             transitions: Vec::new(),
         }
     }
@@ -207,6 +248,8 @@ impl<'a> Run<'a> {
         match record {
             Record::Step(step) => self.step(step),
             Record::Setup(setup) => {
+                // Printed at every start of training.
+                self.new_start();
                 self.known = true;
                 self.set_steps_per_epoch(setup.steps_per_epoch);
                 self.progress.total_samples = setup.total_samples.or(self.progress.total_samples);
@@ -242,6 +285,8 @@ impl<'a> Run<'a> {
                 (p.loss, p.throughput) = (None, None);
                 self.last_epoch = None;
             }
+            Record::OnDemandExit => self.ending.on_demand_exit = true,
+            Record::LauncherSignal { signal } => self.ending.signal = Some(*signal),
         }
     }
 
@@ -385,6 +430,13 @@ impl<'a> Run<'a> {
     fn restart(&mut self, completed: i64) {
         self.completed = completed;
         self.restarted = true;
+        self.new_start();
+    }
+
+    /// A new start of training: how the last one ended no longer holds.
+    fn new_start(&mut self) {
+        self.ending.on_demand_exit = false;
+        self.ending.signal = None;
     }
 
     /// Adds a checkpoint, replacing an older one in the same directory (`last_epoch` is saved
@@ -408,6 +460,16 @@ impl<'a> Run<'a> {
             None => e.to_string(),
         });
         let done = total_epochs.is_some_and(|t| t > 0 && self.completed >= t);
+        let planned = total_epochs
+            .zip(p.total_samples)
+            .filter(|&(e, t)| e > 0 && t > 0)
+            .map(|(e, t)| e.saturating_mul(t));
+        self.ending.planned_samples = planned;
+        self.ending.epochs_completed = done;
+        self.ending.samples_short = match (planned, p.samples_seen) {
+            (Some(planned), Some(seen)) if done && seen < planned => Some(planned - seen),
+            _ => None,
+        };
         let percent = if done {
             Some(100)
         } else {
@@ -436,6 +498,7 @@ impl<'a> Run<'a> {
                 progress: self.known.then_some(self.progress),
                 checkpoints: self.checkpoints,
                 resumed_from: self.resumed_from,
+                ending: self.ending,
             },
             transitions: self.transitions,
         }

@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::fold::{FoldContext, LogState, Transition, fold};
+use super::fold::{Ending, FoldContext, LogState, Transition, fold};
 use super::parser::ProgressParser;
 use super::record::{LossKey, MetricsFormat, Record};
 use crate::api::{Checkpoint, Progress};
@@ -18,6 +18,8 @@ pub struct Inspection {
     pub progress: Option<Progress>,
     pub checkpoints: Vec<Checkpoint>,
     pub resumed_from: Option<Checkpoint>,
+    /// How training ends, as far as the log says.
+    pub ending: Ending,
     /// What the operator would report as Events, in log order.
     pub transitions: Vec<Transition>,
 }
@@ -48,6 +50,7 @@ pub fn inspect(bytes: &[u8], total_epochs: Option<i64>) -> Inspection {
         progress: folded.state.progress,
         checkpoints: folded.state.checkpoints,
         resumed_from: folded.state.resumed_from,
+        ending: folded.state.ending,
         transitions: folded.transitions,
     }
 }

@@ -1,5 +1,6 @@
 //! Checkpoint and resume markers, which rank 0 `print`s in yellow (`\x1b[93m…\x1b[0m`) in every
-//! version, and the per-rank loss lines.
+//! version, the per-rank loss lines, and the lines that tell how the process ends: the on-demand
+//! checkpoint's exit (a Rich message, v0.16+) and torchrun's signal (plain lines).
 //!
 //! A save prints a start and an end marker with other output between them; the pair becomes one
 //! [`Record::CheckpointSaved`] at the end marker, so a save that never finished records nothing.
@@ -24,6 +25,7 @@ struct PendingFullState {
     path: String,
     epoch: Option<i64>,
     samples: Option<i64>,
+    global_step: Option<i64>,
 }
 
 impl Markers {
@@ -45,11 +47,15 @@ impl Markers {
                 path: lossy(path),
                 epoch: last_component_number(path, b"epoch_"),
                 samples: None,
+                global_step: None,
             });
         } else if let Some(state) = text.strip_prefix(b"Saving training state: ") {
+            // v0.16: "{'current_epoch': 1, 'samples_seen': 480, 'global_step': 31}" for an
+            // on-demand checkpoint.
             if let Some(full) = &mut self.full {
                 full.samples = int_after(state, b"'samples_seen': ");
                 full.epoch = int_after(state, b"'current_epoch': ").or(full.epoch);
+                full.global_step = int_after(state, b"'global_step': ");
             }
         } else if let Some(path) = text.strip_prefix(b"Model state saved in: ") {
             let path = trim(path);
@@ -61,7 +67,8 @@ impl Markers {
                     .as_ref()
                     .and_then(|p| p.epoch)
                     .or_else(|| last_component_number(path, b"epoch_")),
-                samples: pending.and_then(|p| p.samples),
+                samples: pending.as_ref().and_then(|p| p.samples),
+                global_step: pending.and_then(|p| p.global_step),
             }));
         } else if let Some(path) = text.strip_prefix(b"Loading state from: ") {
             self.loading = Some(lossy(trim(path)));
@@ -71,6 +78,7 @@ impl Markers {
                     path: self.loading.take(),
                     epoch,
                     samples: int_after(metadata, b"'samples_seen': "),
+                    global_step: int_after(metadata, b"'global_step': "),
                 }));
             }
         } else if text.starts_with(b"No checkpoints to load from") {
@@ -80,6 +88,14 @@ impl Markers {
                 let last_step = int_after(rest, b"last_step=");
                 out.push(Record::ResumedMidEpoch { epoch, last_step });
             }
+        } else if text.starts_with(b"On-demand checkpoint saved")
+            && find(text, b"Exiting training").is_some()
+        {
+            // v0.16: "On-demand checkpoint saved (during minibatch processing). Exiting
+            // training."
+            out.push(Record::OnDemandExit);
+        } else if let Some(signal) = launcher_signal(text) {
+            out.push(Record::LauncherSignal { signal });
         } else {
             return false;
         }
@@ -110,7 +126,34 @@ impl Markers {
             samples: started
                 .flatten()
                 .or_else(|| last_component_number(path, b"samples_")),
+            global_step: None,
         }));
+    }
+}
+
+/// The signal torchrun received, from the last line of its traceback,
+/// `torch.distributed.elastic.multiprocessing.api.SignalException: Process 1 got signal: 15`,
+/// or from its agent's warning before it,
+/// `W1130 00:23:52.394000 1 torch/distributed/elastic/agent/server/api.py:739] Received 15 death
+/// signal, shutting down workers`. The traceback's source line
+/// (`raise SignalException(f"Process {os.getpid()} got signal: …`) is neither.
+fn launcher_signal(text: &[u8]) -> Option<i64> {
+    const EXCEPTION: &[u8] = b"SignalException: Process ";
+    const RECEIVED: &[u8] = b"] Received ";
+    match text.first()? {
+        b't' => {
+            let rest = &text[find(text, EXCEPTION)? + EXCEPTION.len()..];
+            let (_, pid_len) = int_prefix(rest)?;
+            let rest = rest[pid_len..].strip_prefix(b" got signal: ")?;
+            int_prefix(rest).map(|(signal, _)| signal)
+        }
+        // glog's level letter, then the date.
+        b'I' | b'W' | b'E' => {
+            let rest = &text[find(text, RECEIVED)? + RECEIVED.len()..];
+            let (signal, len) = int_prefix(rest)?;
+            rest[len..].starts_with(b" death signal").then_some(signal)
+        }
+        _ => None,
     }
 }
 
@@ -196,6 +239,7 @@ mod tests {
                 path: "/o/hf_format/samples_992".into(),
                 epoch: None,
                 samples: Some(992),
+                global_step: None,
             })]
         );
         let old = read(&[
@@ -238,11 +282,13 @@ mod tests {
                     path: "/o/full_state/epoch_1".into(),
                     epoch: Some(1),
                     samples: Some(1987),
+                    global_step: None,
                 }),
                 Record::Resumed(ResumePoint {
                     path: Some("/o/full_state/epoch_1".into()),
                     epoch: 1,
                     samples: Some(1987),
+                    global_step: None,
                 }),
                 Record::ResumedMidEpoch {
                     epoch: 2,
@@ -251,6 +297,69 @@ mod tests {
                 Record::FreshStart,
             ]
         );
+    }
+
+    #[test]
+    fn on_demand_checkpoint_and_exit() {
+        // Genuine 0.16.2 lines of a run with --on_demand_checkpointing, trigger file written.
+        let mut markers = Markers::default();
+        let mut out = Vec::new();
+        for line in [
+            "Saving full model state in /output/ilab-tiny/full_state/epoch_1",
+            "Saving training state: {'current_epoch': 1, 'samples_seen': 480, 'global_step': 31}",
+            "Model state saved in: /output/ilab-tiny/full_state/epoch_1",
+            "On-demand checkpoint: checkpoint saved successfully.",
+            "On-demand checkpoint saved (during minibatch processing). Exiting training.",
+        ] {
+            markers.read(line.as_bytes(), &mut out);
+        }
+        assert_eq!(
+            out,
+            vec![
+                Record::CheckpointSaved(SavedCheckpoint {
+                    kind: CheckpointKind::FullState,
+                    path: "/output/ilab-tiny/full_state/epoch_1".into(),
+                    epoch: Some(1),
+                    samples: Some(480),
+                    global_step: Some(31),
+                }),
+                Record::OnDemandExit,
+            ]
+        );
+        // A resume from it prints the training state it saved.
+        let resumed = read(&[
+            "Training metadata loaded: {'current_epoch': 1, 'samples_seen': 480, 'global_step': 31}",
+        ]);
+        assert!(matches!(&resumed[0], Record::Resumed(r) if r.global_step == Some(31)));
+    }
+
+    #[test]
+    fn torchrun_signals() {
+        // Genuine lines of torchrun sent SIGTERM (torch 2.11).
+        let signal = read(&[
+            "W1130 00:23:52.394000 4676 torch/distributed/elastic/agent/server/api.py:739] Received 15 death signal, shutting down workers",
+            "torch.distributed.elastic.multiprocessing.api.SignalException: Process 4676 got signal: 15",
+        ]);
+        assert_eq!(
+            signal,
+            vec![
+                Record::LauncherSignal { signal: 15 },
+                Record::LauncherSignal { signal: 15 }
+            ]
+        );
+        let mut out = Vec::new();
+        let mut markers = Markers::default();
+        for other in [
+            "    raise SignalException(f\"Process {os.getpid()} got signal: {sigval}\", sigval=sigval)",
+            "W1130 00:23:52.395000 4676 torch/distributed/elastic/multiprocessing/api.py:1012] Sending process 4740 closing signal SIGTERM",
+            "torch.distributed.elastic.multiprocessing.api.SignalException: Process x got signal: 15",
+            "W1130 00:23:52.394000 4676 api.py:739] Received a death signal",
+            "On-demand checkpoint saved somewhere",
+            "",
+        ] {
+            assert!(!markers.read(other.as_bytes(), &mut out), "{other}");
+        }
+        assert_eq!(out, vec![]);
     }
 
     #[test]

@@ -50,7 +50,8 @@
 //! [09:12:12] INFO     epoch=0, step=1, rank=0, overall_throughput=43.505, lr=8.00e-07, …, total_loss=2.457, samples_seen=123, gradnorm=None, total_samples=1012, num_epoch_steps=8   main_ds.py:496
 //! ```
 //!
-//! v0.12+: the same with `avg_loss` and `num_minibatches`.
+//! v0.12+: the same with `avg_loss` and `num_minibatches` (tests/realrun_logs.rs checks 0.12.1
+//! and 0.16.2 against the metrics JSONL InstructLab wrote in the same runs).
 //!
 //! Every version: per-rank lines (plain prints up to v0.10, Rich from v0.11; the loss is a
 //! `tensor(…)` in v0.11, and v0.12 adds `grad_accum_steps`):
@@ -73,11 +74,28 @@
 //! No checkpoints to load from: /output/ft/full_state
 //! ```
 //!
+//! v0.16 with `--on_demand_checkpointing`, once the trigger file appears: a full state taken
+//! within the epoch, whose training state has the step to go on with, then a Rich message, and
+//! the process exits 0:
+//!
+//! ```text
+//! Saving training state: {'current_epoch': 1, 'samples_seen': 480, 'global_step': 31}
+//! On-demand checkpoint saved (during minibatch processing). Exiting training.
+//! ```
+//!
+//! torchrun (the container's first process) on SIGTERM, before it exits 1:
+//!
+//! ```text
+//! W1130 00:23:52.394000 1 torch/distributed/elastic/agent/server/api.py:739] Received 15 death signal, shutting down workers
+//! torch.distributed.elastic.multiprocessing.api.SignalException: Process 1 got signal: 15
+//! ```
+//!
 //! Around them: tqdm bars redrawn after `\r`, warnings, NCCL and DeepSpeed lines, Rich output of
 //! other libraries; and the artefacts of many processes sharing one pipe: prints glued on one
-//! line, a bar glued before a JSON block, a stderr line the container runtime cut at 16 KiB
-//! glued before the next stdout line, another rank's line inside a Rich line longer than
-//! `PIPE_BUF`. The readers expect all of these.
+//! line, a bar glued before a JSON block or a Rich record (whose time column is blank when the
+//! second repeats), a stderr line the container runtime cut at 16 KiB glued before the next
+//! stdout line, another rank's line inside a Rich line longer than `PIPE_BUF`. The readers
+//! expect all of these.
 //!
 //! # Bounds
 //!
@@ -98,7 +116,7 @@ mod record;
 mod rich;
 mod scan;
 
-pub use fold::{FoldContext, Folded, LogState, MAX_CHECKPOINTS, Transition, fold};
+pub use fold::{Ending, FoldContext, Folded, LogState, MAX_CHECKPOINTS, Transition, fold};
 pub use inspect::{Inspection, inspect};
 pub use json_block::MAX_BLOCK_LINES;
 pub use parser::{MAX_LINE_BYTES, ProgressParser};

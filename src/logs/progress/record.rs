@@ -24,6 +24,14 @@ pub enum Record {
     ResumedMidEpoch { epoch: i64, last_step: Option<i64> },
     /// `No checkpoints to load from`: training starts over from the first step.
     FreshStart,
+    /// `On-demand checkpoint saved (…). Exiting training.` (v0.16+, `--on_demand_checkpointing`):
+    /// the checkpoint asked for through the trigger file is written and the process ends with
+    /// exit code 0, epochs left or not.
+    OnDemandExit,
+    /// torchrun, the container's first process, received a signal and stops the workers:
+    /// `SignalException: Process 1 got signal: 15` (it then exits 1), or its agent's earlier
+    /// `Received 15 death signal, shutting down workers`.
+    LauncherSignal { signal: i64 },
 }
 
 /// How the metrics of a step were printed, which tells the library version.
@@ -97,6 +105,9 @@ pub struct SavedCheckpoint {
     pub epoch: Option<i64>,
     /// When the log says (`samples_N`, or the saved training state).
     pub samples: Option<i64>,
+    /// `global_step` of the saved training state: only an on-demand checkpoint (v0.16+) has
+    /// one, taken within its epoch; the next step to run, one past the last step logged.
+    pub global_step: Option<i64>,
 }
 
 /// The full state a run restarted from.
@@ -107,4 +118,8 @@ pub struct ResumePoint {
     /// Epoch of the checkpoint, from 0: training goes on with the next one.
     pub epoch: i64,
     pub samples: Option<i64>,
+    /// `global_step` of an on-demand checkpoint (see [`SavedCheckpoint::global_step`]): it
+    /// was taken within epoch `epoch`. InstructLab 0.16.2 still goes on with the next epoch,
+    /// so the rest of this one is never trained.
+    pub global_step: Option<i64>,
 }

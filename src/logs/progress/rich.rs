@@ -26,8 +26,10 @@ const GLUED_HEADER_SEARCH: usize = 512;
 /// Where a Rich record starts in a line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Header {
-    /// Offset of the record in the line: 0, unless the container runtime glued the line behind
-    /// a 16 KiB piece of an unterminated stderr line (a tqdm bar).
+    /// Offset of the record in the line: 0, unless the record follows a tqdm bar on the same
+    /// line. tqdm ends its redraws with `\r`, not a newline, so the next line written to the
+    /// log, a Rich record on stdout, is glued behind the bar's last redraw (or behind a 16 KiB
+    /// piece of it, where the container runtime cut the unterminated stderr line).
     pub start: usize,
     /// Width of the time column, `[09:12:12]` in the C locale.
     pub time_width: usize,
@@ -49,8 +51,23 @@ pub(super) fn find_header(text: &[u8], time_width: usize) -> Option<Header> {
                 .enumerate()
                 .filter(|&(_, &b)| b == b'[')
                 .find_map(|(at, _)| bracketed_time(text, at))
+                .or_else(|| blank_time_after_bar(head, time_width))
         }
     }
+}
+
+/// A header whose time is blank right after a tqdm bar, which ends with its rate in brackets:
+/// `… 2/20 [00:10<01:20,  4.48s/it]           INFO     Epoch: 0, Step: 3, …`.
+fn blank_time_after_bar(head: &[u8], time_width: usize) -> Option<Header> {
+    head.iter()
+        .enumerate()
+        .filter(|&(_, &b)| b == b']')
+        .map(|(at, _)| at + 1)
+        .find(|&start| {
+            let rest = &head[start..];
+            leading_spaces(rest) == time_width + 1 && level_at(rest, time_width + 1)
+        })
+        .map(|start| Header { start, time_width })
 }
 
 /// `[time] LEVEL ` at `at`, the time made of digits and separators.
@@ -227,12 +244,24 @@ mod tests {
         );
         let glued = b"Map:  77%|\xe2\x96\x8b [09:12:10] INFO     num_gpus=2";
         assert_eq!(find_header(glued, 10).map(|h| h.start), Some(14));
+        // Genuine (0.12.1): the time repeats, so it is blank.
+        let blank = "Epoch 0:  10%|\u{2588}         | 2/20 [00:10<01:20,  4.48s/it]           INFO     Epoch: 0, Step: 3, Rank: 0, loss = 6.876012";
+        assert_eq!(
+            find_header(blank.as_bytes(), 10),
+            Some(Header {
+                start: blank.find("]    ").unwrap() + 1,
+                time_width: 10
+            })
+        );
         for noise in [
             &b"[2025-03-25 07:58:32,399] [INFO] [real_accelerator.py:219:get_accelerator] x"[..],
             b"[rank0]: Traceback (most recent call last):",
             b"                    continuation",
             b"[]",
             b"[09:12:10] INFOS",
+            b"x]          INFO     ten spaces, not eleven",
+            b"x]            INFO     twelve",
+            b"x]           INFORMATION",
         ] {
             assert_eq!(
                 find_header(noise, 10),
