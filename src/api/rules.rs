@@ -107,6 +107,160 @@ pub(super) fn full_state_without_lora() -> Rule {
         .message("training.fullStateAtEpoch cannot be true together with training.lora; InstructLab cannot save a resumable full state for LoRA")
 }
 
+/// fsdpShardingStrategy configures FSDP; with DeepSpeed InstructLab ignores it, which would hide
+/// a mistake.
+pub(super) fn sharding_strategy_needs_fsdp() -> Rule {
+    Rule::new("!has(self.fsdpShardingStrategy) || self.framework == 'fsdp'").message(
+        "training.fsdpShardingStrategy applies only to training.framework: fsdp; remove it, or \
+         set framework: fsdp",
+    )
+}
+
+/// Flags that optional typed fields of `training` render, with the CEL condition (on
+/// `training`) under which they do. While such a field is set, `training.extraArgs` may not
+/// pass, or abbreviate, one of its flags: argparse would take whichever comes last.
+pub(super) const TYPED_OPTIONAL_FLAGS: &[(&str, &[&str])] = &[
+    ("has(self.lrScheduler)", &["--lr_scheduler"]),
+    (
+        "has(self.fsdpShardingStrategy)",
+        &["--fsdp_sharding_strategy"],
+    ),
+    ("has(self.useLiger) && self.useLiger", &["--use_liger"]),
+    (
+        "has(self.trustRemoteCode) && self.trustRemoteCode",
+        &["--trust_remote_code"],
+    ),
+    (
+        "has(self.onDemandCheckpointing) && self.onDemandCheckpointing",
+        &["--on_demand_checkpointing"],
+    ),
+    (
+        "has(self.adamw)",
+        &[
+            "--adamw_weight_decay",
+            "--adamw_beta1",
+            "--adamw_beta2",
+            "--adamw_eps",
+        ],
+    ),
+    (
+        "has(self.validation)",
+        &["--validation_split", "--validation_frequency"],
+    ),
+    (
+        "has(self.tracking) && has(self.tracking.mlflow)",
+        &[
+            "--mlflow_tracking_uri",
+            "--mlflow_experiment_name",
+            "--mlflow_run_name",
+        ],
+    ),
+    (
+        "has(self.tracking) && has(self.tracking.wandb)",
+        &["--wandb_project", "--wandb_entity", "--wandb_run_name"],
+    ),
+    (
+        "has(self.tracking) && has(self.tracking.tensorboardDir)",
+        &["--tensorboard_log_dir"],
+    ),
+];
+
+pub(super) fn extra_args_repeat_typed_fields() -> Rule {
+    let flags = TYPED_OPTIONAL_FLAGS
+        .iter()
+        .flat_map(|(condition, flags)| {
+            flags
+                .iter()
+                .map(move |f| format!("({condition} ? '{f}' : '')"))
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    Rule::new(format!(
+        "!has(self.extraArgs) || self.extraArgs.all(a, ![{flags}].exists(m, m != '' \
+         && m.startsWith(a.indexOf('=') < 0 ? a : a.substring(0, a.indexOf('=')))))"
+    ))
+    .message(
+        "training.extraArgs repeats (or abbreviates) a flag that a typed field of training sets: \
+         lrScheduler, fsdpShardingStrategy, useLiger, trustRemoteCode, onDemandCheckpointing, \
+         adamw (--adamw_*), validation (--validation_*), tracking.mlflow (--mlflow_*), \
+         tracking.wandb (--wandb_*) or tracking.tensorboardDir (--tensorboard_log_dir); remove \
+         the flag from extraArgs and keep the typed field",
+    )
+}
+
+/// A decimal number as Python's float() reads it: digits with an optional fraction, and an
+/// optional exponent of at most two digits (so that, within the field's 32 characters, the value
+/// is neither infinite nor rounded to 0). `[.]` is a literal dot.
+const DECIMAL: &str = "^([0-9]+([.][0-9]*)?|[.][0-9]+)([eE][-+]?[0-9]{1,2})?$";
+
+/// A decimal string of at least 0.
+pub(super) fn non_negative_decimal(field: &str) -> Rule {
+    Rule::new(format!("self.matches('{DECIMAL}')")).message(Message::Message(format!(
+        "{field} must be a decimal number of at least 0, written as a string, e.g. \"0.01\" or \
+         \"1e-4\" (exponents of at most two digits)"
+    )))
+}
+
+/// A decimal string greater than 0: at least one non-zero digit before any exponent.
+pub(super) fn positive_decimal(field: &str) -> Rule {
+    Rule::new(format!(
+        "self.matches('{DECIMAL}') && self.matches('^[^eE]*[1-9]')"
+    ))
+    .message(Message::Message(format!(
+        "{field} must be a decimal number greater than 0, written as a string, e.g. \"1e-8\" \
+         (exponents of at most two digits)"
+    )))
+}
+
+/// A decimal string in [0, 1), without exponent.
+pub(super) fn unit_interval_decimal(field: &str) -> Rule {
+    Rule::new("self.matches('^(0([.][0-9]*)?|[.][0-9]+)$')").message(Message::Message(format!(
+        "{field} must be a decimal number of at least 0 and below 1, written as a string, e.g. \
+         \"0.9\""
+    )))
+}
+
+/// A decimal string strictly between 0 and 1, without exponent.
+pub(super) fn validation_split() -> Rule {
+    Rule::new("self.matches('^0?[.][0-9]*[1-9][0-9]*$')").message(
+        "training.validation.split must be a decimal number greater than 0 and below 1, written \
+         as a string, e.g. \"0.05\" (the fraction of the samples held out for validation)",
+    )
+}
+
+/// A name passed to a tracking backend: one line of text.
+pub(super) fn tracking_name(field: &str) -> Rule {
+    Rule::new("!self.matches('[\\\\x00-\\\\x1f\\\\x7f]')").message(Message::Message(format!(
+        "{field} must not contain control characters such as newlines"
+    )))
+}
+
+/// The MLflow tracking URI: no whitespace or control characters, and no credentials in it
+/// (anything before an '@' in the authority), which would be stored in the spec in plain text
+/// and copied into the pods' argv.
+pub(super) fn tracking_uri() -> Rule {
+    Rule::new(
+        "!self.matches('[\\\\x00-\\\\x20\\\\x7f]') && !self.matches('^[^/?#]*//[^/?#]*@')",
+    )
+    .message(
+        "training.tracking.mlflow.trackingUri must be a URI without spaces or control characters \
+         and without credentials (user:password@host); give those with token, or username and \
+         password, from a Secret",
+    )
+}
+
+/// MLflow uses username and password over a token when it has both, silently; and either alone
+/// of username and password is ignored.
+pub(super) fn mlflow_credentials() -> Rule {
+    Rule::new(
+        "has(self.username) == has(self.password) && !(has(self.token) && has(self.username))",
+    )
+    .message(
+        "training.tracking.mlflow: set token, or username and password together, not both (MLflow \
+         would ignore the token, or a username without a password)",
+    )
+}
+
 /// runAsNonRoot: true with runAsUser: 0 is a pod the kubelet would never start; refused at once.
 pub(super) fn non_root_user() -> Rule {
     Rule::new(
@@ -178,6 +332,51 @@ pub(super) fn immutable_spec() -> Rule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every field of `training` renders flags that extraArgs may not repeat: either always
+    /// (their flags are in MANAGED_MAIN_DS_FLAGS) or while set (TYPED_OPTIONAL_FLAGS). A new
+    /// field must be added to one of the two.
+    #[test]
+    fn every_training_field_guards_its_flags_against_extra_args() {
+        const MANAGED_FIELDS: &[&str] = &[
+            "epochs",
+            "effectiveBatchSize",
+            "learningRate",
+            "warmupSteps",
+            "maxBatchLen",
+            "saveSamples",
+            "seed",
+            "checkpointAtEpoch",
+            "keepLastCheckpointOnly",
+            "fullStateAtEpoch",
+            "framework",
+            "cpuOffloadOptimizer",
+            "cpuOffloadParams",
+            "lora",
+            "extraArgs",
+        ];
+        let crd = <super::super::FineTuneJob as kube::CustomResourceExt>::crd();
+        let schema = serde_json::to_value(&crd.spec.versions[0].schema).unwrap();
+        let props =
+            schema["openAPIV3Schema"]["properties"]["spec"]["properties"]["training"]["properties"]
+                .as_object()
+                .unwrap();
+        for field in props.keys() {
+            let typed = TYPED_OPTIONAL_FLAGS
+                .iter()
+                .any(|(condition, _)| condition.contains(&format!("has(self.{field})")));
+            assert!(
+                typed || MANAGED_FIELDS.contains(&field.as_str()),
+                "training.{field} is in neither list"
+            );
+        }
+        // The two lists of flags are disjoint: a managed flag is refused in extraArgs anyway.
+        for (_, flags) in TYPED_OPTIONAL_FLAGS {
+            for flag in *flags {
+                assert!(!MANAGED_MAIN_DS_FLAGS.contains(flag), "{flag}");
+            }
+        }
+    }
 
     /// The immutability rule must name every spec field except the mutable ones, or a new field
     /// would silently become mutable.

@@ -96,14 +96,19 @@ pub(super) fn volume_mounts(mounts: &Mounts) -> Vec<VolumeMount> {
     list
 }
 
-/// Env every container gets, then `extra` (operator values), then the user's `spec.env`, which
-/// keeps plain Kubernetes semantics.
-pub(super) fn env(job: &FineTuneJob, extra: &[(&str, String)]) -> Vec<EnvVar> {
-    let var = |name: &str, value: String| EnvVar {
+/// An env var with a plain value. Kubernetes expands `$(VAR)` in it: a user value must go
+/// through `literal` first.
+pub(super) fn var(name: &str, value: String) -> EnvVar {
+    EnvVar {
         name: name.to_string(),
         value: Some(value),
         ..Default::default()
-    };
+    }
+}
+
+/// Env every container gets, then `extra` (set by the operator), then the user's `spec.env`,
+/// which keeps plain Kubernetes semantics.
+pub(super) fn env(job: &FineTuneJob, extra: Vec<EnvVar>) -> Vec<EnvVar> {
     // Caches go to the writable /tmp emptyDir. COLUMNS stops InstructLab's Rich logger from
     // wrapping lines at 80 columns when stdout is not a terminal; Rich also pads every line to
     // that width, so it is just wide enough for a metrics line (~330 characters), not 10000.
@@ -117,9 +122,19 @@ pub(super) fn env(job: &FineTuneJob, extra: &[(&str, String)]) -> Vec<EnvVar> {
     .into_iter()
     .map(|(n, v)| var(n, v.to_string()))
     .collect();
-    env.extend(extra.iter().map(|(n, v)| var(n, v.clone())));
+    env.extend(extra);
     env.extend(job.spec.env.clone().unwrap_or_default());
     env
+}
+
+/// `TRUST_REMOTE_CODE=1` when `training.trustRemoteCode` is set, for both phases: data_process
+/// reads only this variable, and main_ds loads the tokenizer before it looks at its
+/// `--trust_remote_code` flag.
+pub(super) fn trust_remote_code(job: &FineTuneJob) -> Option<EnvVar> {
+    job.spec
+        .training
+        .trust_remote_code
+        .then(|| var("TRUST_REMOTE_CODE", "1".to_string()))
 }
 
 /// No privilege escalation, no capabilities, the runtime's default seccomp profile.

@@ -48,7 +48,7 @@ pub fn build_preprocess_job(job: &FineTuneJob, pre: &PreprocessSpec) -> Result<J
         PREPROCESS_CONTAINER,
         &["python", "-m", "instructlab.training.data_process"],
         args,
-        pod::env(job, &[]),
+        pod::env(job, pod::trust_remote_code(job).into_iter().collect()),
         &mounts,
     );
     container.resources = Some(pre.resources.clone());

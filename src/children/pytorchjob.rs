@@ -3,7 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{PodTemplateSpec, ResourceRequirements};
+use k8s_openapi::api::core::v1::{
+    EnvVar, EnvVarSource, PodTemplateSpec, ResourceRequirements, SecretKeySelector,
+};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::ResourceExt;
 
@@ -25,13 +27,7 @@ pub fn build_pytorch_job(job: &FineTuneJob) -> Result<PyTorchJob, BuildError> {
         PYTORCH_CONTAINER,
         &["torchrun"],
         training_args(job),
-        pod::env(
-            job,
-            &[
-                ("NNODES", nodes.to_string()),
-                ("NPROC_PER_NODE", spec.resources.gpus_per_node.to_string()),
-            ],
-        ),
+        pod::env(job, training_env(job)),
         &mounts,
     );
     container.resources = Some(training_resources(job));
@@ -76,6 +72,53 @@ pub fn build_pytorch_job(job: &FineTuneJob) -> Result<PyTorchJob, BuildError> {
         },
         status: None,
     })
+}
+
+/// The training container's own env: the topology, TRUST_REMOTE_CODE, and the tracking
+/// credentials, each read from its Secret by the kubelet (the value never appears in the spec or
+/// in the children).
+fn training_env(job: &FineTuneJob) -> Vec<EnvVar> {
+    let spec = &job.spec;
+    let mut env = vec![
+        pod::var("NNODES", spec.resources.nodes.to_string()),
+        pod::var("NPROC_PER_NODE", spec.resources.gpus_per_node.to_string()),
+    ];
+    env.extend(pod::trust_remote_code(job));
+    let tracking = spec.training.tracking.as_ref();
+    let mlflow = tracking.and_then(|t| t.mlflow.as_ref());
+    let wandb = tracking.and_then(|t| t.wandb.as_ref());
+    // The variables the MLflow and W&B clients read (InstructLab passes none of these itself).
+    let secrets = [
+        (
+            "MLFLOW_TRACKING_TOKEN",
+            mlflow.and_then(|m| m.token.as_ref()),
+        ),
+        (
+            "MLFLOW_TRACKING_USERNAME",
+            mlflow.and_then(|m| m.username.as_ref()),
+        ),
+        (
+            "MLFLOW_TRACKING_PASSWORD",
+            mlflow.and_then(|m| m.password.as_ref()),
+        ),
+        ("WANDB_API_KEY", wandb.and_then(|w| w.api_key.as_ref())),
+    ];
+    env.extend(secrets.into_iter().filter_map(|(name, source)| {
+        let secret = &source?.secret_key_ref;
+        Some(EnvVar {
+            name: name.to_string(),
+            value_from: Some(EnvVarSource {
+                secret_key_ref: Some(SecretKeySelector {
+                    name: secret.name.clone(),
+                    key: secret.key.clone(),
+                    optional: None,
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    }));
+    env
 }
 
 /// GPUs (and optional CPU and memory) with request = limit, so training pods get a guaranteed
@@ -137,6 +180,9 @@ fn training_args(job: &FineTuneJob) -> Vec<String> {
         (t.keep_last_checkpoint_only, "--keep_last_checkpoint_only"),
         (t.cpu_offload_optimizer, "--cpu_offload_optimizer"),
         (t.cpu_offload_params, "--cpu_offload_params_fsdp"),
+        (t.use_liger, "--use_liger"),
+        (t.trust_remote_code, "--trust_remote_code"),
+        (t.on_demand_checkpointing, "--on_demand_checkpointing"),
     ];
     args.extend(
         switches
@@ -155,6 +201,31 @@ fn training_args(job: &FineTuneJob) -> Vec<String> {
         args.push("--lora_target_modules".to_string());
         args.extend(lora.target_modules.iter().map(|m| literal(m)));
     }
+    if let Some(scheduler) = t.lr_scheduler {
+        args.push(flag("--lr_scheduler", scheduler.as_str()));
+    }
+    if let Some(strategy) = t.fsdp_sharding_strategy {
+        args.push(flag("--fsdp_sharding_strategy", strategy.as_str()));
+    }
+    // Decimal strings are passed exactly as written (validated at admission).
+    if let Some(adamw) = &t.adamw {
+        let values = [
+            ("--adamw_weight_decay", &adamw.weight_decay),
+            ("--adamw_beta1", &adamw.beta1),
+            ("--adamw_beta2", &adamw.beta2),
+            ("--adamw_eps", &adamw.eps),
+        ];
+        args.extend(
+            values
+                .into_iter()
+                .filter_map(|(name, value)| Some(flag(name, value.as_ref()?))),
+        );
+    }
+    if let Some(validation) = &t.validation {
+        args.push(flag("--validation_split", &validation.split));
+        args.push(flag("--validation_frequency", validation.frequency));
+    }
+    args.extend(tracking_args(job));
     if let Some(template) = spec
         .preprocess
         .as_ref()
@@ -163,5 +234,37 @@ fn training_args(job: &FineTuneJob) -> Vec<String> {
         args.push(flag("--chat-tmpl-path", template));
     }
     args.extend(t.extra_args.iter().flatten().map(|a| literal(a)));
+    args
+}
+
+/// The experiment tracking flags (InstructLab 0.14.0 or newer), only for the backends set. Never
+/// `--logger_type` or `--run_name`: InstructLab 0.14.0 removed them, and argparse refuses them.
+fn tracking_args(job: &FineTuneJob) -> Vec<String> {
+    let Some(tracking) = &job.spec.training.tracking else {
+        return Vec::new();
+    };
+    let mut args = Vec::new();
+    if let Some(mlflow) = &tracking.mlflow {
+        args.push(flag("--mlflow_tracking_uri", &mlflow.tracking_uri));
+        if let Some(experiment) = &mlflow.experiment_name {
+            args.push(flag("--mlflow_experiment_name", experiment));
+        }
+        if let Some(run) = &mlflow.run_name {
+            args.push(flag("--mlflow_run_name", run));
+        }
+    }
+    if let Some(wandb) = &tracking.wandb {
+        args.push(flag("--wandb_project", &wandb.project));
+        if let Some(entity) = &wandb.entity {
+            args.push(flag("--wandb_entity", entity));
+        }
+        if let Some(run) = &wandb.run_name {
+            args.push(flag("--wandb_run_name", run));
+        }
+    }
+    if let Some(dir) = &tracking.tensorboard_dir {
+        let output_dir = under(OUTPUT_MOUNT, job.spec.output_dir(&job.name_any()));
+        args.push(flag("--tensorboard_log_dir", under(&output_dir, dir)));
+    }
     args
 }

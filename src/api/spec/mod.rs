@@ -14,10 +14,12 @@ use defaults::{default_backoff_limit, default_termination_grace_period};
 mod defaults;
 mod placement;
 mod storage;
+mod tracking;
 mod training;
 
 pub use placement::*;
 pub use storage::*;
+pub use tracking::*;
 pub use training::*;
 
 /// A fine-tuning run: optional data preprocessing, then InstructLab training on one or more GPU

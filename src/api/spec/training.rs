@@ -10,6 +10,7 @@ use super::defaults::{
     default_lora_rank, default_lora_target_modules, default_max_batch_len, default_max_seq_len,
     default_preprocess_resources, default_seed, default_true, default_warmup_steps,
 };
+use super::tracking::TrackingSpec;
 use crate::api::rules;
 
 /// Data preprocessing (`instructlab.training.data_process`), run once as a CPU-only Job.
@@ -38,6 +39,8 @@ pub struct PreprocessSpec {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = rules::quantized_lora_needs_deepspeed())]
 #[x_kube(validation = rules::full_state_without_lora())]
+#[x_kube(validation = rules::sharding_strategy_needs_fsdp())]
+#[x_kube(validation = rules::extra_args_repeat_typed_fields())]
 pub struct TrainingSpec {
     /// Passes over the data (`--num_epochs`).
     #[schemars(range(min = 1, max = 10000))]
@@ -109,9 +112,58 @@ pub struct TrainingSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lora: Option<LoraSpec>,
 
+    /// Learning rate schedule after the warm-up (`--lr_scheduler`): linear, cosine,
+    /// cosine_with_restarts, polynomial, constant or constant_with_warmup. Unset leaves
+    /// InstructLab's default (cosine).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lr_scheduler: Option<LrScheduler>,
+
+    /// AdamW optimizer settings (`--adamw_*`, InstructLab 0.13.0 or newer). Each one unset
+    /// keeps InstructLab's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adamw: Option<AdamWSpec>,
+
+    /// Hold out part of the data and report a validation loss (`--validation_split`,
+    /// `--validation_frequency`, InstructLab 0.14.2 or newer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<ValidationSpec>,
+
+    /// Send the training metrics to MLflow, Weights & Biases and/or TensorBoard (InstructLab
+    /// 0.14.0 or newer). Only rank 0 reports. The image must have the client package of each
+    /// backend used installed (mlflow, wandb, tensorboard).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracking: Option<TrackingSpec>,
+
+    /// FSDP sharding strategy (`--fsdp_sharding_strategy`): FULL_SHARD, SHARD_GRAD_OP, NO_SHARD
+    /// or HYBRID_SHARD. Only with framework: fsdp. Unset leaves InstructLab's default
+    /// (HYBRID_SHARD).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fsdp_sharding_strategy: Option<FsdpShardingStrategy>,
+
+    /// Use the Liger kernels (`--use_liger`); the image must have liger-kernel installed.
+    #[serde(default)]
+    pub use_liger: bool,
+
+    /// Let the model and tokenizer run Python code shipped in the model directory
+    /// (`--trust_remote_code`, and TRUST_REMOTE_CODE=1 in both phases; InstructLab 0.15.2 or
+    /// newer). Needed by models with custom code. That code runs in the pods with the pods'
+    /// access: set it only for a model claim whose content you trust.
+    #[serde(default)]
+    pub trust_remote_code: bool,
+
+    /// Let InstructLab save a full-state checkpoint and stop when it is asked to
+    /// (`--on_demand_checkpointing`, InstructLab 0.16.0 or newer): its workers watch for a
+    /// trigger file in /dev/shm. The operator does not write that file yet, so this only turns
+    /// the watching on. When a checkpoint is taken this way, InstructLab exits with code 0
+    /// before the last epoch.
+    #[serde(default)]
+    pub on_demand_checkpointing: bool,
+
     /// More `main_ds` flags, appended as they are, one argv element each (e.g.
-    /// "--lr_scheduler=cosine"). Each must start with "--" and must not repeat a flag the
-    /// operator sets from the fields above.
+    /// "--disable_flash_attn"). Each must start with "--" and must not repeat a flag the
+    /// operator sets from the fields above. Prefer the typed fields where there is one
+    /// (lrScheduler, useLiger, adamw, ...): they are validated at admission, and a typed field
+    /// that is set refuses the same flag here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 32), inner(length(min = 3, max = 1024)))]
     #[x_kube(validation = rules::extra_args())]
@@ -136,6 +188,101 @@ impl Framework {
             Self::Deepspeed => "deepspeed",
         }
     }
+}
+
+/// Learning rate schedulers of `main_ds` (`--lr_scheduler`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LrScheduler {
+    Linear,
+    Cosine,
+    CosineWithRestarts,
+    Polynomial,
+    Constant,
+    ConstantWithWarmup,
+}
+
+impl LrScheduler {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Linear => "linear",
+            Self::Cosine => "cosine",
+            Self::CosineWithRestarts => "cosine_with_restarts",
+            Self::Polynomial => "polynomial",
+            Self::Constant => "constant",
+            Self::ConstantWithWarmup => "constant_with_warmup",
+        }
+    }
+}
+
+/// FSDP sharding strategies, named as in PyTorch and InstructLab (`--fsdp_sharding_strategy`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum FsdpShardingStrategy {
+    FullShard,
+    ShardGradOp,
+    NoShard,
+    HybridShard,
+}
+
+impl FsdpShardingStrategy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::FullShard => "FULL_SHARD",
+            Self::ShardGradOp => "SHARD_GRAD_OP",
+            Self::NoShard => "NO_SHARD",
+            Self::HybridShard => "HYBRID_SHARD",
+        }
+    }
+}
+
+/// AdamW settings (`--adamw_*`). Numbers are decimal strings, e.g. "0.95" or "1e-8", passed to
+/// InstructLab exactly as written.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AdamWSpec {
+    /// Weight decay, a decimal string of at least 0, e.g. "0.01" (`--adamw_weight_decay`;
+    /// InstructLab's default is 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 32))]
+    #[x_kube(validation = rules::non_negative_decimal("training.adamw.weightDecay"))]
+    pub weight_decay: Option<String>,
+
+    /// Decay rate of the first moment, a decimal string in [0, 1), e.g. "0.9"
+    /// (`--adamw_beta1`; InstructLab's default is 0.9).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 32))]
+    #[x_kube(validation = rules::unit_interval_decimal("training.adamw.beta1"))]
+    pub beta1: Option<String>,
+
+    /// Decay rate of the second moment, a decimal string in [0, 1), e.g. "0.95"
+    /// (`--adamw_beta2`; InstructLab's default is 0.95).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 32))]
+    #[x_kube(validation = rules::unit_interval_decimal("training.adamw.beta2"))]
+    pub beta2: Option<String>,
+
+    /// Term added for numerical stability, a decimal string greater than 0, e.g. "1e-8"
+    /// (`--adamw_eps`; InstructLab's default is 1e-8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 32))]
+    #[x_kube(validation = rules::positive_decimal("training.adamw.eps"))]
+    pub eps: Option<String>,
+}
+
+/// A validation set held out of the training data. Both fields are required.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ValidationSpec {
+    /// Fraction of the samples held out for validation, a decimal string strictly between 0
+    /// and 1, e.g. "0.05" (`--validation_split`).
+    #[schemars(length(min = 1, max = 32))]
+    #[x_kube(validation = rules::validation_split())]
+    pub split: String,
+
+    /// Compute the validation loss every this many training steps (`--validation_frequency`).
+    #[schemars(range(min = 1))]
+    pub frequency: i32,
 }
 
 /// LoRA settings (`--lora_*`).
