@@ -14,7 +14,7 @@
 //!   `FTO_BENCH_RESTARTS` (3); `FTO_BENCH_LOG_JOBS` (100); `FTO_BENCH_LOG_WINDOWS` (3) windows of
 //!   `FTO_BENCH_LOG_WINDOW_SECONDS` (30).
 //! - `FTO_BENCH_ONLY`: a comma list of scenarios to run (`throughput,logs,scale`).
-//! - `FTO_BENCH_JSON` (bench/results.json), `FTO_BENCH_MD` (BENCHMARKS.md),
+//! - `FTO_BENCH_JSON` (benches/results/results.json), `FTO_BENCH_MD` (BENCHMARKS.md),
 //!   `FTO_BENCH_BASELINE` (a results file from an earlier run, shown as "before"),
 //!   `FTO_BENCH_COMMAND` (the command line to print in the report), `FTO_BENCH_PARSER` (the
 //!   JSON lines benches/parser.rs printed, reported as section 6).

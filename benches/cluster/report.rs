@@ -135,7 +135,7 @@ fn markdown(r: &Value, baseline: Option<&Value>, settings: &Settings) -> String 
     values.insert("log_window_seconds", l["window_seconds"].to_string());
     values.insert("log_following", block(&log_following(r, b, has_b)));
     values.insert("parser", parser_section(r));
-    let notes = std::fs::read_to_string(testkit::repo().join("bench/NOTES.md"))
+    let notes = std::fs::read_to_string(testkit::repo().join("benches/results/NOTES.md"))
         .map(|notes| block(&[notes.trim_end().to_string(), String::new()]))
         .unwrap_or_default();
     values.insert("notes", notes);

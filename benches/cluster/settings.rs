@@ -62,7 +62,10 @@ impl Settings {
                 .ok()
                 .filter(|s| !s.is_empty())
                 .map(|s| s.split(',').map(|x| x.trim().to_string()).collect()),
-            json: root.join(env_or("FTO_BENCH_JSON", "bench/results.json".to_string())),
+            json: root.join(env_or(
+                "FTO_BENCH_JSON",
+                "benches/results/results.json".to_string(),
+            )),
             md: root.join(env_or("FTO_BENCH_MD", "BENCHMARKS.md".to_string())),
             baseline: std::env::var("FTO_BENCH_BASELINE")
                 .ok()
