@@ -47,7 +47,7 @@ pub async fn admin_client() -> Client {
     cluster().admin_client().await.expect("an admin client")
 }
 
-/// The operator of a test: the debug build of this checkout, logging text at debug level to
+/// The operator of a test: the binary cargo built beside the test, logging text at debug level to
 /// `build/e2e/<namespace>-operator.log`.
 impl Operator {
     pub fn start(namespace: &str) -> Self {
