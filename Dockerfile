@@ -7,6 +7,9 @@ COPY scripts/setup.sh scripts/build-musl.sh scripts/
 RUN scripts/setup.sh
 COPY Cargo.toml Cargo.lock ./
 COPY src ./src
+# testkit/ is a workspace member (the support library of the tests): cargo reads its manifest,
+# the operator does not use it.
+COPY testkit ./testkit
 RUN scripts/build-musl.sh /out
 
 FROM gcr.io/distroless/static-debian12:nonroot

@@ -42,7 +42,7 @@ unit-test: ## Run only the tests that need no cluster
 lint: ## rustfmt check, clippy -D warnings, committed CRD and kustomize render
 	cargo fmt --check
 	# The e2e targets are `test = false` (they need the cluster), so --all-targets skips them.
-	cargo clippy --locked --all-targets --test e2e --test e2e_without_pytorchjob -- -D warnings
+	cargo clippy --locked --all-targets --test e2e --test e2e_sequential -- -D warnings
 	kubectl kustomize deploy/ > /dev/null
 	kubectl kustomize deploy/namespaced/ > /dev/null
 	@echo "lint: ok"

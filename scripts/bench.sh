@@ -2,14 +2,14 @@
 # `make bench`: the benchmarks. Not tests: nothing asserts a time; they measure and report.
 #
 #   1. the parser's throughput on one core (benches/parser.rs), then
-#   2. the operator on the local control plane (benches/cluster.rs): throughput and latency
+#   2. the operator on the local control plane (benches/cluster/): throughput and latency
 #      beside "the limit", API cost per job, memory beside the training operator, restart,
-#      log following. It writes BENCHMARKS.md and bench/results.json.
+#      log following. It writes BENCHMARKS.md and benches/results/results.json.
 #
 # Builds the release operator, starts the local cluster (tests/cluster/) unless one is running,
 # and stops it again if it started it. About 80 minutes on 2 cores; progress is printed.
-# Env: the FTO_BENCH_* variables of benches/cluster.rs (e.g. FTO_BENCH_RUNS=1 for a quick look;
-# FTO_BENCH_BASELINE=bench/baseline.json to show an earlier run as "before"), FTO_BENCH_SKIP_PARSER=1.
+# Env: the FTO_BENCH_* variables of benches/cluster/main.rs (e.g. FTO_BENCH_RUNS=1 for a quick look;
+# FTO_BENCH_BASELINE=benches/results/baseline.json to show an earlier run as "before"), FTO_BENCH_SKIP_PARSER=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$(date +%s)
@@ -46,7 +46,7 @@ fi
 step "the operator on the local control plane"
 export FTO_BENCH_OPERATOR="$CARGO_TARGET_DIR/release/finetune-operator"
 export FTO_BENCH_COMMAND="${FTO_BENCH_COMMAND:-make bench}"
-export FTO_BENCH_BASELINE="${FTO_BENCH_BASELINE-bench/baseline.json}"
+export FTO_BENCH_BASELINE="${FTO_BENCH_BASELINE-benches/results/baseline.json}"
 cargo bench --locked --bench cluster
 
-step "done: BENCHMARKS.md, bench/results.json"
+step "done: BENCHMARKS.md, benches/results/results.json"

@@ -29,6 +29,6 @@ step "end-to-end tests: the operator on the local control plane"
 cargo test --locked --test e2e -- --test-threads=8
 
 step "end-to-end, alone: a cluster without the PyTorchJob kind"
-cargo test --locked --test e2e_without_pytorchjob
+cargo test --locked --test e2e_sequential
 
 step "all tests passed"

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use finetune_operator::api::{FineTuneJob, Phase};
 use finetune_operator::status::{Lookup, Observed, decide};
+use finetune_operator::testing::JobFixture;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use mlua::serde::SerializeOptions;
 use mlua::{Lua, LuaOptions, LuaSerdeExt, StdLib, Value as LuaValue};
@@ -38,18 +39,13 @@ fn health(obj: &Value) -> (String, String) {
 }
 
 fn base_job(spec_extra: Value) -> FineTuneJob {
-    let mut spec = json!({
-        "image": "img", "model": {"claimName": "m"}, "dataset": {"claimName": "d", "path": "t.jsonl"},
-        "output": {"claimName": "o"}, "training": {"epochs": 1},
-    });
-    for (k, v) in spec_extra.as_object().unwrap() {
-        spec[k] = v.clone();
-    }
-    serde_json::from_value(json!({
-        "apiVersion": "finetune.dev/v1alpha1", "kind": "FineTuneJob",
-        "metadata": {"name": "ft", "namespace": "ns", "uid": "u", "generation": 1}, "spec": spec,
-    }))
-    .unwrap()
+    JobFixture::new("ft")
+        .meta(json!({"namespace": "ns", "uid": "u", "generation": 1}))
+        .spec(
+            json!({"model": {"claimName": "m"}, "dataset": {"claimName": "d", "path": "t.jsonl"}}),
+        )
+        .spec(spec_extra)
+        .build()
 }
 
 fn pytorchjob(condition: &str) -> Lookup<finetune_operator::api::PyTorchJob> {

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 
 use finetune_operator::children::build_children;
 use finetune_operator::render::parse_finetunejob;
+use finetune_operator::testing::JobFixture;
 use serde_json::{Value, json};
 
 const HOSTILE: &[&str] = &[
@@ -158,20 +159,17 @@ fn containers(children: &Value) -> Vec<Container> {
 }
 
 fn base() -> Value {
-    json!({
-        "apiVersion": "finetune.dev/v1alpha1",
-        "kind": "FineTuneJob",
-        "metadata": {"name": "job", "namespace": "ns", "uid": "u-1"},
-        "spec": {
-            "image": "registry.example/ilab:1",
+    JobFixture::new("job")
+        .meta(json!({"namespace": "ns", "uid": "u-1"}))
+        .image("registry.example/ilab:1")
+        .spec(json!({
             "model": {"claimName": "models", "path": "m"},
             "dataset": {"claimName": "datasets", "path": "d.jsonl"},
             "output": {"claimName": "out", "path": "o"},
             "preprocess": {},
-            "training": {"epochs": 1},
             "resources": {"nodes": 2},
-        }
-    })
+        }))
+        .json()
 }
 
 /// Where a field's value goes: (pointer in the spec, value to set, expected argv elements per

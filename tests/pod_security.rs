@@ -8,30 +8,28 @@
 
 use finetune_operator::children::build_children;
 use finetune_operator::render::parse_finetunejob;
+use finetune_operator::testing::JobFixture;
 use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec, SELinuxOptions};
 use serde_json::{Value, json};
 
 fn job(pod_security_context: Option<Value>) -> Value {
-    let mut job = json!({
-        "apiVersion": "finetune.dev/v1alpha1",
-        "kind": "FineTuneJob",
-        "metadata": {"name": "secure-ft", "namespace": "restricted-ns", "uid": "u-1"},
-        "spec": {
-            "image": "quay.io/instructlab/instructlab-training:v0.12.1",
+    let job = JobFixture::new("secure-ft")
+        .meta(json!({"namespace": "restricted-ns", "uid": "u-1"}))
+        .image("quay.io/instructlab/instructlab-training:v0.12.1")
+        .spec(json!({
             "model": {"claimName": "models"},
             "dataset": {"claimName": "datasets", "path": "train.jsonl"},
             "output": {"claimName": "out"},
             "preprocess": {},
-            "training": {"epochs": 1},
             "resources": {"nodes": 3},
             "env": [{"name": "HF_TOKEN", "valueFrom": {"secretKeyRef": {"name": "hf", "key": "t"}}}],
             "podTemplate": {"labels": {"team": "a"}, "annotations": {"example.com/owner": "a"}},
-        }
-    });
-    if let Some(psc) = pod_security_context {
-        job["spec"]["podSecurityContext"] = psc;
+        }));
+    match pod_security_context {
+        Some(psc) => job.set("/podSecurityContext", psc),
+        None => job,
     }
-    job
+    .json()
 }
 
 /// The pod templates of every child: the preprocess Job's, the Master's and the Workers'.

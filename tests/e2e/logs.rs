@@ -6,10 +6,11 @@
 use std::time::Duration;
 
 use finetune_operator::api::Phase;
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::DeleteParams;
 use serde_json::json;
 
-use crate::harness::*;
+use testkit::e2e::*;
 
 /// A tqdm bar as data_process prints it, padded like a 512-column Rich line.
 fn tqdm_line(i: usize) -> String {
@@ -19,13 +20,6 @@ fn tqdm_line(i: usize) -> String {
         "█".repeat(i % 60),
         " ".repeat(60 - i % 60)
     ) + &" ".repeat(300)
-}
-
-fn metrics_line(epoch: i64, step: i64, loss: f64) -> String {
-    format!(
-        "[10:00:00] INFO     epoch={epoch}, step={step}, rank=0, overall_throughput=41.500, lr=2.00e-05, avg_loss={loss:.3}, samples_seen={}, total_samples=200, num_epoch_steps=2   main_ds.py:170",
-        step * 100
-    )
 }
 
 /// Waits until the job's progress shows `step`.
@@ -58,11 +52,11 @@ async fn a_failing_job_with_multibyte_wide_logs_is_diagnosed_and_the_operator_st
         "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB █"
     ));
     ns.write_log(&log, &lines.iter().map(String::as_str).collect::<Vec<_>>());
-    let mut spec = finetunejob(
+    let spec = finetunejob(
         "mbfail",
         json!({"sim.finetune.dev/duration": "2s", "sim.finetune.dev/exit-code": "1"}),
-    );
-    spec["spec"]["podTemplate"]["labels"] = json!({"sim.finetune.dev/log": log});
+    )
+    .set("/podTemplate/labels", json!({"sim.finetune.dev/log": log}));
     ns.create(spec).await;
     let (job, _) = ns.wait_for_phase("mbfail", Phase::Failed).await;
     let failed = job
@@ -98,10 +92,20 @@ async fn deleting_a_training_job_with_multibyte_logs_completes() {
     let log = format!("{}-train.log", ns.name);
     let lines: Vec<String> = (0..60).map(tqdm_line).collect();
     ns.write_log(&log, &lines.iter().map(String::as_str).collect::<Vec<_>>());
-    let mut spec = finetunejob("mbdel", json!({"sim.finetune.dev/duration": "10m"}));
-    spec["spec"]["podTemplate"]["labels"] = json!({"sim.finetune.dev/log": log});
+    let spec = finetunejob("mbdel", json!({"sim.finetune.dev/duration": "10m"}))
+        .set("/podTemplate/labels", json!({"sim.finetune.dev/log": log}));
     ns.create(spec).await;
     ns.wait_for_phase("mbdel", Phase::Training).await;
+    // Its log is served once the master pod runs (it may wait for GPUs the other tests hold).
+    ns.eventually("the master pod runs", || async {
+        ns.api::<Pod>()
+            .get_opt("mbdel-master-0")
+            .await
+            .unwrap()
+            .and_then(|p| p.status?.phase)
+            .is_some_and(|phase| phase == "Running")
+    })
+    .await;
     ns.jobs()
         .delete("mbdel", &DeleteParams::default())
         .await
@@ -121,8 +125,8 @@ async fn progress_is_read_past_bursts_long_lines_and_invalid_bytes() {
     let mut operator = Operator::start_with(&ns.name, &["--progress-interval-seconds", "1"]);
     let log = format!("{}-train.log", ns.name);
     ns.write_log(&log, &[metrics_line(0, 1, 2.5).as_str()]);
-    let mut spec = finetunejob("burst", json!({"sim.finetune.dev/duration": "10m"}));
-    spec["spec"]["podTemplate"]["labels"] = json!({"sim.finetune.dev/log": log});
+    let spec = finetunejob("burst", json!({"sim.finetune.dev/duration": "10m"}))
+        .set("/podTemplate/labels", json!({"sim.finetune.dev/log": log}));
     ns.create(spec).await;
     wait_for_step(&ns, "burst", 1).await;
 
@@ -167,8 +171,8 @@ async fn the_last_lines_of_a_run_are_read_when_it_succeeds() {
     let _operator = Operator::start_with(&ns.name, &["--progress-interval-seconds", "3600"]);
     let log = format!("{}-train.log", ns.name);
     ns.write_log(&log, &[metrics_line(0, 1, 2.5).as_str()]);
-    let mut spec = finetunejob("last", json!({"sim.finetune.dev/duration": "12s"}));
-    spec["spec"]["podTemplate"]["labels"] = json!({"sim.finetune.dev/log": log});
+    let spec = finetunejob("last", json!({"sim.finetune.dev/duration": "12s"}))
+        .set("/podTemplate/labels", json!({"sim.finetune.dev/log": log}));
     ns.create(spec).await;
     wait_for_step(&ns, "last", 1).await;
     ns.append_log(

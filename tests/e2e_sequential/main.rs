@@ -1,42 +1,35 @@
-//! End-to-end, alone: a cluster without the PyTorchJob kind. FineTuneJobs wait with a clear
-//! condition instead of crash-looping, and deleting them is never blocked.
+//! End-to-end tests that must run alone, after the main suite (`make test` runs them so), never
+//! beside it: they change the cluster itself. The harness is `testkit::e2e`, as for the main
+//! suite.
 //!
-//! It removes the PyTorchJob CRD, so it runs after the main suite (`make test` does), never
-//! beside it, and puts the CRD back and checks the training operator and the garbage
-//! collector work again before it ends.
-
-// This binary uses only part of the shared harness.
-#[allow(dead_code)]
-#[path = "e2e/harness.rs"]
-mod harness;
+//! A cluster without the PyTorchJob kind: FineTuneJobs wait with a clear condition instead of
+//! crash-looping, and deleting them is never blocked. The test removes the PyTorchJob CRD, and
+//! puts it back and checks the training operator and the garbage collector work again before it
+//! ends.
 
 use std::time::Duration;
 
 use finetune_operator::api::{Phase, PyTorchJob};
-use harness::*;
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, PostParams};
 use serde_json::json;
+use testkit::e2e::*;
 
 const CRD: &str = "pytorchjobs.kubeflow.org";
 
 /// Installs the PyTorchJob CRD again (from the cluster's build) and waits until it is served.
 fn restore_crd() -> Result<(), String> {
-    let c = cluster();
-    let crd = c
-        .kubectl
-        .parent()
-        .unwrap()
-        .join("kubeflow.org_pytorchjobs.yaml");
+    let crd = cluster().bin_dir.join("kubeflow.org_pytorchjobs.yaml");
     let deadline = std::time::Instant::now() + Duration::from_secs(90);
     loop {
-        let apply = c.kubectl(&[
+        let apply = kubectl(&[
             "apply",
             "--server-side",
             "--field-manager=fto-test-cluster",
             "-f",
             crd.to_str().unwrap(),
         ]);
-        let wait = c.kubectl(&[
+        let wait = kubectl(&[
             "wait",
             "--for=condition=Established",
             &format!("crd/{CRD}"),
@@ -70,8 +63,7 @@ impl Drop for RestoreCrd {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_the_pytorchjob_kind_jobs_wait_and_deletion_is_not_blocked() {
-    let c = cluster();
-    let out = c.kubectl(&["delete", "crd", CRD, "--wait=true", "--timeout=60s"]);
+    let out = kubectl(&["delete", "crd", CRD, "--wait=true", "--timeout=60s"]);
     assert!(
         out.status.success(),
         "{}",
@@ -135,7 +127,7 @@ async fn without_the_pytorchjob_kind_jobs_wait_and_deletion_is_not_blocked() {
     })
     .await;
     ns.eventually("the training operator runs the probe's pod", || async {
-        ns.api::<k8s_openapi::api::core::v1::Pod>()
+        ns.api::<Pod>()
             .get_opt("probe-master-0")
             .await
             .unwrap()
@@ -148,7 +140,7 @@ async fn without_the_pytorchjob_kind_jobs_wait_and_deletion_is_not_blocked() {
         .await
         .unwrap();
     ns.eventually("the garbage collector removes the probe's pod", || async {
-        ns.api::<k8s_openapi::api::core::v1::Pod>()
+        ns.api::<Pod>()
             .get_opt("probe-master-0")
             .await
             .unwrap()

@@ -1,5 +1,4 @@
-//! A minimal HTTP/1.0 GET on 127.0.0.1, enough for the operator's /readyz and /metrics. Shared
-//! by the end-to-end harness and the cluster benchmark (each includes it with `#[path]`).
+//! A minimal HTTP/1.0 GET on 127.0.0.1, enough for the operator's `/readyz` and `/metrics`.
 
 use std::io::{Read, Write};
 use std::time::Duration;

@@ -1,0 +1,134 @@
+//! Benchmarks of the operator on the local control plane (tests/cluster/): throughput and
+//! latency beside "the limit", API cost per job, memory beside the Kubeflow training operator,
+//! restart cost, and the CPU cost of following training logs.
+//!
+//! Nothing here asserts a time: it measures and reports. `make bench` (scripts/bench.sh) builds
+//! the release operator, starts the cluster and runs this driver, which writes a JSON file of the
+//! figures and BENCHMARKS.md. Run it by hand against a running cluster with
+//! `cargo bench --bench cluster` and the variables below.
+//!
+//! Environment (all optional):
+//! - `FTO_BENCH_OPERATOR`: the operator binary (default: the release build next to this bench).
+//! - `FTO_BENCH_RUNS` (3): runs per throughput size; `FTO_BENCH_SIZES` ("100,1000");
+//!   `FTO_BENCH_SCALE` ("1000,10000"): job counts of the memory and restart scenario;
+//!   `FTO_BENCH_RESTARTS` (3); `FTO_BENCH_LOG_JOBS` (100); `FTO_BENCH_LOG_WINDOWS` (3) windows of
+//!   `FTO_BENCH_LOG_WINDOW_SECONDS` (30).
+//! - `FTO_BENCH_ONLY`: a comma list of scenarios to run (`throughput,logs,scale`).
+//! - `FTO_BENCH_JSON` (benches/results/results.json), `FTO_BENCH_MD` (BENCHMARKS.md),
+//!   `FTO_BENCH_BASELINE` (a results file from an earlier run, shown as "before"),
+//!   `FTO_BENCH_COMMAND` (the command line to print in the report), `FTO_BENCH_PARSER` (the
+//!   JSON lines benches/parser.rs printed, reported as section 6).
+//! - `FTO_BENCH_REPORT_ONLY=1`: no measurement, only BENCHMARKS.md again from the JSON file.
+//!
+//! Layout: `settings` (the variables above), `lab` (the cluster and the operator as the driver
+//! uses them, on `testkit`), `measure` (the operator's memory, CPU and reconciles), `tracker`
+//! (the jobs, and when each reached what), `stats`, one module per scenario under `scenarios/`,
+//! `machine` (what a run ran on) and `report` (BENCHMARKS.md: the fixed prose is in `report.md`,
+//! filled in by `template`).
+
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use serde_json::Value;
+
+static START: OnceLock<Instant> = OnceLock::new();
+
+/// Progress on stderr, with the time since the driver started.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        let t = $crate::START.get_or_init(std::time::Instant::now).elapsed().as_secs();
+        eprintln!("[bench {:>2}:{:02}] {}", t / 60, t % 60, format!($($arg)*));
+    }};
+}
+
+mod lab;
+mod machine;
+mod measure;
+mod report;
+mod scenarios;
+mod settings;
+mod stats;
+mod template;
+mod tracker;
+
+use lab::Lab;
+use settings::Settings;
+
+type Res<T> = testkit::Result<T>;
+
+fn main() -> std::process::ExitCode {
+    START.get_or_init(Instant::now);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(run()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench failed: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> Res<()> {
+    let settings = Settings::from_env();
+    if std::env::var("FTO_BENCH_REPORT_ONLY").is_ok_and(|v| v == "1") {
+        // Only the report, from the JSON file of an earlier run.
+        let results: Value = serde_json::from_str(&std::fs::read_to_string(&settings.json)?)?;
+        report::write(&results, &settings)?;
+        say!("wrote {}", settings.md.display());
+        return Ok(());
+    }
+    let lab = Lab::connect().await?;
+    say!("operator binary: {}", lab.operator_bin.display());
+    lab.cluster.install("bench")?;
+    lab.add_nodes(10, 2000)?;
+    lab.remove_leftovers().await?;
+    let mut results = serde_json::Map::new();
+    results.insert("machine".into(), machine::machine(&lab.cluster));
+    if let Some(parser) = report::parser_results() {
+        results.insert("parser".into(), parser);
+    }
+    results.insert("settings".into(), settings.to_json());
+    let save = |results: &serde_json::Map<String, Value>| -> Res<()> {
+        if let Some(dir) = settings.json.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        std::fs::write(
+            &settings.json,
+            serde_json::to_string_pretty(results)? + "\n",
+        )?;
+        Ok(())
+    };
+    if settings.wants("throughput") {
+        let t = scenarios::throughput::run(&lab, &settings).await?;
+        results.insert("throughput".into(), t["throughput"].clone());
+        results.insert("api_cost".into(), t["api_cost"].clone());
+        save(&results)?;
+    }
+    if settings.wants("logs") {
+        let logs = scenarios::logs::run(&lab, &settings).await?;
+        results.insert("log_following".into(), logs);
+        save(&results)?;
+    }
+    if settings.wants("scale") {
+        results.insert(
+            "scale".into(),
+            scenarios::scale::run(&lab, &settings).await?,
+        );
+    }
+    results.insert(
+        "total_minutes".into(),
+        stats::round(START.get().unwrap().elapsed().as_secs_f64() / 60.0),
+    );
+    save(&results)?;
+    report::write(&Value::Object(results), &settings)?;
+    say!(
+        "wrote {} and {}",
+        settings.json.display(),
+        settings.md.display()
+    );
+    Ok(())
+}
