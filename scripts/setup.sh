@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what a clean machine lacks to build and test finetune-operator: the musl target and
 # musl-gcc (for the static release binary the Dockerfile ships), rustfmt and clippy (for
-# `make lint`). Idempotent; prints what it does.
+# `make lint`), PyYAML (for the GPU kit's own tests in `make test`). Idempotent; prints what it does.
 set -euo pipefail
 
 if ! rustup target list --installed | grep -qx x86_64-unknown-linux-musl; then
@@ -22,5 +22,12 @@ if ! command -v musl-gcc >/dev/null 2>&1; then
   if [ "$(id -u)" != 0 ]; then sudo_cmd="sudo"; fi
   $sudo_cmd apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq musl-tools >/dev/null
+fi
+if ! python3 -c 'import yaml' >/dev/null 2>&1; then
+  echo "setup: installing PyYAML (the GPU kit's launcher tests read rendered children) from Debian"
+  sudo_cmd=""
+  if [ "$(id -u)" != 0 ]; then sudo_cmd="sudo"; fi
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq python3-yaml >/dev/null
 fi
 echo "setup: build prerequisites present"

@@ -10,6 +10,19 @@ step() { printf '\n== %s (%ss)\n' "$1" "$(( $(date +%s) - started ))"; }
 step "tests without a cluster: cargo test"
 cargo test --locked
 
+step "the GPU kit's launcher and comparator, without a GPU (tests/gpu/)"
+# Kubernetes' $(VAR) expansion, the training operator's variables, and the comparator on the
+# genuine logs. Nothing may be skipped: a skip would hide a missing binary or PyYAML.
+cargo build --locked
+kit_log=$(mktemp)
+FTO_BIN="${CARGO_TARGET_DIR:-target}/debug/finetune-operator" \
+  python3 -m unittest discover -s tests/gpu -p 'test_*.py' 2>&1 | tee "$kit_log"
+if grep -q "skipped" "$kit_log"; then
+  echo "the GPU kit's tests skipped some cases; they must all run here" >&2
+  exit 1
+fi
+rm -f "$kit_log"
+
 step "local control plane"
 kubeconfig=build/cluster/kubeconfig
 if [ -f "$kubeconfig" ] && tests/cluster/bin-dir.sh >/dev/null 2>&1 \
