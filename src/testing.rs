@@ -247,7 +247,8 @@ fn merge(target: &mut Value, patch: Value) {
     }
 }
 
-fn set_pointer(target: &mut Value, pointer: &str, value: Value) {
+/// Sets `value` at the JSON `pointer` below `target`, creating objects on the way.
+pub fn set_pointer(target: &mut Value, pointer: &str, value: Value) {
     let mut at = target;
     let mut keys: Vec<&str> = pointer.trim_start_matches('/').split('/').collect();
     let last = keys.pop().unwrap_or_default();

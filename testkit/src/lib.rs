@@ -10,6 +10,7 @@
 //! - [`pod_logs`]: log files in the container runtime's format, as kwok serves them.
 //! - [`fixtures`] and [`admission`]: the FineTuneJobs the suites create, and the specs
 //!   admission refuses (checked locally and by the apiserver).
+//! - [`expansion`]: the kubelet's `$(VAR)` expansion, and hostile values to send through it.
 //! - [`e2e`]: the end-to-end harness: one namespace and one operator per test, and waits.
 //!
 //! A dev-dependency only, never part of the operator. What the benchmark shares returns
@@ -21,6 +22,7 @@ pub mod admission;
 pub mod cluster;
 pub mod e2e;
 mod endpoint;
+pub mod expansion;
 pub mod fixtures;
 pub mod operator;
 pub mod pod_logs;
