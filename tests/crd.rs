@@ -136,6 +136,7 @@ fn crd_shape_matches_the_contract() {
         ("PROGRESS", 0),
         ("EPOCH", 0),
         ("LOSS", 0),
+        ("VAL LOSS", 1),
         ("AGE", 0),
         ("MODEL", 1),
         ("NODES", 1),

@@ -235,7 +235,8 @@ fn expected_checkpoint(path: &str, steps: &[TruthStep]) -> Checkpoint {
     }
 }
 
-/// The progress the status should show after `last`, the run's last logged step.
+/// The progress the status should show after `last`, the run's last logged step (with
+/// `onDemandExit` false: see [`exited_on_demand`]).
 fn expected_progress(segment: &Segment, last: &TruthStep) -> Progress {
     let epochs = segment.num_epochs();
     let planned = segment.planned_samples();
@@ -257,7 +258,25 @@ fn expected_progress(segment: &Segment, last: &TruthStep) -> Progress {
         throughput: Some(printed(last.throughput)),
         eta: None,
         update_time: None,
+        samples_planned: Some(planned),
+        // No genuine run skipped samples.
+        samples_skipped: None,
+        validation_loss: None,
+        on_demand_exit: false,
     }
+}
+
+/// Whether the run ended with an on-demand checkpoint's exit: it was started with on-demand
+/// checkpointing and left the full state of an epoch that had not ended.
+fn exited_on_demand(run: &Run, segment: &Segment) -> bool {
+    let last = segment.steps.last().unwrap();
+    let epoch_ended = steps_in_epoch(segment, last.epoch) == last.num_epoch_steps;
+    let state_of_last_epoch = format!("{}/full_state/epoch_{}", segment.output_dir(), last.epoch);
+    let mid_epoch_state = !epoch_ended
+        && run.tree.is_some_and(|tree| {
+            tree_checkpoints(tree, segment.output_dir()).contains(&state_of_last_epoch)
+        });
+    segment.params["on_demand_checkpointing"] == true && mid_epoch_state
 }
 
 /// Epochs whose every step was logged: (epoch from 1, loss and samples of its last step).
@@ -454,12 +473,11 @@ fn progress_checkpoints_and_epochs_equal_the_truth() {
             "{}",
             run.log
         );
-        assert_eq!(
-            inspection.progress,
-            Some(expected_progress(segment, last)),
-            "{}",
-            run.log
-        );
+        let expected = Progress {
+            on_demand_exit: exited_on_demand(run, segment),
+            ..expected_progress(segment, last)
+        };
+        assert_eq!(inspection.progress, Some(expected), "{}", run.log);
         assert_eq!(inspection.resumed_from, None, "{}", run.log);
 
         // Every checkpoint the run wrote, none it did not; each with its epoch and samples.
@@ -669,19 +687,11 @@ fn the_ending_is_what_happened_to_the_run() {
         let segment = &segments[0];
         let last = segment.steps.last().unwrap();
         let planned = segment.planned_samples();
-        // An on-demand checkpoint's exit leaves the full state of an epoch that had not ended.
-        let epoch_ended = steps_in_epoch(segment, last.epoch) == last.num_epoch_steps;
-        let state_of_last_epoch =
-            format!("{}/full_state/epoch_{}", segment.output_dir(), last.epoch);
-        let mid_epoch_state = !epoch_ended
-            && run.tree.is_some_and(|tree| {
-                tree_checkpoints(tree, segment.output_dir()).contains(&state_of_last_epoch)
-            });
         let expected = Ending {
             planned_samples: Some(planned),
             epochs_completed: last.samples_seen == planned,
             samples_short: None,
-            on_demand_exit: segment.params["on_demand_checkpointing"] == true && mid_epoch_state,
+            on_demand_exit: exited_on_demand(run, segment),
             signal: run.signal,
         };
         let inspection = inspect(&fixture(run.log), Some(segment.num_epochs()));

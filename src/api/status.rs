@@ -169,12 +169,27 @@ pub struct Progress {
     /// Samples per epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total_samples: Option<i64>,
+    /// Samples the run is to train: epochs × samples per epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples_planned: Option<i64>,
+    /// Planned samples never trained although every epoch ended (samplesPlanned − samplesSeen
+    /// at the last step), set only when the gap is more than one step's worth of samples per
+    /// epoch: packing batches across GPUs may leave out a few samples of each epoch, a larger
+    /// gap means whole steps were skipped. InstructLab 0.16.2 resumed from an on-demand
+    /// checkpoint skips data this way and says nothing; the job still succeeds, with a
+    /// SamplesSkipped Warning event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub samples_skipped: Option<i64>,
     /// Percent of the run done, 0 to 100.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub percent: Option<i64>,
     /// Most recent training loss.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub loss: Option<f64>,
+    /// Most recent validation loss (InstructLab's "Validation loss", logged every
+    /// training.validation.frequency steps when training.validation is set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation_loss: Option<f64>,
     /// Samples per second across all GPUs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub throughput: Option<f64>,
@@ -184,6 +199,12 @@ pub struct Progress {
     /// When the progress was last read from the log.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub update_time: Option<Time>,
+    /// The training process saved an on-demand checkpoint and exited with code 0 (InstructLab's
+    /// "On-demand checkpoint saved (…). Exiting training."), with epochs left unless percent is
+    /// 100. Cleared when training starts again. Such a run is not finished: the job fails with
+    /// CheckpointedNotFinished instead of succeeding.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub on_demand_exit: bool,
 }
 
 /// A checkpoint InstructLab reported saving (or loading).

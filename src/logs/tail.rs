@@ -63,11 +63,23 @@ pub fn compose_note(summary: &str, log: Option<&str>) -> String {
 fn clean(log: &str) -> String {
     let mut out = String::with_capacity(log.len());
     for line in log.split('\n') {
-        let line = line.rsplit('\r').find(|s| !s.is_empty()).unwrap_or("");
-        strip_ansi_into(line, &mut out);
+        push_plain(line, &mut out);
         out.push('\n');
     }
     out
+}
+
+/// One log line (no `\n`) as a terminal shows it: the last drawing of a line redrawn after
+/// `\r` (a progress bar), without ANSI escape sequences.
+pub fn plain_line(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    push_plain(line, &mut out);
+    out
+}
+
+fn push_plain(line: &str, out: &mut String) {
+    let line = line.rsplit('\r').find(|s| !s.is_empty()).unwrap_or("");
+    strip_ansi_into(line, out);
 }
 
 fn strip_ansi_into(line: &str, out: &mut String) {

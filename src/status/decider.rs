@@ -353,7 +353,8 @@ impl<'a> Decider<'a> {
 
     /// Fails the job with `why` (the phase's reason, e.g. TrainingFailed) and a Warning event of
     /// the same reason. A diagnosis gives the Failed condition its specific reason (e.g.
-    /// CUDAOutOfMemory) and puts its advice first in the message. The event ends with the
+    /// CUDAOutOfMemory) and puts its advice first in the message; without one, the exception
+    /// the failing container's log ends with closes the message. The event ends with the
     /// failing container's last lines.
     pub(super) fn fail_diagnosed(
         &mut self,
@@ -362,9 +363,16 @@ impl<'a> Decider<'a> {
         message: String,
         stop: Option<ChildKind>,
     ) {
+        let exception = || {
+            let tail = self.obs.failure_log.as_deref()?;
+            diagnose::log::read(tail).exception
+        };
         let message = match &diagnosis {
             Some(d) => format!("{}; {message}", d.detail),
-            None => message,
+            None => match exception() {
+                Some(exception) => format!("{message}; the log ends with {exception}"),
+                None => message,
+            },
         };
         self.fail(why, &message, stop);
         if let Some(d) = &diagnosis {

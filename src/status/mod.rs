@@ -20,6 +20,7 @@ mod conditions;
 mod decider;
 mod decision;
 pub mod diagnose;
+pub mod outcome;
 mod pod_metadata;
 pub mod pods;
 pub mod reason;

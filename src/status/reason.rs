@@ -99,6 +99,9 @@ pub const CANCELLED: Reason = Reason("Cancelled");
 
 /// Someone deleted a child before it finished.
 pub const CHILD_DELETED: Reason = Reason("ChildDeleted");
+/// The PyTorchJob succeeded, but only because InstructLab saved an on-demand checkpoint and
+/// exited with code 0 with epochs left: a run that stopped early is never Succeeded.
+pub const CHECKPOINTED_NOT_FINISHED: Reason = Reason("CheckpointedNotFinished");
 /// A child could not be made: the apiserver refused it, or it could not be built.
 pub const CHILD_REJECTED: Reason = Reason("ChildRejected");
 /// An object with a child's name exists and is not controlled by the FineTuneJob.
@@ -137,6 +140,10 @@ pub const OOM_KILLED: Reason = Reason("OOMKilled");
 pub const CUDA_OUT_OF_MEMORY: Reason = Reason("CUDAOutOfMemory");
 pub const NCCL_TIMEOUT: Reason = Reason("NCCLTimeout");
 pub const NCCL_ERROR: Reason = Reason("NCCLError");
+/// torchrun received a signal (SIGTERM: the pod was deleted, evicted or preempted).
+pub const TERMINATED: Reason = Reason("Terminated");
+/// The image's InstructLab refused the command line (argparse), e.g. a flag of a newer release.
+pub const INCOMPATIBLE_IMAGE: Reason = Reason("IncompatibleImage");
 pub const IMAGE_PULL_FAILED: Reason = Reason("ImagePullFailed");
 pub const INSUFFICIENT_GPUS: Reason = Reason("InsufficientGPUs");
 pub const VOLUME_NOT_BOUND: Reason = Reason("VolumeNotBound");
@@ -149,6 +156,8 @@ pub const NOT_SCHEDULED: Reason = Reason("NotScheduled");
 pub const EPOCH_COMPLETED: Reason = Reason("EpochCompleted");
 pub const CHECKPOINT_SAVED: Reason = Reason("CheckpointSaved");
 pub const RESUMED_FROM_CHECKPOINT: Reason = Reason("ResumedFromCheckpoint");
+/// Warning when a job succeeds although the log shows planned samples never trained.
+pub const SAMPLES_SKIPPED: Reason = Reason("SamplesSkipped");
 
 /// Every reason above, once.
 pub const ALL: &[Reason] = &[
@@ -170,6 +179,7 @@ pub const ALL: &[Reason] = &[
     RESUMED,
     CANCELLED,
     CHILD_DELETED,
+    CHECKPOINTED_NOT_FINISHED,
     CHILD_REJECTED,
     CHILD_CONFLICT,
     OUTPUT_IN_USE,
@@ -185,6 +195,8 @@ pub const ALL: &[Reason] = &[
     CUDA_OUT_OF_MEMORY,
     NCCL_TIMEOUT,
     NCCL_ERROR,
+    TERMINATED,
+    INCOMPATIBLE_IMAGE,
     IMAGE_PULL_FAILED,
     INSUFFICIENT_GPUS,
     VOLUME_NOT_BOUND,
@@ -193,6 +205,7 @@ pub const ALL: &[Reason] = &[
     EPOCH_COMPLETED,
     CHECKPOINT_SAVED,
     RESUMED_FROM_CHECKPOINT,
+    SAMPLES_SKIPPED,
 ];
 
 /// The event reason of a change the rank-0 log shows.

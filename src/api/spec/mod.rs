@@ -42,6 +42,7 @@ pub use training::*;
     printcolumn(name = "Progress", type_ = "integer", json_path = ".status.progress.percent", description = "Percent of the training done"),
     printcolumn(name = "Epoch", type_ = "string", json_path = ".status.progress.epochText", description = "Current epoch out of the total, e.g. 2/3"),
     printcolumn(name = "Loss", type_ = "number", json_path = ".status.progress.loss", description = "Most recent training loss"),
+    printcolumn(name = "Val Loss", type_ = "number", json_path = ".status.progress.validationLoss", priority = 1, description = "Most recent validation loss, with training.validation set"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     printcolumn(name = "Model", type_ = "string", json_path = ".spec.model.claimName", priority = 1, description = "Claim holding the base model"),
     printcolumn(name = "Nodes", type_ = "integer", json_path = ".spec.resources.nodes", priority = 1, description = "Training nodes"),

@@ -18,6 +18,7 @@ pub(super) struct Fields {
     num_epoch_steps: Option<i64>,
     num_batches: Option<i64>,
     num_epochs: Option<i64>,
+    val_loss: Option<f64>,
 }
 
 impl Fields {
@@ -38,12 +39,14 @@ impl Fields {
             b"num_epoch_steps" => self.num_epoch_steps = int(),
             b"num_batches" => self.num_batches = int(),
             b"num_epochs" => self.num_epochs = int(),
+            b"val_loss" => self.val_loss = float(),
             _ => {}
         }
     }
 
-    /// A step when epoch, step and samples are known; setup when the run's shape is; else
-    /// nothing (validation metrics, hyperparameters, other dicts).
+    /// A step when epoch, step and samples are known; a validation loss (`val_loss=…,
+    /// val_num_tokens=…`, v0.14.2+); setup when the run's shape is; else nothing
+    /// (hyperparameters, other dicts).
     pub(super) fn into_record(self, format: MetricsFormat) -> Option<Record> {
         if let (Some(epoch), Some(step), Some(samples_seen)) =
             (self.epoch, self.step, self.samples_seen)
@@ -60,6 +63,9 @@ impl Fields {
                 total_samples: self.total_samples,
                 num_epoch_steps: self.num_epoch_steps,
             }));
+        }
+        if let Some(loss) = self.val_loss {
+            return Some(Record::ValidationLoss { loss });
         }
         let setup = Setup {
             num_epochs: self.num_epochs,
@@ -124,8 +130,14 @@ mod tests {
                 total_samples: Some(1012)
             }))
         );
-        let validation = key_values(b"epoch=0, step=8, val_loss=1.2, val_num_tokens=5").unwrap();
-        assert_eq!(validation.into_record(MetricsFormat::KeyValue), None);
+        // v0.14.2-v0.16.2 log `{"val_loss": …, "val_num_tokens": …}` after the step's metrics.
+        let validation = key_values(b"val_loss=1.234, val_num_tokens=5120").unwrap();
+        assert_eq!(
+            validation.into_record(MetricsFormat::KeyValue),
+            Some(Record::ValidationLoss { loss: 1.234 })
+        );
+        let not_a_number = key_values(b"val_loss=None, val_num_tokens=0").unwrap();
+        assert_eq!(not_a_number.into_record(MetricsFormat::KeyValue), None);
         assert!(key_values(b"Epoch: 0, Step: 1").is_none());
         assert!(key_values(b"=1").is_none());
     }

@@ -26,15 +26,23 @@
 //! - `eta` is `now` + samples left / the latest throughput; no `now`, no eta.
 //! - `updateTime` (and eta) move only when the progress itself moved, so a reconcile that read
 //!   nothing new writes nothing.
+//! - `validationLoss` is the latest validation loss; a shorter print of the value it holds
+//!   (`val_loss=5.123` after `Validation loss: 5.123456`) does not replace it.
+//! - `samplesPlanned` is epochs × samples per epoch; `samplesSkipped` is the shortfall of a run
+//!   that ended every epoch, when it is more than a step's worth per epoch
+//!   ([`ending::skipped`]).
+//! - `onDemandExit` is the on-demand checkpoint's exit of the current start of training.
 //!
 //! [`Ending`] gathers what the log says about how training ends (every epoch done, samples short
-//! of the plan, an on-demand checkpoint's exit, a signal to torchrun): facts for a later outcome
-//! in the status, which does not hold them yet.
+//! of the plan, an on-demand checkpoint's exit, a signal to torchrun): the facts
+//! `status::outcome` judges a run by.
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde::Serialize;
 
+use super::ending::{self, Ending};
 use super::record::{Record, ResumePoint, SavedCheckpoint, StepMetrics};
+use super::transition::Transition;
 use crate::api::{Checkpoint, CheckpointKind, FineTuneJobStatus, Progress};
 
 /// Checkpoints kept in the status, newest last: a run that saves every few hundred samples
@@ -52,52 +60,36 @@ pub struct LogState {
     pub checkpoints: Vec<Checkpoint>,
     /// The full state the current run resumed from.
     pub resumed_from: Option<Checkpoint>,
-    /// How training ends, as far as the log says. Not in the status: [`LogState::from_status`]
-    /// starts it empty.
+    /// How training ends, as far as the log says. Only the on-demand exit is in the status
+    /// (`progress.onDemandExit`); the rest follows from the progress at the next fold.
     pub ending: Ending,
 }
 
 impl LogState {
-    /// The state a status records.
+    /// The state a status records. Its ending is what the progress says, without the signal,
+    /// which only the log's lines tell.
     pub fn from_status(status: &FineTuneJobStatus) -> Self {
+        let p = status.progress.clone().unwrap_or_default();
+        let epochs_completed = p.percent == Some(100);
+        let samples_short = match (p.samples_planned, p.samples_seen) {
+            (Some(planned), Some(seen)) if epochs_completed && seen < planned => {
+                Some(planned - seen)
+            }
+            _ => None,
+        };
         LogState {
             progress: status.progress.clone(),
             checkpoints: status.checkpoints.clone(),
             resumed_from: status.resumed_from.clone(),
-            ending: Ending::default(),
+            ending: Ending {
+                planned_samples: p.samples_planned,
+                epochs_completed,
+                samples_short,
+                on_demand_exit: p.on_demand_exit,
+                signal: None,
+            },
         }
     }
-}
-
-/// What the log says about how training ends, which its exit code alone does not tell: a
-/// process that exits 0 after an on-demand checkpoint has epochs left, one that ran every epoch
-/// may have skipped data, and torchrun exits 1 on SIGTERM. The facts a later `outcome` in the
-/// status needs; the status does not hold them yet.
-///
-/// The exit and the signal belong to one start of training: a new start (its setup record, a
-/// resume, a fresh start) clears them.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Ending {
-    /// Samples the run is to train: epochs × samples per epoch.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub planned_samples: Option<i64>,
-    /// Every epoch has ended (the progress is at 100 %).
-    pub epochs_completed: bool,
-    /// By how many samples the last step's `samples_seen` falls short of the plan although
-    /// every epoch ended. Packing samples into batches across GPUs may leave a few of each epoch
-    /// out; more than a step's worth per epoch means whole steps were skipped, which the log
-    /// does not say otherwise. Resumed from an on-demand checkpoint taken in epoch 1 (from 0),
-    /// InstructLab 0.16.2 skipped the rest of that epoch and 11 steps of the next: 336 of 2,560
-    /// samples.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub samples_short: Option<i64>,
-    /// The process saved an on-demand checkpoint and exits ([`Record::OnDemandExit`]): exit
-    /// code 0, with epochs left unless `epochs_completed`.
-    pub on_demand_exit: bool,
-    /// The signal torchrun received ([`Record::LauncherSignal`]); it exits 1 on SIGTERM.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub signal: Option<i64>,
 }
 
 /// What the fold needs besides the log.
@@ -107,70 +99,6 @@ pub struct FoldContext {
     pub total_epochs: Option<i64>,
     /// The time to stamp updates and checkpoints with and to count the eta from.
     pub now: Option<Time>,
-}
-
-/// A change the controller reports as an Event.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(tag = "type", rename_all = "camelCase")]
-pub enum Transition {
-    /// An epoch ended. Loss and samples are those of its last step, when it was read.
-    #[serde(rename_all = "camelCase")]
-    EpochCompleted {
-        /// From 1.
-        epoch: i64,
-        total_epochs: Option<i64>,
-        loss: Option<f64>,
-        samples_seen: Option<i64>,
-    },
-    /// A checkpoint finished saving.
-    CheckpointSaved { checkpoint: Checkpoint },
-    /// Training restarted from a saved full state.
-    ResumedFromCheckpoint { checkpoint: Checkpoint },
-}
-
-impl Transition {
-    /// Event reason.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Transition::EpochCompleted { .. } => "EpochCompleted",
-            Transition::CheckpointSaved { .. } => "CheckpointSaved",
-            Transition::ResumedFromCheckpoint { .. } => "ResumedFromCheckpoint",
-        }
-    }
-
-    /// Event note.
-    pub fn note(&self) -> String {
-        match self {
-            Transition::EpochCompleted {
-                epoch,
-                total_epochs,
-                loss,
-                samples_seen,
-            } => {
-                let mut note = match total_epochs {
-                    Some(total) => format!("Epoch {epoch}/{total} completed"),
-                    None => format!("Epoch {epoch} completed"),
-                };
-                if let Some(loss) = loss {
-                    note += &format!(", loss {loss:.4}");
-                }
-                if let Some(samples) = samples_seen {
-                    note += &format!(", {samples} samples seen");
-                }
-                note
-            }
-            Transition::CheckpointSaved { checkpoint } => {
-                let kind = match checkpoint.kind {
-                    CheckpointKind::Hf => "HuggingFace checkpoint",
-                    CheckpointKind::FullState => "Full training state",
-                };
-                format!("{kind} saved in {}", checkpoint.path)
-            }
-            Transition::ResumedFromCheckpoint { checkpoint } => {
-                format!("Training resumed from {}", checkpoint.path)
-            }
-        }
-    }
 }
 
 /// The next state and what changed.
@@ -282,9 +210,10 @@ impl<'a> Run<'a> {
                 self.resumed_from = None;
                 let p = &mut self.progress;
                 (p.epoch, p.step, p.samples_seen, p.percent) = (None, None, None, None);
-                (p.loss, p.throughput) = (None, None);
+                (p.loss, p.throughput, p.validation_loss) = (None, None, None);
                 self.last_epoch = None;
             }
+            Record::ValidationLoss { loss } => self.validation_loss(*loss),
             Record::OnDemandExit => self.ending.on_demand_exit = true,
             Record::LauncherSignal { signal } => self.ending.signal = Some(*signal),
         }
@@ -356,6 +285,20 @@ impl<'a> Run<'a> {
             return step;
         }
         first_epoch.saturating_mul(n).saturating_add(step)
+    }
+
+    /// A validation loss, unless it is the one already held as printed with fewer digits:
+    /// rank 0 prints `Validation loss: %.6f`, then the same value as `val_loss=%.3f` (or `%.2e`).
+    fn validation_loss(&mut self, loss: f64) {
+        if !loss.is_finite() {
+            return;
+        }
+        let held = self.progress.validation_loss;
+        let shorter = |v: f64| [format!("{v:.3}"), format!("{v:.2e}")];
+        if held.is_some_and(|h| shorter(h).iter().any(|s| s.parse() == Ok(loss))) {
+            return;
+        }
+        self.progress.validation_loss = Some(loss);
     }
 
     fn set_steps_per_epoch(&mut self, steps: Option<i64>) {
@@ -470,6 +413,14 @@ impl<'a> Run<'a> {
             (Some(planned), Some(seen)) if done && seen < planned => Some(planned - seen),
             _ => None,
         };
+        p.samples_planned = planned;
+        p.samples_skipped = match (self.ending.samples_short, p.total_samples, total_epochs) {
+            (Some(short), Some(per_epoch), Some(epochs)) => {
+                ending::skipped(short, per_epoch, self.steps_per_epoch, epochs)
+            }
+            _ => None,
+        };
+        p.on_demand_exit = self.ending.on_demand_exit;
         let percent = if done {
             Some(100)
         } else {

@@ -1,6 +1,7 @@
 //! Checkpoint and resume markers, which rank 0 `print`s in yellow (`\x1b[93m…\x1b[0m`) in every
-//! version, the per-rank loss lines, and the lines that tell how the process ends: the on-demand
-//! checkpoint's exit (a Rich message, v0.16+) and torchrun's signal (plain lines).
+//! version, the per-rank loss lines, the validation loss (a Rich message, v0.14.2+), and the
+//! lines that tell how the process ends: the on-demand checkpoint's exit (a Rich message, v0.16+)
+//! and torchrun's signal (plain lines).
 //!
 //! A save prints a start and an end marker with other output between them; the pair becomes one
 //! [`Record::CheckpointSaved`] at the end marker, so a save that never finished records nothing.
@@ -94,6 +95,12 @@ impl Markers {
             // v0.16: "On-demand checkpoint saved (during minibatch processing). Exiting
             // training."
             out.push(Record::OnDemandExit);
+        } else if let Some((loss, _)) = text
+            .strip_prefix(b"Validation loss: ")
+            .and_then(|value| float_prefix(trim(value)))
+        {
+            // v0.14.2+: `base_logger.info("Validation loss: %.6f", …)` on rank 0.
+            out.push(Record::ValidationLoss { loss });
         } else if let Some(signal) = launcher_signal(text) {
             out.push(Record::LauncherSignal { signal });
         } else {
@@ -136,8 +143,9 @@ impl Markers {
 /// or from its agent's warning before it,
 /// `W1130 00:23:52.394000 1 torch/distributed/elastic/agent/server/api.py:739] Received 15 death
 /// signal, shutting down workers`. The traceback's source line
-/// (`raise SignalException(f"Process {os.getpid()} got signal: …`) is neither.
-fn launcher_signal(text: &[u8]) -> Option<i64> {
+/// (`raise SignalException(f"Process {os.getpid()} got signal: …`) is neither. `text` is one
+/// line, without the blanks around it.
+pub fn launcher_signal(text: &[u8]) -> Option<i64> {
     const EXCEPTION: &[u8] = b"SignalException: Process ";
     const RECEIVED: &[u8] = b"] Received ";
     match text.first()? {

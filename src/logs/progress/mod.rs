@@ -74,6 +74,15 @@
 //! No checkpoints to load from: /output/ft/full_state
 //! ```
 //!
+//! v0.14.2+ with `--validation_split`, every `--validation_frequency` steps after the step's
+//! metrics: rank 0's message with 6 decimals, then the metrics dict (`%.3f`, or `%.2e` below
+//! 0.001 and above 999):
+//!
+//! ```text
+//!            INFO     Validation loss: 5.123456                                main_ds.py:164
+//!            INFO     val_loss=5.123, val_num_tokens=2170                      main_ds.py:398
+//! ```
+//!
 //! v0.16 with `--on_demand_checkpointing`, once the trigger file appears: a full state taken
 //! within the epoch, whose training state has the step to go on with, then a Rich message, and
 //! the process exits 0:
@@ -105,6 +114,7 @@
 //! under way: tens of KiB per job, whatever it is fed. The fold keeps [`MAX_CHECKPOINTS`].
 
 mod clean;
+mod ending;
 mod fields;
 mod fold;
 mod inspect;
@@ -115,15 +125,19 @@ mod parser;
 mod record;
 mod rich;
 mod scan;
+mod transition;
 
-pub use fold::{Ending, FoldContext, Folded, LogState, MAX_CHECKPOINTS, Transition, fold};
+pub use ending::Ending;
+pub use fold::{FoldContext, Folded, LogState, MAX_CHECKPOINTS, fold};
 pub use inspect::{Inspection, inspect};
 pub use json_block::MAX_BLOCK_LINES;
+pub use markers::launcher_signal;
 pub use parser::{MAX_LINE_BYTES, ProgressParser};
 pub use record::{
     LossKey, MetricsFormat, RankLoss, Record, ResumePoint, SavedCheckpoint, Setup, StepMetrics,
 };
 pub use rich::MAX_MESSAGE_BYTES;
+pub use transition::Transition;
 
 #[cfg(test)]
 mod tests;

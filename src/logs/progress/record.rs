@@ -28,6 +28,9 @@ pub enum Record {
     /// the checkpoint asked for through the trigger file is written and the process ends with
     /// exit code 0, epochs left or not.
     OnDemandExit,
+    /// A validation loss (v0.14.2+ with `--validation_split`): rank 0's `Validation loss:
+    /// 5.123456` (`%.6f`) and the `val_loss=5.123, val_num_tokens=…` dict that follows it.
+    ValidationLoss { loss: f64 },
     /// torchrun, the container's first process, received a signal and stops the workers:
     /// `SignalException: Process 1 got signal: 15` (it then exits 1), or its agent's earlier
     /// `Received 15 death signal, shutting down workers`.

@@ -1,15 +1,18 @@
 //! The Training phase: create the PyTorchJob (queued with Kueue, or started), follow it, and
-//! tell how it ended, including failures its own status does not show (training pods that
-//! failed or restart too often). Pure; the PyTorchJob to create is built here and carried in
-//! the action.
+//! tell how it ended, including what its own status does not show: training pods that failed
+//! or restart too often, and a success that is not one (an on-demand checkpoint's exit). Pure;
+//! the PyTorchJob to create is built here and carried in the action.
 
 use super::progress;
 use crate::api::{Phase, PyTorchJob, condition};
 use crate::children::{Child, ChildKind, Outcome, build_pytorch_job};
+use crate::logs::progress::LogState;
 use crate::names::{PYTORCH_CONTAINER, master_pod_name};
 use crate::status::decider::{Decider, Flow};
-use crate::status::decision::Severity;
+use crate::status::decision::{PlannedEvent, Severity};
+use crate::status::diagnose::log::TailReading;
 use crate::status::diagnose::{self, Diagnosis};
+use crate::status::outcome::{self, RunOutcome};
 use crate::status::world::Lookup;
 use crate::status::{pods, reason};
 
@@ -42,16 +45,7 @@ fn pytorch_job_state(d: &mut Decider, ptj: &PyTorchJob) -> Flow {
     progress::follow_log(d);
     match ptj.finished() {
         Some(Outcome::Succeeded) => {
-            let message = format!("PyTorchJob {} finished training", d.name());
-            d.set_condition(
-                condition::COMPLETE,
-                true,
-                reason::TRAINING_SUCCEEDED,
-                &message,
-            );
-            d.set_phase(Phase::Succeeded, reason::TRAINING_SUCCEEDED, &message);
-            d.complete();
-            d.event(Severity::Normal, reason::TRAINING_SUCCEEDED, message, None);
+            succeeded(d);
             return Flow::Stop;
         }
         Some(Outcome::Failed(failed)) => {
@@ -108,6 +102,45 @@ fn pytorch_job_state(d: &mut Decider, ptj: &PyTorchJob) -> Flow {
         }
     }
     Flow::Continue
+}
+
+/// The PyTorchJob succeeded: its pods exited 0. The log may say the run is not finished
+/// (an on-demand checkpoint's exit, with epochs left: the job fails, since a run that stopped
+/// early is never Succeeded) or that it skipped samples (it succeeds, with a Warning).
+fn succeeded(d: &mut Decider) {
+    let state = LogState::from_status(d.status());
+    let verdict = outcome::judge(&state, &TailReading::default(), true);
+    if verdict.outcome == RunOutcome::Checkpointed {
+        let message = format!(
+            "PyTorchJob {} succeeded, but training is not finished: {}",
+            d.name(),
+            outcome::checkpointed_message(&state)
+        );
+        d.fail(reason::CHECKPOINTED_NOT_FINISHED, &message, None);
+        d.publish(PlannedEvent::warning(reason::TRAINING_FAILED, message));
+        return;
+    }
+    let mut message = format!("PyTorchJob {} finished training", d.name());
+    let skipped = state
+        .progress
+        .as_ref()
+        .and_then(outcome::samples_skipped_message);
+    if let Some(skipped) = &skipped {
+        message = format!("{message}; {skipped}");
+    }
+    d.set_condition(
+        condition::COMPLETE,
+        true,
+        reason::TRAINING_SUCCEEDED,
+        &message,
+    );
+    d.set_phase(Phase::Succeeded, reason::TRAINING_SUCCEEDED, &message);
+    d.complete();
+    let summary = format!("PyTorchJob {} finished training", d.name());
+    d.event(Severity::Normal, reason::TRAINING_SUCCEEDED, summary, None);
+    if let Some(skipped) = skipped {
+        d.publish(PlannedEvent::warning(reason::SAMPLES_SKIPPED, skipped));
+    }
 }
 
 fn queued(d: &mut Decider, queue: &str) {

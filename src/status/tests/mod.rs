@@ -6,6 +6,7 @@ mod creation;
 mod deletion;
 mod failure;
 mod finished;
+mod outcome;
 mod progress;
 mod reasons;
 mod refusal;

@@ -3,7 +3,7 @@
 use super::*;
 
 /// Records of InstructLab v0.12 log lines: metrics through Rich's handler, markers as prints.
-fn records(lines: &[&str]) -> Vec<crate::logs::progress::Record> {
+pub(super) fn records(lines: &[&str]) -> Vec<crate::logs::progress::Record> {
     let log: String = lines
         .iter()
         .map(|l| match l.starts_with("epoch=") {
@@ -17,7 +17,7 @@ fn records(lines: &[&str]) -> Vec<crate::logs::progress::Record> {
     records
 }
 
-fn cursor(time: &str, lines: i64) -> crate::api::LogCursor {
+pub(super) fn cursor(time: &str, lines: i64) -> crate::api::LogCursor {
     crate::api::LogCursor {
         pod_uid: "uid-m".into(),
         time: time.into(),

@@ -1,6 +1,9 @@
 //! Why a run failed or cannot go on, from pod state and log patterns, in words a user acts on;
 //! and which container's last lines explain a failure (`failure_source`). Pure: it reads the
-//! pods and log lines it is given.
+//! pods and log lines it is given. What log lines alone say is [`log`]'s, which
+//! `finetune-operator inspect-log` reads logs with too.
+
+pub mod log;
 
 use std::time::Duration;
 
@@ -121,8 +124,9 @@ pub fn blocked(pods: &[Pod], since: Option<&Time>) -> Option<Diagnosis> {
     None
 }
 
-/// Why a container failed: killed for memory, CUDA out of memory, an NCCL error or timeout,
-/// or one of the reasons pods could not start. `log` is the tail of the failing container.
+/// Why a container failed: killed for memory, or what its last lines `log` say ([`log::read`]:
+/// CUDA out of memory, a signal to torchrun, an NCCL error or timeout, a refused command line),
+/// or one of the reasons pods could not start.
 pub fn failure(pods: &[Pod], container: &str, log: Option<&str>) -> Option<Diagnosis> {
     let oom_killed = pods.iter().find(|pod| {
         let statuses = pod
@@ -147,35 +151,8 @@ pub fn failure(pods: &[Pod], container: &str, log: Option<&str>) -> Option<Diagn
             ),
         );
     }
-    if let Some(log) = log {
-        if log.contains("CUDA out of memory") || log.contains("OutOfMemoryError") {
-            return diagnosis(
-                reason::CUDA_OUT_OF_MEMORY,
-                "the GPU ran out of memory (CUDA out of memory); lower training.maxBatchLen, or offload to CPU (training.cpuOffloadOptimizer, cpuOffloadParams)".to_string(),
-            );
-        }
-        let nccl = log.contains("NCCL") || log.contains("ProcessGroupNCCL");
-        if nccl
-            && (log.contains("Watchdog caught collective operation timeout")
-                || log.to_lowercase().contains("timed out")
-                || log.contains("Timeout"))
-        {
-            return diagnosis(
-                reason::NCCL_TIMEOUT,
-                "a collective operation between GPUs timed out (NCCL); check the network between nodes and that every node started".to_string(),
-            );
-        }
-        if nccl
-            && (log.contains("NCCL error")
-                || log.contains("ncclInternalError")
-                || log.contains("ncclSystemError")
-                || log.contains("ncclUnhandledCudaError"))
-        {
-            return diagnosis(
-                reason::NCCL_ERROR,
-                "the GPUs could not communicate (NCCL error); check the network between nodes, /dev/shm and the NCCL settings in spec.env".to_string(),
-            );
-        }
+    if let Some(found) = log.and_then(|l| log::read(l).diagnosis) {
+        return Some(found);
     }
     blocked(pods, None)
 }
