@@ -128,7 +128,15 @@ async fn kubectl_shows_the_columns_and_explains_the_fields() {
     let wide = kubectl(&["get", "finetunejobs", "-o", "wide", "-n", &ns.name]);
     let wide = String::from_utf8_lossy(&wide.stdout);
     let header: Vec<&str> = wide.lines().next().unwrap().split_whitespace().collect();
-    assert_eq!(&header[6..], ["MODEL", "NODES", "GPUS"], "{wide}");
+    // `-o wide` adds the priority-1 columns: the validation loss and what the job runs on.
+    assert_eq!(
+        header,
+        [
+            "NAME", "PHASE", "PROGRESS", "EPOCH", "LOSS", "VAL", "LOSS", "AGE", "MODEL", "NODES",
+            "GPUS"
+        ],
+        "{wide}"
+    );
     assert!(
         wide.contains("models")
             && wide
