@@ -50,7 +50,7 @@
 //! [09:12:12] INFO     epoch=0, step=1, rank=0, overall_throughput=43.505, lr=8.00e-07, …, total_loss=2.457, samples_seen=123, gradnorm=None, total_samples=1012, num_epoch_steps=8   main_ds.py:496
 //! ```
 //!
-//! v0.12+: the same with `avg_loss` and `num_minibatches` (tests/realrun_logs.rs checks 0.12.1
+//! v0.12+: the same with `avg_loss` and `num_minibatches` (tests/realrun_logs/ checks 0.12.1
 //! and 0.16.2 against the metrics JSONL InstructLab wrote in the same runs).
 //!
 //! Every version: per-rank lines (plain prints up to v0.10, Rich from v0.11; the loss is a
