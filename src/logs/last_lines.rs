@@ -10,7 +10,7 @@ use regex::Regex;
 
 use super::plain_line;
 use super::redact::{drop_samples, mask_secrets};
-use super::text::{ceil_char_boundary, prefix_within};
+use super::text::{bounded, ceil_char_boundary};
 
 /// Lines kept, the newest; as many as the operator reads for an Event's tail.
 pub const MAX_LAST_LINES: usize = super::TAIL_LINES as usize;
@@ -72,12 +72,7 @@ fn is_meaningful(line: &str) -> bool {
 fn shown(line: &str) -> String {
     let line = PADDING.replace_all(line.trim_end(), "$1  ");
     let masked = mask_secrets(&line);
-    let cut = prefix_within(&masked, MAX_LAST_LINE_BYTES - "…".len());
-    if cut.len() < masked.len() {
-        format!("{cut}…")
-    } else {
-        cut.to_string()
-    }
+    bounded(&masked, MAX_LAST_LINE_BYTES)
 }
 
 #[cfg(test)]

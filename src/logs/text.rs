@@ -34,6 +34,21 @@ pub fn suffix_within(s: &str, max: usize) -> &str {
     s.get(start..).unwrap_or_default()
 }
 
+/// What ends a text that was cut.
+pub const CUT_MARK: &str = "…";
+
+/// `text` cut to at most `max` bytes on a character boundary, ending with "…" when cut.
+pub fn bounded(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max.saturating_sub(CUT_MARK.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{CUT_MARK}", &text[..end])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,25 +4,12 @@
 //! watch event of it.
 
 use crate::api::FineTuneJobStatus;
+pub use crate::logs::text::bounded;
 
 /// The most bytes of a message (status.message, a condition's message).
 pub const MAX_MESSAGE_BYTES: usize = 4096;
 /// The most bytes of a checkpoint path.
 pub const MAX_PATH_BYTES: usize = 1024;
-
-const CUT_MARK: &str = "…";
-
-/// `text` cut to at most `max` bytes on a character boundary, ending with "…" when cut.
-pub fn bounded(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_string();
-    }
-    let mut end = max.saturating_sub(CUT_MARK.len());
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}{CUT_MARK}", &text[..end])
-}
 
 /// Applies the bounds to a whole status.
 pub fn bound_status(status: &mut FineTuneJobStatus) {
@@ -49,6 +36,7 @@ pub fn bound_status(status: &mut FineTuneJobStatus) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::logs::text::CUT_MARK;
 
     #[test]
     fn cuts_on_a_character_boundary_and_marks_the_cut() {

@@ -11,7 +11,7 @@ use super::{Diagnosis, diagnosis};
 use crate::logs::plain_line;
 use crate::logs::progress::launcher_signal;
 use crate::logs::redact::mask_secrets;
-use crate::logs::text::prefix_within;
+use crate::logs::text::bounded;
 use crate::status::reason;
 
 /// Bytes of a log line quoted in a diagnosis or as the exception.
@@ -189,12 +189,7 @@ fn exception(lines: &[String]) -> (Option<String>, bool) {
 /// A log line as a diagnosis quotes it: secrets masked, at most [`MAX_QUOTE_BYTES`].
 fn quote(line: &str) -> String {
     let masked = mask_secrets(line.trim());
-    let cut = prefix_within(&masked, MAX_QUOTE_BYTES - "…".len());
-    if cut.len() < masked.len() {
-        format!("{cut}…")
-    } else {
-        cut.to_string()
-    }
+    bounded(&masked, MAX_QUOTE_BYTES)
 }
 
 #[cfg(test)]
