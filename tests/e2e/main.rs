@@ -10,6 +10,7 @@
 mod admission;
 mod failures;
 mod integrations;
+mod kubectl_wait;
 mod lifecycle;
 mod logs;
 mod operator_process;
