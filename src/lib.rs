@@ -13,6 +13,7 @@
 //! - [`controller`]: the reconcile loop, the only place that talks to the apiserver.
 //! - [`telemetry`]: metrics, health endpoints, logging.
 //! - [`render`]: what `finetune-operator render` prints.
+//! - [`plugin`]: `kubectl finetune`, the kubectl plugin (the binary run as `kubectl-finetune`).
 //! - `testing`: fixtures shared by the tests and benchmarks (not operator behaviour).
 
 pub mod api;
@@ -21,6 +22,7 @@ pub mod client;
 pub mod controller;
 pub mod logs;
 pub mod names;
+pub mod plugin;
 pub mod render;
 pub mod status;
 pub mod telemetry;

@@ -1,4 +1,5 @@
-//! The `finetune-operator` binary: `run` (default), `crd`, `render`.
+//! The `finetune-operator` binary: `run` (default), `crd`, `render`, `inspect-log`, `kubectl`;
+//! started as `kubectl-finetune`, the kubectl plugin (`finetune_operator::plugin`).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -9,7 +10,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use finetune_operator::controller::{self, Context, Settings};
 use finetune_operator::telemetry::{self, CountRequests, Health, LogFormat, Metrics};
-use finetune_operator::{api, client, render};
+use finetune_operator::{api, client, plugin, render};
 use kube::Client;
 use kube::runtime::events::Reporter;
 use kube_lease_manager::LeaseManagerBuilder;
@@ -53,6 +54,8 @@ enum Command {
         #[arg(long)]
         epochs: Option<i64>,
     },
+    /// The kubectl plugin (`kubectl finetune`, when this binary is installed as kubectl-finetune).
+    Kubectl(plugin::cli::Cli),
 }
 
 #[derive(Args, Clone)]
@@ -94,6 +97,13 @@ struct RunArgs {
 }
 
 fn main() -> ExitCode {
+    // kubectl runs a plugin by its file name: started as kubectl-finetune, this is the plugin.
+    if std::env::args_os()
+        .next()
+        .is_some_and(|argv0| plugin::invoked_as_plugin(&argv0))
+    {
+        return plugin::main_as_plugin(std::env::args_os());
+    }
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Crd) => {
@@ -130,6 +140,7 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Some(Command::Kubectl(cli)) => plugin::run(cli),
         Some(Command::Run(args)) => run(args),
         None => run(cli.run),
     }

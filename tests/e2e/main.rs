@@ -14,4 +14,5 @@ mod kubectl_wait;
 mod lifecycle;
 mod logs;
 mod operator_process;
+mod plugin;
 mod stalls;
