@@ -10,10 +10,11 @@
 //! - [`status`]: the pure phase machine (observed world → next status, actions, events).
 //! - [`logs`]: bounded log tails for event notes.
 //! - [`client`]: the kube clients, with a timeout on every request but the watches.
-//! - [`controller`]: the reconcile loop, the only place that talks to the apiserver.
+//! - [`controller`]: the reconcile loop, the only part of the operator that talks to the apiserver.
 //! - [`telemetry`]: metrics, health endpoints, logging.
 //! - [`render`]: what `finetune-operator render` prints.
-//! - [`plugin`]: `kubectl finetune`, the kubectl plugin (the binary run as `kubectl-finetune`).
+//! - [`plugin`]: `kubectl finetune`, the kubectl plugin (the binary run as `kubectl-finetune`): a
+//!   client for users, apart from the operator.
 //! - `testing`: fixtures shared by the tests and benchmarks (not operator behaviour).
 
 pub mod api;
