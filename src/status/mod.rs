@@ -80,6 +80,13 @@ pub fn needs(job: &FineTuneJob) -> Needs {
 
 /// What to read once the children and pods of `observed` are known.
 pub fn needs_after(job: &FineTuneJob, observed: &Observed) -> NeedsAfter {
+    // A deleted job's decision is [`deletion`] (its Cancelled event reads its own tail when it
+    // is published), and a finished job's only deletes children: neither reads what these would
+    // fetch, so fetching it would be requests for nothing.
+    let finished = job.status.as_ref().is_some_and(is_finished);
+    if job.metadata.deletion_timestamp.is_some() || finished {
+        return NeedsAfter::default();
+    }
     NeedsAfter {
         final_log_read: observed
             .pytorch_job

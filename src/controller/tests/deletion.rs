@@ -61,6 +61,35 @@ async fn deletion_removes_the_children_then_the_finalizer() {
 }
 
 #[tokio::test]
+async fn deleting_a_failed_job_reads_no_failure_tail_it_would_not_report() {
+    // A finished job publishes no Cancelled event and its failure was reported when it failed:
+    // deletion reads the children and deletes them, nothing else (no pod log, no events).
+    let (ctx, mut api) = setup();
+    let mut failed = training_status();
+    failed["phase"] = json!("Failed");
+    failed["reason"] = json!("TrainingFailed");
+    let obj = ft()
+        .status_json(failed)
+        .meta(json!({"deletionTimestamp": "2026-11-26T11:00:00Z"}))
+        .json();
+    let server = tokio::spawn(async move {
+        api.not_found(Method::GET, PREPROCESS_PATH).await;
+        api.answer(Method::GET, PYTORCHJOB_PATH, 200, pytorchjob("Failed"))
+            .await;
+        let (_, body) = api
+            .answer(Method::DELETE, PYTORCHJOB_PATH, 200, pytorchjob("Failed"))
+            .await;
+        assert_eq!(body["propagationPolicy"], "Foreground");
+        api.no_more().await;
+    });
+    assert_eq!(
+        run(ctx, &obj).await.unwrap(),
+        Action::requeue(Duration::from_secs(5))
+    );
+    server.await.unwrap();
+}
+
+#[tokio::test]
 async fn deletion_is_not_blocked_when_the_pytorchjob_kind_is_missing() {
     let (ctx, mut api) = setup();
     let obj = ft()
