@@ -7,6 +7,7 @@ use finetune_operator::logs::progress::{
     FoldContext, LogState, LossKey, MAX_LINE_BYTES, MAX_MESSAGE_BYTES, MetricsFormat,
     ProgressParser, RankLoss, Record, ResumePoint, Setup, Transition, fold, inspect,
 };
+use testkit::random::{Rng, chunks};
 
 const FIXTURES: [&str; 5] = [
     "v0.7.log",
@@ -22,26 +23,6 @@ fn fixture(name: &str) -> Vec<u8> {
         env!("CARGO_MANIFEST_DIR")
     );
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
-/// xorshift64*: deterministic randomness without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len())]
-    }
 }
 
 /// Equal records; NaN losses (which `==` never finds equal) compare by their text.
@@ -64,16 +45,13 @@ fn parse_chunked(
     max_chunk: usize,
 ) -> Vec<Record> {
     let mut records = Vec::new();
-    let mut rest = bytes;
-    while !rest.is_empty() {
-        let (chunk, tail) = rest.split_at((1 + rng.below(max_chunk)).min(rest.len()));
+    for chunk in chunks(bytes, rng, max_chunk) {
         records.extend(parser.feed(chunk));
         assert!(
             parser.retained_bytes() <= RETAINED_BOUND,
             "{}",
             parser.retained_bytes()
         );
-        rest = tail;
     }
     records.extend(parser.finish());
     records
@@ -490,7 +468,7 @@ fn arbitrary_log(rng: &mut Rng) -> Vec<u8> {
     let mut log = Vec::new();
     for _ in 0..rng.below(200) {
         match rng.below(25) {
-            0..=2 => log.extend((0..rng.below(300)).map(|_| rng.next() as u8)),
+            0..=2 => log.extend((0..rng.below(300)).map(|_| rng.next_u64() as u8)),
             // Rich's padding to 10,000 columns.
             3 => log.extend(std::iter::repeat_n(b' ', rng.below(12_000))),
             _ => {

@@ -7,6 +7,7 @@
 //! - [`operator`]: the operator as a local process: spawn, wait for `/readyz`, SIGTERM, SIGKILL,
 //!   its metrics.
 //! - [`prom`]: the one reader of the Prometheus text format.
+//! - [`random`]: deterministic randomness and random cuts of a log.
 //! - [`pod_logs`]: log files in the container runtime's format, as kwok serves them.
 //! - [`fixtures`] and [`admission`]: the FineTuneJobs the suites create, and the specs
 //!   admission refuses (checked locally and by the apiserver).
@@ -27,6 +28,7 @@ pub mod fixtures;
 pub mod operator;
 pub mod pod_logs;
 pub mod prom;
+pub mod random;
 
 pub use cluster::Cluster;
 pub use operator::{Operator, OperatorOptions};

@@ -16,6 +16,7 @@ use finetune_operator::logs::progress::{
     inspect,
 };
 use serde_json::Value;
+use testkit::random::{Rng, chunks};
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = format!(
@@ -300,31 +301,6 @@ fn parse(bytes: &[u8]) -> Vec<Record> {
     let mut records = parser.feed(bytes);
     records.extend(parser.finish());
     records
-}
-
-/// xorshift64*: deterministic randomness without a dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n.max(1) as u64) as usize
-    }
-}
-
-/// Random chunks of up to `max_chunk` bytes: cut inside lines, escapes, `\r\n` and the
-/// multi-byte characters of tqdm's bars and Rich's text.
-fn chunks<'a>(bytes: &'a [u8], rng: &mut Rng, max_chunk: usize) -> Vec<&'a [u8]> {
-    let mut out = Vec::new();
-    let mut rest = bytes;
-    while !rest.is_empty() {
-        let (chunk, tail) = rest.split_at((1 + rng.below(max_chunk)).min(rest.len()));
-        out.push(chunk);
-        rest = tail;
-    }
-    out
 }
 
 /// Folds the log chunk by chunk from `state`, as the controller does across reconciles.
