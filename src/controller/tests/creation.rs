@@ -23,9 +23,7 @@ async fn first_reconcile_adds_the_finalizer_writes_pending_and_goes_on() {
             ])
         );
         // With it, the first status: Pending, so `kubectl get` shows it before anything starts.
-        let (_, status) = api
-            .echo_status(&format!("{NS_PATH}/status"), &with_finalizer, "12")
-            .await;
+        let (_, status) = api.echo_status(&with_finalizer, "12").await;
         assert_eq!(status["status"]["phase"], "Pending");
         assert_eq!(status["status"]["conditions"][0]["type"], "Accepted");
         assert_eq!(status["status"]["startTime"], "2026-11-26T10:00:07Z");
@@ -35,9 +33,7 @@ async fn first_reconcile_adds_the_finalizer_writes_pending_and_goes_on() {
         );
         // Then on, in the same reconcile, with the object the writes returned.
         api.creates_the_pytorchjob().await;
-        let (_, status) = api
-            .echo_status(&format!("{NS_PATH}/status"), &with_finalizer, "13")
-            .await;
+        let (_, status) = api.echo_status(&with_finalizer, "13").await;
         assert_eq!(status["status"]["phase"], "Training");
         assert_eq!(api.event().await["reason"], "TrainingStarted");
         api.no_more().await;
@@ -110,14 +106,7 @@ async fn a_new_job_with_preprocess_gets_its_preprocess_job() {
             json!(["python", "-m", "instructlab.training.data_process"])
         );
 
-        let (query, status) = api
-            .answer(
-                Method::PATCH,
-                &format!("{NS_PATH}/status"),
-                200,
-                reply.clone(),
-            )
-            .await;
+        let (query, status) = api.status_write(reply.clone()).await;
         assert!(query.contains("fieldManager=finetune-operator"), "{query}");
         assert_eq!(status["status"]["phase"], "Initializing");
         assert_eq!(status["status"]["preprocessJob"], "ft-preprocess");
@@ -157,14 +146,7 @@ async fn finished_preprocessing_creates_the_pytorchjob() {
         assert_eq!(ptj["spec"]["pytorchReplicaSpecs"]["Worker"]["replicas"], 1);
         assert_eq!(ptj["spec"]["nprocPerNode"], "4");
 
-        let (_, status) = api
-            .answer(
-                Method::PATCH,
-                &format!("{NS_PATH}/status"),
-                200,
-                reply.clone(),
-            )
-            .await;
+        let (_, status) = api.status_write(reply.clone()).await;
         assert_eq!(status["status"]["phase"], "Training");
         assert_eq!(status["status"]["pytorchJob"], "ft");
         assert!(status["status"]["trainingStartTime"].is_string());
@@ -199,9 +181,7 @@ async fn a_create_that_finds_the_name_taken_by_another_object_fails_the_job() {
             .await;
         api.answer(Method::GET, PYTORCHJOB_PATH, 200, foreign_pytorchjob())
             .await;
-        let (_, status) = api
-            .answer(Method::PATCH, &format!("{NS_PATH}/status"), 200, reply)
-            .await;
+        let (_, status) = api.status_write(reply).await;
         assert_eq!(status["status"]["reason"], "ChildConflict");
         assert!(status["status"].get("pytorchJob").is_none(), "{status}");
         assert_eq!(api.event().await["reason"], "TrainingFailed");
@@ -230,9 +210,7 @@ async fn a_forbidden_create_is_reported_in_status_and_retried() {
                                "reason": "Forbidden", "code": 403,
                                "message": "jobs.batch \"ft-preprocess\" is forbidden: exceeded quota: q, requested: count/jobs.batch=1, used: count/jobs.batch=0, limited: count/jobs.batch=0"});
         api.answer(Method::POST, JOBS_PATH, 403, forbidden).await;
-        let (_, status) = api
-            .answer(Method::PATCH, &format!("{NS_PATH}/status"), 200, reply)
-            .await;
+        let (_, status) = api.status_write(reply).await;
         assert_eq!(status["status"]["reason"], "CreateForbidden");
         assert!(
             status["status"]["message"]
@@ -277,9 +255,7 @@ async fn a_rejected_create_fails_the_job_with_the_apiservers_message() {
             .await;
         assert_eq!(created["kind"], "PyTorchJob");
         // Not retried: the job fails with the apiserver's words, and says nothing else.
-        let (_, status) = api
-            .answer(Method::PATCH, &format!("{NS_PATH}/status"), 200, reply)
-            .await;
+        let (_, status) = api.status_write(reply).await;
         assert_eq!(status["status"]["phase"], "Failed");
         assert_eq!(status["status"]["reason"], "ChildRejected");
         assert!(status["status"].get("pytorchJob").is_none(), "{status}");

@@ -41,14 +41,7 @@ async fn the_reconcile_that_sees_training_end_reads_the_rest_of_the_log() {
             "{query}"
         );
 
-        let (_, status) = api
-            .answer(
-                Method::PATCH,
-                &format!("{NS_PATH}/status"),
-                200,
-                reply.clone(),
-            )
-            .await;
+        let (_, status) = api.status_write(reply.clone()).await;
         assert_eq!(status["status"]["phase"], "Succeeded");
         assert_eq!(
             status["status"]["checkpoints"][0]["path"],
@@ -101,14 +94,7 @@ async fn a_failure_tail_that_fills_the_limit_is_read_again_with_fewer_lines() {
             )
             .await;
         assert!(query.contains("tailLines=10"), "{query}");
-        let (_, status) = api
-            .answer(
-                Method::PATCH,
-                &format!("{NS_PATH}/status"),
-                200,
-                reply.clone(),
-            )
-            .await;
+        let (_, status) = api.status_write(reply.clone()).await;
         let failed = status["status"]["conditions"]
             .as_array()
             .unwrap()
@@ -147,14 +133,7 @@ async fn with_log_tails_off_events_carry_no_log_line() {
             b"HF_TOKEN=x\ntorch.OutOfMemoryError: CUDA out of memory.\n".to_vec(),
         )
         .await;
-        let (_, status) = api
-            .answer(
-                Method::PATCH,
-                &format!("{NS_PATH}/status"),
-                200,
-                reply.clone(),
-            )
-            .await;
+        let (_, status) = api.status_write(reply.clone()).await;
         assert_eq!(status["status"]["reason"], "TrainingFailed");
         let event = api.event().await;
         let note = event["note"].as_str().unwrap();
@@ -224,13 +203,7 @@ async fn a_read_that_stops_at_the_limit_is_followed_by_another_a_second_later() 
             let filler = format!("{second} \rtqdm bar █ █ █\n").repeat(10_000);
             let full = filler.as_bytes()[..256 * 1024].to_vec();
             api.answer_bytes(Method::GET, MASTER_LOG_PATH, full).await;
-            api.answer(
-                Method::PATCH,
-                &format!("{NS_PATH}/status"),
-                200,
-                reply.clone(),
-            )
-            .await;
+            api.status_write(reply.clone()).await;
         }
     });
     let first = run(ctx.clone(), &obj).await.unwrap();

@@ -26,6 +26,7 @@ use crate::telemetry::Metrics;
 use crate::testing::{JobFixture, PodFixture};
 
 const NS_PATH: &str = "/apis/finetune.dev/v1alpha1/namespaces/ns/finetunejobs/ft";
+const STATUS_PATH: &str = "/apis/finetune.dev/v1alpha1/namespaces/ns/finetunejobs/ft/status";
 const PREPROCESS_PATH: &str = "/apis/batch/v1/namespaces/ns/jobs/ft-preprocess";
 const PYTORCHJOB_PATH: &str = "/apis/kubeflow.org/v1/namespaces/ns/pytorchjobs/ft";
 const PODS_PATH: &str = "/api/v1/namespaces/ns/pods";
@@ -84,6 +85,11 @@ impl ApiServer {
         query
     }
 
+    /// Expects the status write and answers with `reply`.
+    async fn status_write(&mut self, reply: Value) -> (String, Value) {
+        self.answer(Method::PATCH, STATUS_PATH, 200, reply).await
+    }
+
     /// Expects a request and answers with its own body, as the apiserver does for an apply.
     async fn echo(&mut self, method: Method, path: &str) -> (String, Value) {
         let (query, body, send) = self.expect(method, path).await;
@@ -93,8 +99,8 @@ impl ApiServer {
 
     /// Expects a status apply and answers with `object` holding the applied status and
     /// `version`, as the apiserver does.
-    async fn echo_status(&mut self, path: &str, object: &Value, version: &str) -> (String, Value) {
-        let (query, body, send) = self.expect(Method::PATCH, path).await;
+    async fn echo_status(&mut self, object: &Value, version: &str) -> (String, Value) {
+        let (query, body, send) = self.expect(Method::PATCH, STATUS_PATH).await;
         let mut answer = object.clone();
         answer["status"] = body["status"].clone();
         answer["metadata"]["resourceVersion"] = json!(version);

@@ -46,14 +46,7 @@ async fn failed_training_publishes_a_warning_with_the_log_tail() {
         for part in ["container=pytorch", "tailLines=40", "limitBytes=65536"] {
             assert!(query.contains(part), "{query}");
         }
-        let (_, status) = api
-            .answer(
-                Method::PATCH,
-                &format!("{NS_PATH}/status"),
-                200,
-                reply.clone(),
-            )
-            .await;
+        let (_, status) = api.status_write(reply.clone()).await;
         assert_eq!(status["status"]["phase"], "Failed");
         assert_eq!(status["status"]["reason"], "TrainingFailed");
         let failed = status["status"]["conditions"]
@@ -97,9 +90,7 @@ async fn a_pytorchjob_of_our_name_that_is_not_ours_is_never_read_changed_or_dele
                 .await;
             api.answer(Method::GET, PODS_PATH, 200, pod_list(vec![]))
                 .await;
-            let (_, status) = api
-                .answer(Method::PATCH, &format!("{NS_PATH}/status"), 200, reply)
-                .await;
+            let (_, status) = api.status_write(reply).await;
             assert_eq!(status["status"]["phase"], "Failed");
             assert_eq!(status["status"]["reason"], "ChildConflict");
             let event = api.event().await;
