@@ -24,6 +24,10 @@ pub const BATCH_JOB_LABELS: [&str; 2] = ["batch.kubernetes.io/job-name", "job-na
 pub const TRAINING_JOB_LABEL: &str = "training.kubeflow.org/job-name";
 /// Label Kueue reads to pick the LocalQueue of a workload.
 pub const KUEUE_QUEUE_LABEL: &str = "kueue.x-k8s.io/queue-name";
+/// Kueue's label for the WorkloadPriorityClass of a job.
+pub const KUEUE_PRIORITY_CLASS_LABEL: &str = "kueue.x-k8s.io/priority-class";
+/// Kueue's label on a Workload: the UID of the job it stands for.
+pub const KUEUE_JOB_UID_LABEL: &str = "kueue.x-k8s.io/job-uid";
 /// Annotation that keeps Istio from injecting a sidecar (which keeps pods from completing).
 pub const ISTIO_INJECT_ANNOTATION: &str = "sidecar.istio.io/inject";
 

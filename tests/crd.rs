@@ -137,6 +137,8 @@ fn crd_shape_matches_the_contract() {
         ("EPOCH", 0),
         ("LOSS", 0),
         ("VAL LOSS", 1),
+        ("ETA", 1),
+        ("GPU-HOURS", 1),
         ("AGE", 0),
         ("MODEL", 1),
         ("NODES", 1),

@@ -109,6 +109,13 @@ pub(super) fn full_state_without_lora() -> Rule {
 
 /// fsdpShardingStrategy configures FSDP; with DeepSpeed InstructLab ignores it, which would hide
 /// a mistake.
+/// Kueue reads the workload priority class only from jobs it manages.
+pub(super) fn priority_class_needs_queue() -> Rule {
+    Rule::new("!has(self.workloadPriorityClassName) || has(self.queueName)").message(
+        "scheduling.workloadPriorityClassName needs scheduling.queueName: only Kueue reads it",
+    )
+}
+
 pub(super) fn sharding_strategy_needs_fsdp() -> Rule {
     Rule::new("!has(self.fsdpShardingStrategy) || self.framework == 'fsdp'").message(
         "training.fsdpShardingStrategy applies only to training.framework: fsdp; remove it, or \
@@ -296,6 +303,7 @@ const DEFAULTED_SPEC_FIELDS: &[&str] = &[
     "training",
     "resources",
     "backoffLimit",
+    "disruptionLimit",
     "terminationGracePeriodSeconds",
 ];
 

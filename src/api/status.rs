@@ -75,6 +75,39 @@ pub struct FineTuneJobStatus {
     /// Counted against spec.backoffLimit: past it the job fails.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_failures: Option<PodFailures>,
+
+    /// GPU time and attempts of training, over every attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+}
+
+/// What training cost: GPU time used and lost, attempts, interruptions. Times are as the
+/// operator observed them: an attempt counts from the moment its PyTorchJob was created or
+/// started again (admitted, resumed) to the moment the operator saw its pods stop or the
+/// PyTorchJob finish; the running attempt is added when it ends.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Usage {
+    /// GPU-seconds the training pods held: requested GPUs (nodes × gpusPerNode) × the time
+    /// they ran, summed over the attempts that ended.
+    pub gpu_seconds: i64,
+    /// gpuSeconds in hours, to two decimals (the GPU-Hours column of `kubectl get -o wide`).
+    pub gpu_hours: f64,
+    /// GPU-seconds whose work was lost: at each interruption, requested GPUs × the time since
+    /// the last full-state checkpoint the next attempt resumes from (or since the attempt
+    /// began, when it saved none).
+    pub gpu_seconds_lost: i64,
+    /// Attempts started: 1 for the first start, one more each time training starts again
+    /// after an interruption (a resume, a re-admission by Kueue, a retry after a disruption).
+    pub attempts: i32,
+    /// Times Kueue stopped the running job (preempted or evicted it from its ClusterQueue).
+    pub preemptions: i32,
+    /// Disruptions that ended an attempt (eviction, node drain or loss, SIGTERM, an on-demand
+    /// checkpoint's exit): counted against spec.disruptionLimit.
+    pub disruptions: i32,
+    /// When the running attempt started; unset between attempts. Internal bookkeeping.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub running_since: Option<Time>,
 }
 
 /// Failed training pods, counted once each.
@@ -249,4 +282,7 @@ pub mod condition {
     /// Training makes no progress: pods cannot start (no GPUs, image, volume) or no new step
     /// came within spec.progressDeadlineSeconds.
     pub const STALLED: &str = "Stalled";
+    /// InstructLab saved an on-demand checkpoint before its pods stopped: where, and how far
+    /// training had got.
+    pub const CHECKPOINTED: &str = "Checkpointed";
 }

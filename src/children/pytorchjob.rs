@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    EnvVar, EnvVarSource, PodTemplateSpec, ResourceRequirements, SecretKeySelector,
+    EnvVar, EnvVarSource, ExecAction, Lifecycle, LifecycleHandler, PodTemplateSpec,
+    ResourceRequirements, SecretKeySelector,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::ResourceExt;
@@ -13,7 +14,7 @@ use super::pod::{self, DATA_MOUNT, MODEL_MOUNT, Mounts, OUTPUT_MOUNT};
 use super::preprocess::processed_data_dir;
 use super::{BuildError, child_meta, flag, literal, under};
 use crate::api::{FineTuneJob, MASTER, PyTorchJob, PyTorchJobSpec, ReplicaSpec, RunPolicy, WORKER};
-use crate::names::{KUEUE_QUEUE_LABEL, PYTORCH_CONTAINER};
+use crate::names::{KUEUE_PRIORITY_CLASS_LABEL, KUEUE_QUEUE_LABEL, PYTORCH_CONTAINER};
 
 /// Builds the PyTorchJob `<name>`.
 pub fn build_pytorch_job(job: &FineTuneJob) -> Result<PyTorchJob, BuildError> {
@@ -31,6 +32,9 @@ pub fn build_pytorch_job(job: &FineTuneJob) -> Result<PyTorchJob, BuildError> {
         &mounts,
     );
     container.resources = Some(training_resources(job));
+    if spec.training.on_demand_checkpointing {
+        container.lifecycle = Some(checkpoint_before_stop());
+    }
 
     // ExitCode: exit codes 1-127 (a Python error) fail the job at once and honestly; 128-255
     // (SIGKILL, SIGTERM on preemption) recreate the pod, which resumes from the last full state.
@@ -50,10 +54,15 @@ pub fn build_pytorch_job(job: &FineTuneJob) -> Result<PyTorchJob, BuildError> {
     let mut metadata = child_meta(job, job.name_any())?;
     let queue = spec.queue_name();
     if let Some(queue) = queue {
-        metadata
-            .labels
-            .get_or_insert_with(BTreeMap::new)
-            .insert(KUEUE_QUEUE_LABEL.to_string(), queue.to_string());
+        let labels = metadata.labels.get_or_insert_with(BTreeMap::new);
+        labels.insert(KUEUE_QUEUE_LABEL.to_string(), queue.to_string());
+        let priority = spec
+            .scheduling
+            .as_ref()
+            .and_then(|s| s.workload_priority_class_name.as_ref());
+        if let Some(priority) = priority {
+            labels.insert(KUEUE_PRIORITY_CLASS_LABEL.to_string(), priority.clone());
+        }
     }
 
     Ok(PyTorchJob {
@@ -72,6 +81,38 @@ pub fn build_pytorch_job(job: &FineTuneJob) -> Result<PyTorchJob, BuildError> {
         },
         status: None,
     })
+}
+
+/// The program the preStop hook runs: a constant, with no value from the spec in it.
+///
+/// kubelet runs it when the pod is about to stop (deletion by a suspension or a Kueue
+/// preemption, eviction, node drain) and sends SIGTERM only once it returns or the grace
+/// period runs out. It writes the trigger files InstructLab's workers watch for with
+/// `--on_demand_checkpointing` (`checkpoint_requested` from 0.16.1,
+/// `instructlab_checkpoint_requested` in 0.16.0), then waits: InstructLab saves a full-state
+/// checkpoint and exits 0, which ends the container and with it this hook. The sleep is cut
+/// short by terminationGracePeriodSeconds, so the wait is bounded however long it says.
+pub const CHECKPOINT_BEFORE_STOP: [&str; 3] = [
+    "/bin/sh",
+    "-c",
+    "touch /dev/shm/checkpoint_requested /dev/shm/instructlab_checkpoint_requested; exec sleep 86400",
+];
+
+fn checkpoint_before_stop() -> Lifecycle {
+    Lifecycle {
+        pre_stop: Some(LifecycleHandler {
+            exec: Some(ExecAction {
+                command: Some(
+                    CHECKPOINT_BEFORE_STOP
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect(),
+                ),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }
 
 /// The training container's own env: the topology, TRUST_REMOTE_CODE, and the tracking
@@ -267,4 +308,71 @@ fn tracking_args(job: &FineTuneJob) -> Vec<String> {
         args.push(flag("--tensorboard_log_dir", under(&output_dir, dir)));
     }
     args
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::testing::JobFixture;
+
+    fn training_container(
+        ptj: &PyTorchJob,
+        replica: &str,
+    ) -> k8s_openapi::api::core::v1::Container {
+        let spec = ptj.spec.pytorch_replica_specs[replica]
+            .template
+            .spec
+            .clone();
+        spec.unwrap().containers[0].clone()
+    }
+
+    #[test]
+    fn on_demand_checkpointing_gives_every_training_pod_the_fixed_pre_stop_hook() {
+        let plain = JobFixture::new("ft").stored().nodes(2, 8).build();
+        let ptj = build_pytorch_job(&plain).unwrap();
+        assert_eq!(training_container(&ptj, MASTER).lifecycle, None);
+
+        // Values a user controls (paths, names) never reach the hook: it is one constant.
+        let on = JobFixture::new("ft; $(HOME) `x`")
+            .stored()
+            .nodes(2, 8)
+            .set("/training/onDemandCheckpointing", json!(true))
+            .set("/output/path", json!("$(SHELL); rm -rf /"))
+            .spec(json!({"terminationGracePeriodSeconds": 900}))
+            .build();
+        let ptj = build_pytorch_job(&on).unwrap();
+        for replica in [MASTER, WORKER] {
+            let c = training_container(&ptj, replica);
+            let hook = c.lifecycle.and_then(|l| l.pre_stop).and_then(|h| h.exec);
+            assert_eq!(
+                hook.and_then(|e| e.command),
+                Some(CHECKPOINT_BEFORE_STOP.map(String::from).to_vec()),
+                "{replica}"
+            );
+            assert!(
+                c.args
+                    .unwrap()
+                    .contains(&"--on_demand_checkpointing".to_string())
+            );
+            let pod = ptj.spec.pytorch_replica_specs[replica]
+                .template
+                .spec
+                .as_ref();
+            assert_eq!(pod.unwrap().termination_grace_period_seconds, Some(900));
+        }
+    }
+
+    #[test]
+    fn the_workload_priority_class_is_a_label_kueue_reads() {
+        let queued = JobFixture::new("ft")
+            .stored()
+            .queue("gpus")
+            .set("/scheduling/workloadPriorityClassName", json!("fto-high"))
+            .build();
+        let labels = build_pytorch_job(&queued).unwrap().metadata.labels.unwrap();
+        assert_eq!(labels[KUEUE_QUEUE_LABEL], "gpus");
+        assert_eq!(labels[KUEUE_PRIORITY_CLASS_LABEL], "fto-high");
+    }
 }

@@ -91,6 +91,10 @@ pub async fn act(job: &FineTuneJob, mut decision: Decision, ctx: &Context) -> Re
 
     if job.status.as_ref() != Some(&decision.status) {
         patch_status(job, &decision.status, ctx).await?;
+        let old_usage = job.status.as_ref().and_then(|s| s.usage.as_ref());
+        ctx.metrics
+            .usage
+            .record(old_usage, decision.status.usage.as_ref());
     }
 
     publish_all(job, &decision.events, ctx, &ns).await;

@@ -17,7 +17,9 @@ use super::reason::{self, Reason};
 use super::stage::{self, admission, cleanup, conflict, deadline, preprocess, stall, suspend};
 use super::world::{Lookup, Observed};
 use super::{bounds, conditions};
-use crate::api::{FineTuneJob, FineTuneJobStatus, LogCursor, Phase, PodFailures, condition};
+use crate::api::{
+    CheckpointKind, FineTuneJob, FineTuneJobStatus, LogCursor, Phase, PodFailures, Usage, condition,
+};
 use crate::children::{BuildError, ChildKind, NewChild};
 use crate::logs::progress::LogState;
 use crate::names::{preprocess_job_name, pytorch_job_name};
@@ -278,9 +280,83 @@ impl<'a> Decider<'a> {
         }
     }
 
-    /// Training (re)starts now: the deadline counts from here.
+    /// Training (re)starts now: the deadline counts from here, and an attempt begins.
     pub(super) fn start_training_clock(&mut self) {
         self.new.training_start_time = Some(self.obs.now.clone());
+        self.begin_attempt();
+    }
+
+    /// The usage so far. A job that started training under an operator that kept no `usage`
+    /// has one attempt, running since training last started.
+    pub(super) fn usage(&self) -> Option<Usage> {
+        match (&self.new.usage, &self.new.training_start_time) {
+            (Some(usage), _) => Some(usage.clone()),
+            (None, Some(started)) => Some(Usage {
+                attempts: 1,
+                running_since: Some(started.clone()),
+                ..Usage::default()
+            }),
+            (None, None) => None,
+        }
+    }
+
+    /// An attempt begins now, unless one is running.
+    pub(super) fn begin_attempt(&mut self) {
+        let now = self.obs.now.clone();
+        self.new.usage = self.usage();
+        let usage = self.new.usage.get_or_insert_with(Usage::default);
+        if usage.running_since.is_none() {
+            usage.attempts = usage.attempts.saturating_add(1);
+            usage.running_since = Some(now);
+        }
+    }
+
+    /// The running attempt ended now: its GPU time counts, and with `interrupted` the work
+    /// since its last full-state checkpoint counts as lost. Nothing when none runs.
+    pub(super) fn end_attempt(&mut self, interrupted: bool) {
+        let gpus = i64::from(self.job.spec.resources.nodes)
+            * i64::from(self.job.spec.resources.gpus_per_node);
+        let now = self.obs.now.0;
+        self.new.usage = self.usage();
+        let Some(usage) = self.new.usage.as_mut() else {
+            return;
+        };
+        let Some(since) = usage.running_since.take() else {
+            return;
+        };
+        let seconds = |from: &Time| (now.as_second() - from.0.as_second()).max(0);
+        usage.gpu_seconds = usage.gpu_seconds.saturating_add(gpus * seconds(&since));
+        usage.gpu_hours = (usage.gpu_seconds as f64 / 36.0).round() / 100.0;
+        if interrupted {
+            // The newest full state saved in this attempt is where the next one resumes.
+            let saved = self
+                .new
+                .checkpoints
+                .iter()
+                .filter(|c| c.kind == CheckpointKind::FullState)
+                .filter_map(|c| c.time.as_ref())
+                .filter(|t| t.0 >= since.0)
+                .max_by_key(|t| t.0);
+            let lost_from = saved.unwrap_or(&since);
+            usage.gpu_seconds_lost = usage
+                .gpu_seconds_lost
+                .saturating_add(gpus * seconds(lost_from));
+        }
+    }
+
+    /// Changes the counters of `status.usage`.
+    pub(super) fn usage_mut(&mut self) -> &mut Usage {
+        self.new.usage = self.usage();
+        self.new.usage.get_or_insert_with(Usage::default)
+    }
+
+    /// Forgets the child `kind` it is replacing: the next one is created when the old one
+    /// is gone.
+    pub(super) fn forget_child(&mut self, kind: ChildKind) {
+        match kind {
+            ChildKind::Preprocess => self.new.preprocess_job = None,
+            ChildKind::PyTorchJob => self.new.pytorch_job = None,
+        }
     }
 
     /// The job finished now.
@@ -337,6 +413,7 @@ impl<'a> Decider<'a> {
 
     /// Fails the job for good; `stop` names a child whose pods must stop now.
     pub(super) fn fail(&mut self, why: Reason, message: &str, stop: Option<ChildKind>) {
+        self.end_attempt(false);
         self.set_condition(condition::FAILED, true, why, message);
         self.set_phase(Phase::Failed, why, message);
         self.complete();

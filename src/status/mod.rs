@@ -72,7 +72,15 @@ pub fn needs(job: &FineTuneJob) -> Needs {
         preprocess_job: job.spec.preprocess.is_some() && !initialized,
         pytorch_job: true,
         pods: true,
-        log: status.phase == Some(Phase::Training) && status.pytorch_job.is_some(),
+        // While training, and while suspended pods stop (their last lines may say an on-demand
+        // checkpoint was saved).
+        log: status.pytorch_job.is_some()
+            && (status.phase == Some(Phase::Training)
+                || (status.phase == Some(Phase::Suspended)
+                    && status
+                        .usage
+                        .as_ref()
+                        .is_some_and(|u| u.running_since.is_some()))),
         // Only before anything is created: a running job keeps its output directory.
         other_jobs: status.preprocess_job.is_none() && status.pytorch_job.is_none(),
     }
@@ -88,13 +96,31 @@ pub fn needs_after(job: &FineTuneJob, observed: &Observed) -> NeedsAfter {
         return NeedsAfter::default();
     }
     NeedsAfter {
+        // The PyTorchJob ended, or the rank-0 container did (a pod stopped by a suspension,
+        // a preemption or an eviction is soon gone, and its last lines with it).
         final_log_read: observed
             .pytorch_job
             .present()
-            .is_some_and(|p| p.finished().is_some()),
+            .is_some_and(|p| p.finished().is_some())
+            || rank0_ended(job, observed),
         failure_log: diagnose::failure_source(job, observed),
         failed_create_of: failed_create_of(job, observed),
     }
+}
+
+/// Whether the rank-0 training container has terminated.
+fn rank0_ended(job: &FineTuneJob, observed: &Observed) -> bool {
+    let master = crate::names::master_pod_name(&job.name_any());
+    observed
+        .pods
+        .iter()
+        .filter(|p| p.name_any() == master)
+        .filter_map(|p| p.status.as_ref()?.container_statuses.as_ref())
+        .flatten()
+        .any(|c| {
+            c.name == crate::names::PYTORCH_CONTAINER
+                && c.state.as_ref().is_some_and(|s| s.terminated.is_some())
+        })
 }
 
 /// The UID of the child whose events explain why it has no pods, while the job is not already

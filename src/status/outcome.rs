@@ -92,8 +92,15 @@ pub fn judge(state: &LogState, tail: &TailReading, ended: bool) -> Verdict {
     }
 }
 
-/// What an on-demand checkpoint's exit left: where the checkpoint is and how far training got.
+/// What an on-demand checkpoint's exit left, for `inspect-log`: where the checkpoint is, how far
+/// training got, and that the run is not finished.
 pub fn checkpointed_message(state: &LogState) -> String {
+    checkpoint_saved_message(state)
+        + " and exited with code 0 before training finished; a new FineTuneJob with the same output.path resumes from it"
+}
+
+/// Where the on-demand checkpoint is and how far training got: the Checkpointed condition.
+pub fn checkpoint_saved_message(state: &LogState) -> String {
     let mut message = "InstructLab saved an on-demand checkpoint".to_string();
     if let Some(c) = state
         .checkpoints
@@ -113,7 +120,6 @@ pub fn checkpointed_message(state: &LogState) -> String {
         }
     }
     message
-        + " and exited with code 0 before training finished; a new FineTuneJob with the same output.path resumes from it"
 }
 
 /// The warning for a run that ended every epoch without training all its samples, when the

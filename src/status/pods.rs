@@ -112,6 +112,25 @@ pub fn disrupted(pod: &Pod) -> bool {
         .any(|c| c.type_ == "DisruptionTarget" && c.status == "True")
 }
 
+/// Why Kubernetes stopped the pod on purpose, from its `DisruptionTarget` condition:
+/// "was stopped by Kubernetes (EvictionByEvictionAPI: ...)".
+pub fn disruption(pod: &Pod) -> Option<String> {
+    let condition = pod
+        .status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "DisruptionTarget" && c.status == "True")?;
+    let why = match (&condition.reason, &condition.message) {
+        (Some(r), Some(m)) => format!(" ({r}: {m})"),
+        (Some(r), None) => format!(" ({r})"),
+        (None, Some(m)) => format!(" ({m})"),
+        (None, None) => String::new(),
+    };
+    Some(format!("was stopped by Kubernetes{why}"))
+}
+
 /// The pods of the child `C` of the FineTuneJob `job_name`, by the label its controller sets.
 pub fn of<C: Child>(pods: &[Pod], job_name: &str) -> Vec<Pod> {
     let child = C::name(job_name);

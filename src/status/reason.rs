@@ -71,8 +71,15 @@ pub const NO_PREPROCESSING: Reason = Reason("NoPreprocessing");
 pub const TRAINING: Reason = Reason("Training");
 /// The PyTorchJob waits for Kueue to admit it.
 pub const QUEUED: Reason = Reason("Queued");
-/// Kueue holds an admitted PyTorchJob suspended (preempted, evicted); still Training.
-pub const SUSPENDED_BY_QUEUE: Reason = Reason("SuspendedByQueue");
+/// Kueue stopped the admitted PyTorchJob (preempted or evicted it from its ClusterQueue) and
+/// holds it suspended until it admits it again; still Training. Also a Warning event.
+pub const PREEMPTED: Reason = Reason("Preempted");
+/// A disruption stopped the training pods (the pod condition DisruptionTarget: eviction, node
+/// drain or loss); the run goes on as a new attempt. Also a Warning event.
+pub const EVICTED: Reason = Reason("Evicted");
+/// Training stopped without failing (SIGTERM from outside, an on-demand checkpoint's exit) and
+/// goes on as a new attempt. Also a Warning event.
+pub const INTERRUPTED: Reason = Reason("Interrupted");
 /// `Accepted=False`: the training operator is not installed.
 pub const PYTORCHJOB_NOT_INSTALLED: Reason = Reason("PyTorchJobNotInstalled");
 
@@ -102,6 +109,8 @@ pub const CHILD_DELETED: Reason = Reason("ChildDeleted");
 /// The PyTorchJob succeeded, but only because InstructLab saved an on-demand checkpoint and
 /// exited with code 0 with epochs left: a run that stopped early is never Succeeded.
 pub const CHECKPOINTED_NOT_FINISHED: Reason = Reason("CheckpointedNotFinished");
+/// Training was interrupted more than spec.disruptionLimit times (also a Warning event).
+pub const DISRUPTION_LIMIT_EXCEEDED: Reason = Reason("DisruptionLimitExceeded");
 /// A child could not be made: the apiserver refused it, or it could not be built.
 pub const CHILD_REJECTED: Reason = Reason("ChildRejected");
 /// An object with a child's name exists and is not controlled by the FineTuneJob.
@@ -156,6 +165,8 @@ pub const NOT_SCHEDULED: Reason = Reason("NotScheduled");
 pub const EPOCH_COMPLETED: Reason = Reason("EpochCompleted");
 pub const CHECKPOINT_SAVED: Reason = Reason("CheckpointSaved");
 pub const RESUMED_FROM_CHECKPOINT: Reason = Reason("ResumedFromCheckpoint");
+/// `Checkpointed=True` and its Normal event: InstructLab saved an on-demand checkpoint.
+pub const ON_DEMAND_CHECKPOINT_SAVED: Reason = Reason("OnDemandCheckpointSaved");
 /// Warning when a job succeeds although the log shows planned samples never trained.
 pub const SAMPLES_SKIPPED: Reason = Reason("SamplesSkipped");
 
@@ -166,7 +177,9 @@ pub const ALL: &[Reason] = &[
     NO_PREPROCESSING,
     TRAINING,
     QUEUED,
-    SUSPENDED_BY_QUEUE,
+    PREEMPTED,
+    EVICTED,
+    INTERRUPTED,
     PYTORCHJOB_NOT_INSTALLED,
     PREPROCESS_STARTED,
     PREPROCESS_SUCCEEDED,
@@ -180,6 +193,7 @@ pub const ALL: &[Reason] = &[
     CANCELLED,
     CHILD_DELETED,
     CHECKPOINTED_NOT_FINISHED,
+    DISRUPTION_LIMIT_EXCEEDED,
     CHILD_REJECTED,
     CHILD_CONFLICT,
     OUTPUT_IN_USE,
@@ -205,8 +219,15 @@ pub const ALL: &[Reason] = &[
     EPOCH_COMPLETED,
     CHECKPOINT_SAVED,
     RESUMED_FROM_CHECKPOINT,
+    ON_DEMAND_CHECKPOINT_SAVED,
     SAMPLES_SKIPPED,
 ];
+
+/// Whether the phase `reason` says training is between attempts (stopped by Kueue or a
+/// disruption, and not running again yet): no deadline or progress clock runs then.
+pub fn between_attempts(reason: Option<&str>) -> bool {
+    reason.is_some_and(|r| [PREEMPTED, EVICTED, INTERRUPTED].iter().any(|b| b == r))
+}
 
 /// The event reason of a change the rank-0 log shows.
 pub fn of_transition(transition: &Transition) -> Reason {

@@ -1,4 +1,5 @@
-//! Prometheus metrics: reconciles, errors, durations, jobs by phase, API requests by verb.
+//! Prometheus metrics: reconciles, errors, durations, jobs by phase, API requests by verb, GPU
+//! time and training attempts.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -12,7 +13,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use super::requests::RequestLabels;
-use crate::api::{FineTuneJob, Phase};
+use crate::api::{FineTuneJob, Phase, Usage};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
@@ -31,6 +32,9 @@ pub struct Metrics {
     pub reconcile_duration: Histogram,
     pub jobs: Family<PhaseLabels, Gauge>,
     pub api_requests: Family<RequestLabels, Counter>,
+    /// GPU time and attempts, summed over every job from what each status write added to
+    /// `status.usage` (no per-job label: one series each, whatever the number of jobs).
+    pub usage: UsageCounters,
     /// The controller's cache of FineTuneJobs, counted by phase at scrape time.
     store: OnceLock<Store<FineTuneJob>>,
 }
@@ -60,7 +64,10 @@ impl Default for Metrics {
             "Requests the operator sent to the Kubernetes API, by verb and resource",
             api_requests.clone(),
         );
+        let usage = UsageCounters::default();
+        usage.register(&mut registry);
         Self {
+            usage,
             registry,
             reconciles,
             reconcile_errors,
@@ -69,6 +76,80 @@ impl Default for Metrics {
             api_requests,
             store: OnceLock::new(),
         }
+    }
+}
+
+/// Counters of what training cost, over all jobs.
+#[derive(Default)]
+pub struct UsageCounters {
+    pub gpu_seconds: Counter,
+    pub gpu_seconds_lost: Counter,
+    pub attempts: Counter,
+    pub preemptions: Counter,
+    pub disruptions: Counter,
+}
+
+impl UsageCounters {
+    fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "gpu_seconds",
+            "GPU-seconds training pods used (requested GPUs x time they ran), counted when an attempt ends",
+            self.gpu_seconds.clone(),
+        );
+        registry.register(
+            "gpu_seconds_lost",
+            "GPU-seconds of work lost at interruptions (since the last checkpoint resumed from)",
+            self.gpu_seconds_lost.clone(),
+        );
+        registry.register(
+            "training_attempts",
+            "Training attempts started (first starts and restarts after an interruption)",
+            self.attempts.clone(),
+        );
+        registry.register(
+            "preemptions",
+            "Times Kueue stopped a running job",
+            self.preemptions.clone(),
+        );
+        registry.register(
+            "disruptions",
+            "Disruptions that ended a training attempt (eviction, node drain, SIGTERM, on-demand checkpoint exit)",
+            self.disruptions.clone(),
+        );
+    }
+
+    /// Adds what a status write added to `usage` (`old` to `new`). Never negative: a status
+    /// that went back (rewritten by hand) adds nothing.
+    pub fn record(&self, old: Option<&Usage>, new: Option<&Usage>) {
+        let Some(new) = new else {
+            return;
+        };
+        let zero = Usage::default();
+        let old = old.unwrap_or(&zero);
+        let add = |counter: &Counter, delta: i64| {
+            if let Ok(delta) = u64::try_from(delta)
+                && delta > 0
+            {
+                counter.inc_by(delta);
+            }
+        };
+        add(&self.gpu_seconds, new.gpu_seconds - old.gpu_seconds);
+        add(
+            &self.gpu_seconds_lost,
+            new.gpu_seconds_lost - old.gpu_seconds_lost,
+        );
+        add(
+            &self.attempts,
+            i64::from(new.attempts) - i64::from(old.attempts),
+        );
+        add(
+            &self.preemptions,
+            i64::from(new.preemptions) - i64::from(old.preemptions),
+        );
+        add(
+            &self.disruptions,
+            i64::from(new.disruptions) - i64::from(old.disruptions),
+        );
     }
 }
 
@@ -133,5 +214,55 @@ impl Drop for ReconcileTimer {
         self.metrics
             .reconcile_duration
             .observe(self.start.elapsed().as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn usage(
+        gpu_seconds: i64,
+        lost: i64,
+        attempts: i32,
+        preemptions: i32,
+        disruptions: i32,
+    ) -> Usage {
+        Usage {
+            gpu_seconds,
+            gpu_seconds_lost: lost,
+            attempts,
+            preemptions,
+            disruptions,
+            ..Usage::default()
+        }
+    }
+
+    #[test]
+    fn usage_counters_add_what_each_status_write_added_and_never_go_back() {
+        let metrics = Metrics::default();
+        metrics.usage.record(None, Some(&usage(0, 0, 1, 0, 0)));
+        metrics
+            .usage
+            .record(Some(&usage(0, 0, 1, 0, 0)), Some(&usage(600, 480, 1, 0, 1)));
+        metrics.usage.record(
+            Some(&usage(600, 480, 1, 0, 1)),
+            Some(&usage(1200, 480, 2, 1, 1)),
+        );
+        // A status rewritten by hand to less adds nothing.
+        metrics.usage.record(
+            Some(&usage(1200, 480, 2, 1, 1)),
+            Some(&usage(0, 0, 0, 0, 0)),
+        );
+        let text = metrics.render();
+        for line in [
+            "finetune_operator_gpu_seconds_total 1200",
+            "finetune_operator_gpu_seconds_lost_total 480",
+            "finetune_operator_training_attempts_total 2",
+            "finetune_operator_preemptions_total 1",
+            "finetune_operator_disruptions_total 1",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} not in:\n{text}");
+        }
     }
 }

@@ -129,6 +129,12 @@ pub fn rule_cases() -> Vec<AdmissionCase> {
             "start with a lowercase letter",
         ),
         rule(
+            "workload priority without a queue",
+            "/spec/scheduling/workloadPriorityClassName",
+            json!("fto-high"),
+            "scheduling.workloadPriorityClassName needs scheduling.queueName",
+        ),
+        rule(
             "path traversal",
             "/spec/dataset/path",
             json!("../../etc/passwd"),

@@ -9,6 +9,10 @@ pub(super) fn default_backoff_limit() -> i32 {
     3
 }
 
+pub(super) fn default_disruption_limit() -> i32 {
+    5
+}
+
 pub(super) fn default_termination_grace_period() -> i64 {
     120
 }

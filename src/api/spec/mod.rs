@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::rules;
 use super::status::FineTuneJobStatus;
-use defaults::{default_backoff_limit, default_termination_grace_period};
+use defaults::{default_backoff_limit, default_disruption_limit, default_termination_grace_period};
 
 mod defaults;
 mod placement;
@@ -43,6 +43,8 @@ pub use training::*;
     printcolumn(name = "Epoch", type_ = "string", json_path = ".status.progress.epochText", description = "Current epoch out of the total, e.g. 2/3"),
     printcolumn(name = "Loss", type_ = "number", json_path = ".status.progress.loss", description = "Most recent training loss"),
     printcolumn(name = "Val Loss", type_ = "number", json_path = ".status.progress.validationLoss", priority = 1, description = "Most recent validation loss, with training.validation set"),
+    printcolumn(name = "ETA", type_ = "date", json_path = ".status.progress.eta", priority = 1, description = "When training is estimated to finish"),
+    printcolumn(name = "GPU-Hours", type_ = "number", json_path = ".status.usage.gpuHours", priority = 1, description = "GPU-hours the training pods used, over all attempts"),
     printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
     printcolumn(name = "Model", type_ = "string", json_path = ".spec.model.claimName", priority = 1, description = "Claim holding the base model"),
     printcolumn(name = "Nodes", type_ = "integer", json_path = ".spec.resources.nodes", priority = 1, description = "Training nodes"),
@@ -142,11 +144,24 @@ pub struct FineTuneJobSpec {
     #[schemars(range(min = 0, max = 100))]
     pub backoff_limit: i32,
 
-    /// Seconds a training pod gets between SIGTERM and SIGKILL, for example to write a
-    /// checkpoint when it is preempted.
+    /// Seconds a training pod gets to stop (its pod's terminationGracePeriodSeconds): with
+    /// training.onDemandCheckpointing, the time to save an on-demand checkpoint when the pod is
+    /// suspended, preempted, evicted or drained, before it is killed. Size it for writing the
+    /// model's full state (weights and optimizer) to the output volume.
     #[serde(default = "default_termination_grace_period")]
     #[schemars(range(min = 0, max = 86400))]
     pub termination_grace_period_seconds: i64,
+
+    /// Times training may be interrupted by a disruption and resume as a new attempt before the
+    /// job fails with DisruptionLimitExceeded. A disruption stops the pods for a reason that is
+    /// not the run's own failure: an eviction, a node drain or loss (the pod condition
+    /// DisruptionTarget), a SIGTERM, or an on-demand checkpoint's exit. The new attempt resumes
+    /// from the last full-state checkpoint (an on-demand one with
+    /// training.onDemandCheckpointing). Counted apart from backoffLimit, which still fails real
+    /// errors fast. Kueue preemptions are not counted: Kueue re-admits the job itself.
+    #[serde(default = "default_disruption_limit")]
+    #[schemars(range(min = 0, max = 100))]
+    pub disruption_limit: i32,
 
     /// While true the job is not started, and a running job's children are suspended (their
     /// pods are deleted). Set it back to false to resume; training resumes from the last full

@@ -59,6 +59,7 @@ impl Default for NodeResources {
 /// Where the pods run. Applied to both phases.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = rules::priority_class_needs_queue())]
 pub struct SchedulingSpec {
     /// Node labels the pods require. Values are label values (at most 63 characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -92,6 +93,16 @@ pub struct SchedulingSpec {
         regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
     )]
     pub queue_name: Option<String>,
+
+    /// Kueue WorkloadPriorityClass of the PyTorchJob (label kueue.x-k8s.io/priority-class):
+    /// within its ClusterQueue a job of a higher priority may preempt one of a lower. Only with
+    /// queueName.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        length(min = 1, max = 63),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub workload_priority_class_name: Option<String>,
 }
 
 /// Extra pod metadata. Keys under finetune.dev/, training.kubeflow.org/ and kueue.x-k8s.io/

@@ -151,11 +151,15 @@ pub struct TrainingSpec {
     #[serde(default)]
     pub trust_remote_code: bool,
 
-    /// Let InstructLab save a full-state checkpoint and stop when it is asked to
-    /// (`--on_demand_checkpointing`, InstructLab 0.16.0 or newer): its workers watch for a
-    /// trigger file in /dev/shm. The operator does not write that file yet, so this only turns
-    /// the watching on. When a checkpoint is taken this way, InstructLab exits with code 0
-    /// before the last epoch.
+    /// Checkpoint before the pods stop (InstructLab 0.16.0 or newer: older images refuse the
+    /// flag, and the job fails with IncompatibleImage). Passes `--on_demand_checkpointing`, so
+    /// that InstructLab's workers watch for a trigger file in /dev/shm, and gives the training
+    /// container a preStop hook, a fixed program that writes that file and waits: when the
+    /// pods are stopped by spec.suspend, a Kueue preemption, an eviction or a node drain,
+    /// InstructLab first saves a full-state checkpoint (within
+    /// terminationGracePeriodSeconds) and exits with code 0. The job shows a Checkpointed
+    /// condition and the next attempt resumes from that checkpoint. Without it, a stopped pod
+    /// loses the work since the last epoch-end checkpoint.
     #[serde(default)]
     pub on_demand_checkpointing: bool,
 

@@ -17,9 +17,10 @@ pub(in crate::status) fn deadline(d: &mut Decider) -> Flow {
     ) else {
         return Flow::Continue;
     };
-    // Suspended by the queue: no pods run, and the clock restarts on re-admission.
+    // Between attempts (preempted, interrupted): no pods run, and the clock restarts with the
+    // next attempt.
     if d.status().phase != Some(Phase::Training)
-        || d.status().reason.as_deref() == Some(reason::SUSPENDED_BY_QUEUE.as_str())
+        || reason::between_attempts(d.status().reason.as_deref())
     {
         return Flow::Continue;
     }

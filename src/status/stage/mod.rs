@@ -6,6 +6,7 @@
 //! Each stage reads the world and changes the status only through the `Decider`; none does I/O.
 
 pub(super) mod admission;
+pub(super) mod attempt;
 pub(super) mod cleanup;
 pub(super) mod conflict;
 pub(super) mod deadline;

@@ -119,10 +119,8 @@ fn no_pods(d: &mut Decider) -> Option<(Reason, String)> {
 fn progress_overdue(d: &mut Decider) -> Option<(Reason, String)> {
     let limit = d.job().spec.progress_deadline_seconds?;
     let status = d.status();
-    // Held by the queue, nothing can progress; the clock restarts on re-admission.
-    if status.phase != Some(Phase::Training)
-        || status.reason.as_deref() == Some(reason::SUSPENDED_BY_QUEUE.as_str())
-    {
+    // Between attempts nothing can progress; the clock restarts with the next attempt.
+    if status.phase != Some(Phase::Training) || reason::between_attempts(status.reason.as_deref()) {
         return None;
     }
     // The progress's updateTime moves only when a step (or checkpoint) is read.

@@ -6,6 +6,7 @@ use crate::children::{Child, ChildKind};
 use crate::status::decider::{Decider, Flow};
 use crate::status::decision::{ChildAction, Severity};
 use crate::status::reason;
+use crate::status::stage::{attempt, progress};
 
 pub(in crate::status) fn suspend(d: &mut Decider) -> Flow {
     let suspend = d.job().spec.suspend;
@@ -52,6 +53,12 @@ pub(in crate::status) fn suspend(d: &mut Decider) -> Flow {
         }
         d.set_phase_unranked(Phase::Suspended);
         d.explain(reason::SUSPENDED, message);
+        // The training pods stop now: what their log says last (an on-demand checkpoint
+        // saved on the way out) still counts, and the attempt ends when they are gone.
+        if d.status().pytorch_job.is_some() {
+            progress::follow_log(d);
+            attempt::end_when_stopped(d);
+        }
         return Flow::Stop;
     }
     if was_suspended {

@@ -3,7 +3,7 @@
 //! or restart too often, and a success that is not one (an on-demand checkpoint's exit). Pure;
 //! the PyTorchJob to create is built here and carried in the action.
 
-use super::progress;
+use super::{attempt, progress};
 use crate::api::{Phase, PyTorchJob, condition};
 use crate::children::{Child, ChildKind, Outcome, build_pytorch_job};
 use crate::logs::progress::LogState;
@@ -30,6 +30,14 @@ pub(in crate::status) fn training(d: &mut Decider) -> Flow {
             }
             Flow::Stop
         }
+        // The PyTorchJob of an interrupted attempt, on its way out: the next one is created
+        // once it is gone.
+        Lookup::Present(ptj)
+            if d.status().pytorch_job.is_none()
+                && (ptj.finished().is_some() || ptj.metadata.deletion_timestamp.is_some()) =>
+        {
+            Flow::Stop
+        }
         Lookup::Present(ptj) => {
             // As for the preprocess Job: a child created before a crash is recorded now, so
             // that its log is followed and its deletion is not answered by a new one.
@@ -49,13 +57,21 @@ fn pytorch_job_state(d: &mut Decider, ptj: &PyTorchJob) -> Flow {
             return Flow::Stop;
         }
         Some(Outcome::Failed(failed)) => {
+            let diagnosis = training_diagnosis(d);
+            // SIGTERM from outside, or a pod Kubernetes stopped: not the run's own failure.
+            let terminated = diagnosis
+                .as_ref()
+                .is_some_and(|x| x.reason == reason::TERMINATED);
+            if let Some(disruption) = attempt::disruption(d, terminated, false) {
+                attempt::retry(d, disruption);
+                return Flow::Stop;
+            }
             let master = master_pod_name(d.name());
             let termination = pods::failed_container(&d.obs().pods, PYTORCH_CONTAINER, &master);
             let mut message = format!("PyTorchJob {} failed: {failed}", d.name());
             if let Some(t) = &termination {
                 message.push_str(&format!("; {}", t.describe()));
             }
-            let diagnosis = training_diagnosis(d);
             d.fail_diagnosed(reason::TRAINING_FAILED, diagnosis, message, None);
             return Flow::Stop;
         }
@@ -87,14 +103,12 @@ fn pytorch_job_state(d: &mut Decider, ptj: &PyTorchJob) -> Flow {
     match (suspended_by_queue, d.status().training_start_time.is_some()) {
         (true, false) => queued(d, queue.unwrap_or_default()),
         (false, false) => training_started(d),
-        (true, true) => {
-            let message = format!("Kueue suspended PyTorchJob {} (e.g. preempted)", d.name());
-            d.set_phase(Phase::Training, reason::SUSPENDED_BY_QUEUE, &message)
-        }
+        (true, true) => preempted(d),
         (false, true) => {
-            // Re-admitted: as for a Kubernetes Job, the deadline counts again from here,
-            // so time spent waiting in the queue does not count.
-            if d.old().reason.as_deref() == Some(reason::SUSPENDED_BY_QUEUE.as_str()) {
+            // Admitted again (after a preemption, or a new attempt after a disruption): as for
+            // a Kubernetes Job, the deadline counts again from here, so time spent waiting in
+            // the queue does not count.
+            if !attempt::running(d) {
                 d.start_training_clock();
             }
             let message = training_message(d);
@@ -104,22 +118,40 @@ fn pytorch_job_state(d: &mut Decider, ptj: &PyTorchJob) -> Flow {
     Flow::Continue
 }
 
-/// The PyTorchJob succeeded: its pods exited 0. The log may say the run is not finished
-/// (an on-demand checkpoint's exit, with epochs left: the job fails, since a run that stopped
-/// early is never Succeeded) or that it skipped samples (it succeeds, with a Warning).
+/// Kueue suspended the admitted PyTorchJob. While an attempt runs, Kueue just stopped it
+/// (preempted or evicted it): counted once, with a Warning, and the attempt ends when its pods
+/// are gone. Between attempts, it waits to be admitted again.
+fn preempted(d: &mut Decider) {
+    if !attempt::running(d) {
+        return;
+    }
+    let message = format!(
+        "Kueue stopped PyTorchJob {} (preempted or evicted it from its ClusterQueue); training goes on from its last full-state checkpoint when Kueue admits it again",
+        d.name()
+    );
+    if d.old().reason.as_deref() != Some(reason::PREEMPTED.as_str()) {
+        let usage = d.usage_mut();
+        usage.preemptions = usage.preemptions.saturating_add(1);
+        d.event(Severity::Warning, reason::PREEMPTED, message.clone(), None);
+    }
+    d.set_phase(Phase::Training, reason::PREEMPTED, &message);
+    attempt::end_when_stopped(d);
+}
+
+/// The PyTorchJob succeeded: its pods exited 0. The log may say the run is not finished (an
+/// on-demand checkpoint's exit, with epochs left: a run that stopped early is never
+/// Succeeded, it goes on as a new attempt) or that it skipped samples (it succeeds, with a
+/// Warning).
 fn succeeded(d: &mut Decider) {
     let state = LogState::from_status(d.status());
     let verdict = outcome::judge(&state, &TailReading::default(), true);
-    if verdict.outcome == RunOutcome::Checkpointed {
-        let message = format!(
-            "PyTorchJob {} succeeded, but training is not finished: {}",
-            d.name(),
-            outcome::checkpointed_message(&state)
-        );
-        d.fail(reason::CHECKPOINTED_NOT_FINISHED, &message, None);
-        d.publish(PlannedEvent::warning(reason::TRAINING_FAILED, message));
+    if verdict.outcome == RunOutcome::Checkpointed
+        && let Some(disruption) = attempt::disruption(d, false, true)
+    {
+        attempt::retry(d, disruption);
         return;
     }
+    d.end_attempt(false);
     let mut message = format!("PyTorchJob {} finished training", d.name());
     let skipped = state
         .progress

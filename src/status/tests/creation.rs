@@ -142,7 +142,7 @@ fn phase_never_moves_backwards() {
     );
     let d = decide(&j, &preempted);
     assert_eq!(d.status.phase, Some(Phase::Training));
-    assert!(d.events.is_empty());
+    assert_eq!(reasons(&d), [reason::PREEMPTED]);
 }
 
 #[test]

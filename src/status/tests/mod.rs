@@ -2,6 +2,7 @@
 //! topic. Every case that can be decided again is fed back through [`assert_settles`]. This file
 //! holds what the cases share; the fixtures are `crate::testing`'s.
 
+mod attempts;
 mod creation;
 mod deletion;
 mod failure;

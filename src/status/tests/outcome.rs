@@ -1,5 +1,5 @@
 //! How training ended, as the log tells it: a PyTorchJob that succeeded after an on-demand
-//! checkpoint's exit (not finished: Failed), one that skipped samples (Succeeded, with a
+//! checkpoint's exit (not finished: a new attempt), one that skipped samples (Succeeded, with a
 //! Warning), and failures named from the failing pod's last lines.
 
 use super::progress::{cursor, records};
@@ -32,35 +32,39 @@ fn ptj_world(condition: &str, lines: &[&str]) -> Observed {
     w
 }
 
-fn assert_not_finished(d: &Decision) {
-    assert_eq!(d.status.phase, Some(Phase::Failed));
+/// Not finished, and not failed: the ended PyTorchJob is deleted and training goes on from
+/// the on-demand checkpoint as attempt 2.
+fn assert_goes_on(d: &Decision) {
+    assert_eq!(d.status.phase, Some(Phase::Training));
     assert_eq!(
         d.status.reason.as_deref(),
-        Some(reason::CHECKPOINTED_NOT_FINISHED.as_str())
+        Some(reason::INTERRUPTED.as_str())
     );
-    assert_eq!(
-        condition(&d.status, "Failed"),
-        Some(("True".into(), "CheckpointedNotFinished".into()))
-    );
+    assert_eq!(condition(&d.status, "Failed"), None);
     assert_eq!(condition(&d.status, "Complete"), None);
-    assert_eq!(d.status.completion_time, Some(t(T1)));
+    assert_eq!(
+        condition(&d.status, "Checkpointed"),
+        Some(("True".into(), "OnDemandCheckpointSaved".into()))
+    );
+    assert_eq!(d.status.completion_time, None);
+    assert_eq!(d.status.pytorch_job, None, "replaced by the next attempt's");
+    assert_eq!(d.actions, [ChildAction::Delete(ChildKind::PyTorchJob)]);
     let e = d.events.last().unwrap();
     assert_eq!(
         (e.reason, e.severity),
-        (reason::TRAINING_FAILED, Severity::Warning)
+        (reason::INTERRUPTED, Severity::Warning)
     );
-    assert!(
-        e.note.starts_with(
-            "PyTorchJob ft succeeded, but training is not finished: InstructLab saved an on-demand checkpoint in /output/ft/full_state/epoch_1 in epoch 2/8 (480 of 2560 samples)"
-        ),
-        "{}",
-        e.note
+    assert_eq!(
+        e.note,
+        "PyTorchJob ft stopped: InstructLab saved an on-demand checkpoint and exited with code 0; attempt 1 ended, and attempt 2 resumes from its last full-state checkpoint /output/ft/full_state/epoch_1 (disruption 1 of at most 5)"
     );
-    assert!(d.actions.is_empty());
+    let usage = d.status.usage.as_ref().unwrap();
+    assert_eq!((usage.attempts, usage.disruptions), (1, 1));
+    assert_eq!(usage.running_since, None);
 }
 
 #[test]
-fn a_success_after_an_on_demand_checkpoint_is_not_finished() {
+fn a_success_after_an_on_demand_checkpoint_goes_on_as_a_new_attempt() {
     // The exit was read while the PyTorchJob still ran: the status keeps it.
     let j = eight_epochs(training_status());
     let running = ptj_world("Running", ON_DEMAND);
@@ -75,20 +79,24 @@ fn a_success_after_an_on_demand_checkpoint_is_not_finished() {
     let j = eight_epochs(read.status);
     let done = ptj_world("Succeeded", &[]);
     let d = decide(&j, &done);
-    assert_not_finished(&d);
-    assert_eq!(reasons(&d), [reason::TRAINING_FAILED]);
+    assert_goes_on(&d);
+    assert_eq!(reasons(&d), [reason::INTERRUPTED]);
     assert_settles(j, &d, &done);
 }
 
 #[test]
-fn an_on_demand_exit_in_the_final_read_is_not_finished_either() {
+fn an_on_demand_exit_in_the_final_read_goes_on_too() {
     let j = eight_epochs(training_status());
     let w = ptj_world("Succeeded", ON_DEMAND);
     let d = decide(&j, &w);
-    assert_not_finished(&d);
+    assert_goes_on(&d);
     assert_eq!(
         reasons(&d),
-        [reason::CHECKPOINT_SAVED, reason::TRAINING_FAILED]
+        [
+            reason::CHECKPOINT_SAVED,
+            reason::ON_DEMAND_CHECKPOINT_SAVED,
+            reason::INTERRUPTED
+        ]
     );
     assert_settles(j, &d, &w);
 }
@@ -190,16 +198,19 @@ fn the_failing_pods_last_lines_name_the_cause() {
     // torchrun got SIGTERM (the pod was deleted, evicted, preempted) and exited 1.
     let sigterm =
         include_str!("../../../tests/fixtures/instructlab/realrun/train-0.16-sigterm.log");
+    // Not the run's own failure: it goes on as a new attempt.
     let d = failed_with_tail(genuine_tail(sigterm));
+    assert_eq!(condition(&d.status, "Failed"), None);
     assert_eq!(
-        condition(&d.status, "Failed"),
-        Some(("True".into(), "Terminated".into()))
+        (d.status.phase, d.status.message.as_deref()),
+        (
+            Some(Phase::Training),
+            Some(
+                "PyTorchJob ft stopped: torchrun got SIGTERM from outside the run and exited; attempt 1 ended, and attempt 2 resumes from the start (no full-state checkpoint was saved yet) (disruption 1 of at most 5)"
+            )
+        )
     );
-    let message = d.status.message.as_deref().unwrap();
-    assert!(
-        message.starts_with("torchrun received signal 15 (SIGTERM) and stopped training"),
-        "{message}"
-    );
+    assert_eq!(d.actions, [ChildAction::Delete(ChildKind::PyTorchJob)]);
 
     // An image whose InstructLab is older than a field the spec sets.
     let d = failed_with_tail(

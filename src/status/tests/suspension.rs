@@ -127,10 +127,7 @@ fn time_suspended_by_the_queue_does_not_count_against_the_deadline() {
     );
     let d = decide(&job(spec.clone(), Some(status)), &preempted);
     assert_eq!(d.status.phase, Some(Phase::Training));
-    assert_eq!(
-        d.status.reason.as_deref(),
-        Some(reason::SUSPENDED_BY_QUEUE.as_str())
-    );
+    assert_eq!(d.status.reason.as_deref(), Some(reason::PREEMPTED.as_str()));
     assert!(d.actions.is_empty());
     // Re-admitted: the clock starts again.
     let admitted = world(

@@ -1,0 +1,146 @@
+//! Attempts of training: what stopped a run that did not fail on its own, and what follows.
+//!
+//! A disruption (an eviction, a node drain or loss, a SIGTERM from outside, an on-demand
+//! checkpoint's exit) ends the PyTorchJob although nothing is wrong with the run: it is
+//! replaced by a new one on the same output directory, which InstructLab resumes from its last
+//! full-state checkpoint, as long as spec.disruptionLimit allows. Kueue's preemption and
+//! spec.suspend stop the pods without ending the PyTorchJob; the attempt ends when its pods are
+//! gone. Each end counts the attempt's GPU time (`status.usage`). Pure.
+
+use kube::ResourceExt;
+
+use crate::api::{CheckpointKind, PyTorchJob};
+use crate::children::{Child, ChildKind};
+use crate::status::decider::Decider;
+use crate::status::decision::{ChildAction, Severity};
+use crate::status::pods;
+use crate::status::reason::{self, Reason};
+
+/// Why training stopped when the run itself did not fail.
+#[derive(Clone, Debug, PartialEq)]
+pub(in crate::status) struct Disruption {
+    /// Evicted (a pod has DisruptionTarget) or Interrupted.
+    pub reason: Reason,
+    /// What happened, for the message.
+    pub cause: String,
+}
+
+/// The disruption that ended the PyTorchJob, if its end was one: a training pod Kubernetes
+/// marked with DisruptionTarget, torchrun's SIGTERM (`terminated`: the log's diagnosis), or an
+/// on-demand checkpoint's exit (`on_demand`). None: the run ended on its own.
+pub(in crate::status) fn disruption(
+    d: &Decider,
+    terminated: bool,
+    on_demand: bool,
+) -> Option<Disruption> {
+    let name = PyTorchJob::name(d.name());
+    let disrupted = d
+        .obs()
+        .pods
+        .iter()
+        .filter(|p| PyTorchJob::is_pod_of(p, &name))
+        .find_map(|p| pods::disruption(p).map(|why| format!("pod {} {why}", p.name_any())));
+    let exit = if on_demand {
+        Some("InstructLab saved an on-demand checkpoint and exited with code 0")
+    } else if terminated {
+        Some("torchrun got SIGTERM from outside the run and exited")
+    } else {
+        None
+    };
+    match (disrupted, exit) {
+        (Some(pod), Some(exit)) => Some(Disruption {
+            reason: reason::EVICTED,
+            cause: format!("{pod}; {exit}"),
+        }),
+        (Some(pod), None) => Some(Disruption {
+            reason: reason::EVICTED,
+            cause: pod,
+        }),
+        (None, Some(exit)) => Some(Disruption {
+            reason: reason::INTERRUPTED,
+            cause: exit.to_string(),
+        }),
+        (None, None) => None,
+    }
+}
+
+/// Goes on after `disruption` as a new attempt: the ended PyTorchJob is deleted and, once it
+/// is gone, created again on the same output directory. Past spec.disruptionLimit the job
+/// fails instead.
+pub(in crate::status) fn retry(d: &mut Decider, disruption: Disruption) {
+    let limit = d.job().spec.disruption_limit;
+    let usage = d.usage().unwrap_or_default();
+    let done = usage.disruptions;
+    let attempt = usage.attempts.max(1);
+    let child = PyTorchJob::name(d.name());
+    if done >= limit {
+        let message = format!(
+            "PyTorchJob {child} stopped: {}; training was interrupted {} times, more than disruptionLimit {limit}",
+            disruption.cause,
+            done + 1
+        );
+        d.end_attempt(true);
+        d.usage_mut().disruptions = done.saturating_add(1);
+        d.fail(reason::DISRUPTION_LIMIT_EXCEEDED, &message, None);
+        d.event(
+            Severity::Warning,
+            reason::DISRUPTION_LIMIT_EXCEEDED,
+            message,
+            None,
+        );
+        return;
+    }
+    d.end_attempt(true);
+    d.usage_mut().disruptions = done.saturating_add(1);
+    let from = match last_full_state(d) {
+        Some(path) => format!("its last full-state checkpoint {path}"),
+        None => "the start (no full-state checkpoint was saved yet)".to_string(),
+    };
+    let message = format!(
+        "PyTorchJob {child} stopped: {}; attempt {attempt} ended, and attempt {} resumes from {from} (disruption {} of at most {limit})",
+        disruption.cause,
+        attempt + 1,
+        done + 1
+    );
+    d.act(ChildAction::Delete(ChildKind::PyTorchJob));
+    d.forget_child(ChildKind::PyTorchJob);
+    d.set_phase(crate::api::Phase::Training, disruption.reason, &message);
+    d.event(Severity::Warning, disruption.reason, message, None);
+}
+
+/// The newest full-state checkpoint of the run, by path.
+fn last_full_state(d: &Decider) -> Option<String> {
+    d.status()
+        .checkpoints
+        .iter()
+        .rfind(|c| c.kind == CheckpointKind::FullState)
+        .map(|c| c.path.clone())
+}
+
+/// Whether the PyTorchJob's training pods have all stopped: none is pending or running.
+/// Pods on their way out (deleted, still saving an on-demand checkpoint) still count.
+pub(in crate::status) fn pods_stopped(d: &Decider) -> bool {
+    let name = PyTorchJob::name(d.name());
+    !d.obs()
+        .pods
+        .iter()
+        .filter(|p| PyTorchJob::is_pod_of(p, &name))
+        .any(|p| {
+            let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
+            !matches!(phase, Some("Succeeded" | "Failed"))
+        })
+}
+
+/// Whether an attempt is running (it began and has not ended).
+pub(in crate::status) fn running(d: &Decider) -> bool {
+    d.usage().is_some_and(|u| u.running_since.is_some())
+}
+
+/// Something outside the run (spec.suspend, Kueue) stopped its pods: the attempt ends once
+/// every pod has stopped, so that the last lines of the rank-0 log (the on-demand checkpoint
+/// a stopping pod saves) count first. Call it after the log was followed.
+pub(in crate::status) fn end_when_stopped(d: &mut Decider) {
+    if running(d) && pods_stopped(d) {
+        d.end_attempt(true);
+    }
+}
