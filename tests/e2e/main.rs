@@ -10,6 +10,7 @@
 mod admission;
 mod failures;
 mod integrations;
+mod interruptions;
 mod kubectl_wait;
 mod lifecycle;
 mod logs;
