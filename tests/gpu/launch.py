@@ -3,6 +3,9 @@
 
 usage:
   launch.py CHILDREN.yaml preprocess|train [--dry-run] [--describe FILE] [--pidfile FILE]
+  launch.py CHILDREN.yaml prestop [--dry-run] [--describe FILE] [--pidfile FILE]
+                                     the Master container's preStop exec hook, run as
+                                     kubelet runs it (below); refused when there is none
   launch.py CHILDREN.yaml paths      shell assignments: JOB_NAME MODEL_PATH DATA_PATH
                                      PREP_OUTPUT TRAIN_DATA OUTPUT_DIR
   launch.py base-env CMD ARGS...     run CMD with the filtered "image" environment below
@@ -42,6 +45,16 @@ none of it. The container env is laid over that, as a container runtime does, an
 HOSTNAME is the pod's name. The working directory is the container's workingDir,
 else GPUKIT_WORKDIR (the image's WORKDIR), else the current directory.
 
+prestop: the `lifecycle.preStop.exec.command` of the same container (the Master's
+`pytorch`), as kubelet runs it when the pod is deleted, evicted or preempted: the
+argv exactly as written (kubelet expands no `$(VAR)` in lifecycle hooks), in the
+container's environment and working directory (an exec in a running container gets
+the container's process environment). A container without an exec preStop hook is
+refused with exit status 2 and says so; so are the other kinds of hook (httpGet,
+tcpSocket, sleep), which this kit does not run. The train dry run shows the hook
+(`preStop`, null when none) and the pod's `terminationGracePeriodSeconds`
+(Kubernetes' default, 30, when unset).
+
 Nothing of the launcher's own is printed: what the program prints is the log, as
 `kubectl logs` shows it. --dry-run prints, as JSON, the argv, environment and
 working directory it would exec, and execs nothing. --describe writes the same
@@ -57,6 +70,7 @@ import sys
 
 DEFAULT_MASTER_ADDR = "127.0.0.1"
 DEFAULT_MASTER_PORT = "23456"  # training operator: PytorchJobDefaultPort
+DEFAULT_GRACE_SECONDS = 30  # Kubernetes' terminationGracePeriodSeconds when unset
 
 
 def expand(text, mapping):
@@ -147,7 +161,33 @@ def pick(docs, which):
         pod = ptj["spec"]["pytorchReplicaSpecs"]["Master"]["template"]
         c = next(x for x in pod["spec"]["containers"] if x.get("name") == "pytorch")
         return ptj, pod, c, ptj["metadata"]["name"] + "-master-0"
-    raise SystemExit(f"launch.py: unknown container {which!r} (preprocess|train)")
+    raise SystemExit(f"launch.py: unknown container {which!r} (preprocess|train|prestop)")
+
+
+class NoHook(SystemExit):
+    """The Master's training container has no preStop hook the kit can run."""
+
+
+def prestop_hook(docs):
+    """(argv, terminationGracePeriodSeconds) of the PyTorchJob Master's training container.
+
+    Raises NoHook, a SystemExit carrying the reason, when the container has no
+    `lifecycle.preStop.exec.command`.
+    """
+    _, pod, c, _ = pick(docs, "train")
+    where = f"the PyTorchJob Master's container `{c.get('name')}`"
+    pre_stop = (c.get("lifecycle") or {}).get("preStop")
+    if not pre_stop:
+        raise NoHook(f"launch.py: {where} has no lifecycle.preStop hook: these children were rendered "
+                     "without the checkpoint-before-stop hook (it comes with "
+                     "spec.training.onDemandCheckpointing: true, from an operator that renders it)")
+    command = (pre_stop.get("exec") or {}).get("command")
+    if not command:
+        kinds = ", ".join(sorted(k for k in pre_stop if k != "exec")) or "an exec without a command"
+        raise NoHook(f"launch.py: {where} has a lifecycle.preStop hook of another kind ({kinds}); "
+                     "this kit runs exec hooks only")
+    grace = pod["spec"].get("terminationGracePeriodSeconds")
+    return [str(x) for x in command], int(DEFAULT_GRACE_SECONDS if grace is None else grace)
 
 
 def training_operator_env(ptj, environ=None):
@@ -202,6 +242,14 @@ def resolve(docs, which, environ=None):
     env = base_env(environ)
     env["HOSTNAME"] = pod_name
     env.update(container_env)
+    extra = {}
+    if which == "train":
+        hook = ((c.get("lifecycle") or {}).get("preStop") or {}).get("exec") or {}
+        grace = pod["spec"].get("terminationGracePeriodSeconds")
+        extra = {
+            "preStop": [str(x) for x in hook["command"]] if hook.get("command") else None,
+            "terminationGracePeriodSeconds": int(DEFAULT_GRACE_SECONDS if grace is None else grace),
+        }
     return {
         "container": c.get("name"),
         "pod": pod_name,
@@ -211,7 +259,18 @@ def resolve(docs, which, environ=None):
         "env": dict(sorted(env.items())),
         "container_env": container_env,
         "env_unresolved": unresolved,
+        **extra,
     }
+
+
+def resolve_prestop(docs, environ=None):
+    """What kubelet would exec for the Master's preStop hook: the train container's
+    environment and working directory, the hook's argv unexpanded. Raises NoHook."""
+    argv, _ = prestop_hook(docs)
+    info = resolve(docs, "train", environ)
+    info["argv"] = argv
+    info["hook"] = "preStop"
+    return info
 
 
 def paths(docs):
@@ -260,7 +319,14 @@ def main(argv):
         else:
             sys.stderr.write(f"launch.py: unknown option {a}\n")
             return 2
-    info = resolve(docs, which)
+    if which == "prestop":
+        try:
+            info = resolve_prestop(docs)
+        except NoHook as e:
+            sys.stderr.write(f"{e}\n")
+            return 2
+    else:
+        info = resolve(docs, which)
     text = json.dumps(info, indent=2) + "\n"
     if dry_run:
         sys.stdout.write(text)

@@ -286,6 +286,18 @@ class DryRunOnRenderedChildren(unittest.TestCase):
         self.assertIn("--on_demand_checkpointing", self.dry_run("ftj-ondemand.yaml", "train")["argv"])
         self.assertIn("--num_epochs=8", self.dry_run("ftj-sigterm.yaml", "train")["argv"])
 
+    def test_preempt_renders_the_hook_of_the_fixture(self):
+        # testdata/children-preempt.yaml stands for this render in the kit's other tests
+        import yaml
+        with open(os.path.join(HERE, "testdata", "children-preempt.yaml")) as fh:
+            want = launch.resolve([d for d in yaml.safe_load_all(fh) if d], "train", {})
+        got = self.dry_run("ftj-preempt.yaml", "train")
+        self.assertIn("--on_demand_checkpointing", got["argv"])
+        self.assertEqual((got["preStop"], got["terminationGracePeriodSeconds"]),
+                         (want["preStop"], want["terminationGracePeriodSeconds"]))
+        self.assertEqual(got["argv"], want["argv"])
+        self.assertEqual(got["container_env"], want["container_env"])
+
 
 if __name__ == "__main__":
     unittest.main()
