@@ -42,6 +42,6 @@ step "end-to-end tests: the operator on the local control plane"
 cargo test --locked --test e2e -- --test-threads=8
 
 step "end-to-end, alone: a cluster without the PyTorchJob kind"
-cargo test --locked --test e2e_sequential
+cargo test --locked --test e2e_sequential -- --test-threads=1
 
 step "all tests passed"

@@ -1,11 +1,13 @@
 //! End-to-end tests that must run alone, after the main suite (`make test` runs them so), never
-//! beside it: they change the cluster itself. The harness is `testkit::e2e`, as for the main
-//! suite.
+//! beside it nor beside each other (one thread): they change the cluster itself, or need all of
+//! its GPUs. The harness is `testkit::e2e`, as for the main suite. Kueue's test is in `kueue.rs`.
 //!
 //! A cluster without the PyTorchJob kind: FineTuneJobs wait with a clear condition instead of
 //! crash-looping, and deleting them is never blocked. The test removes the PyTorchJob CRD, and
 //! puts it back and checks the training operator and the garbage collector work again before it
 //! ends.
+
+mod kueue;
 
 use std::time::Duration;
 
