@@ -128,11 +128,23 @@ async fn kubectl_shows_the_columns_and_explains_the_fields() {
     let wide = kubectl(&["get", "finetunejobs", "-o", "wide", "-n", &ns.name]);
     let wide = String::from_utf8_lossy(&wide.stdout);
     let header: Vec<&str> = wide.lines().next().unwrap().split_whitespace().collect();
-    // `-o wide` adds the priority-1 columns: the validation loss and what the job runs on.
+    // `-o wide` adds the priority-1 columns: the validation loss, the ETA, the GPU-hours used,
+    // and what the job runs on.
     assert_eq!(
         header,
         [
-            "NAME", "PHASE", "PROGRESS", "EPOCH", "LOSS", "VAL", "LOSS", "AGE", "MODEL", "NODES",
+            "NAME",
+            "PHASE",
+            "PROGRESS",
+            "EPOCH",
+            "LOSS",
+            "VAL",
+            "LOSS",
+            "ETA",
+            "GPU-HOURS",
+            "AGE",
+            "MODEL",
+            "NODES",
             "GPUS"
         ],
         "{wide}"
