@@ -10,7 +10,13 @@
 #     the container status; an unlabelled pod serves default.log;
 #   - deleting a PyTorchJob removes its pods (garbage collector);
 #   - the rest of the pod contract: batch Job pods complete or fail, init containers
-#     run before the main containers, image pull failures keep pods Pending.
+#     run before the main containers, image pull failures keep pods Pending;
+#   - how running training pods stop: deleted or evicted with a preStop hook, the genuine
+#     on-demand checkpoint lines land in the log and `pytorch` exits 0 (pod Succeeded);
+#     without one, the genuine SIGTERM lines and exit 1 (pod Failed); DisruptionTarget
+#     where evicted; the final status stays readable a few seconds, then the pod goes; the
+#     checkpoint-requested annotation checkpoints without a deletion; other deleted pods
+#     go at once with their logs untouched.
 # Never skips: if the cluster is not reachable it fails with a message saying so.
 #
 # Usage: tests/cluster/smoke.sh     (cluster started by tests/cluster/up.sh)
@@ -65,9 +71,14 @@ eventually() {
 
 cleanup() {
   [[ -z "$FOLLOW_PID" ]] || kill "$FOLLOW_PID" 2>/dev/null || true
+  # Stop test pods still running would get the SIGTERM lines appended when the namespace
+  # goes, recreating their log files: remove them without a grace period first.
+  [[ -z "${STOP_PODS[*]:-}" ]] || k delete pod "${STOP_PODS[@]}" --grace-period=0 --force \
+    --ignore-not-found --wait=false >/dev/null 2>&1 || true
   # The namespace controller deletes everything in it; no need to wait.
   kubectl delete namespace "$NS" --wait=false >/dev/null 2>&1 || true
-  rm -f "$POD_LOG_DIR/$LOG_FILE" "$RUN_DIR/smoke-follow-$ID.out"
+  rm -f "$POD_LOG_DIR/$LOG_FILE" "$RUN_DIR/smoke-follow-$ID.out" "$POD_LOG_DIR/smoke-$ID-"*.log \
+    "$RUN_DIR/smoke-eviction-$ID.json"
 }
 trap cleanup EXIT
 
@@ -121,7 +132,64 @@ spec:
 EOF
 }
 
+# Raw training pods for the stop protocol (see the README, "Pod behaviour contract").
+REALRUN="$REPO_ROOT/tests/fixtures/instructlab/realrun"
+PRESTOP='{"preStop": {"exec": {"command": ["/bin/sh", "-c", "touch /dev/shm/checkpoint_requested /dev/shm/instructlab_checkpoint_requested; exec sleep 86400"]}}}'
+ONDEMAND_ARGS='["-m", "instructlab.training.main_ds", "--on_demand_checkpointing"]'
+stop_log() { echo "smoke-$ID-$1.log"; }
+raw_pod() { # name container args-json lifecycle-json annotations-json routed(yes|no) [init-containers-yaml]
+  local labels="{}"
+  if [[ "$6" == yes ]]; then
+    labels="{\"sim.finetune.dev/log\": \"$(stop_log "$1")\"}"
+    "$CLUSTER_DIR/sim-log.sh" "$(stop_log "$1")" "pod $1 started"
+  fi
+  cat <<EOF
+apiVersion: v1
+kind: Pod
+metadata:
+  name: $1
+  annotations: $5
+  labels: $labels
+spec:
+  containers:
+  - name: $2
+    image: registry.invalid/finetune-operator/smoke:1
+    command: ["torchrun"]
+    args: $3
+    lifecycle: $4
+${7:-}
+EOF
+}
+STOP_PODS=(stop-del-ckpt stop-del-term stop-evict-ckpt stop-evict-term stop-trigger stop-trigger-noflag
+           stop-pending stop-other stop-unrouted)
+
 {
+  # Deleted with a preStop hook; a checkpoint save of 3 s, to see the lines come first.
+  raw_pod stop-del-ckpt pytorch "$ONDEMAND_ARGS" "$PRESTOP" '{"sim.finetune.dev/checkpoint-duration": "3s"}' yes
+  echo ---
+  raw_pod stop-del-term pytorch '["-m", "instructlab.training.main_ds"]' '{}' '{}' yes
+  echo ---
+  raw_pod stop-evict-ckpt pytorch "$ONDEMAND_ARGS" "$PRESTOP" '{}' yes
+  echo ---
+  raw_pod stop-evict-term pytorch "$ONDEMAND_ARGS" '{}' '{}' yes
+  echo ---
+  raw_pod stop-trigger pytorch "$ONDEMAND_ARGS" '{}' '{}' yes
+  echo ---
+  # No --on_demand_checkpointing: InstructLab ignores the trigger file.
+  raw_pod stop-trigger-noflag pytorch '["-m", "instructlab.training.main_ds"]' '{}' '{}' yes
+  echo ---
+  # Still Pending (init container running) when deleted.
+  raw_pod stop-pending pytorch "$ONDEMAND_ARGS" "$PRESTOP" '{"sim.finetune.dev/init-duration": "10m"}' yes \
+    '  initContainers:
+  - name: init-pytorch
+    image: registry.invalid/finetune-operator/smoke:1'
+  echo ---
+  # No `pytorch` container.
+  raw_pod stop-other main '[]' "$PRESTOP" '{}' yes
+  echo ---
+  # No routed log.
+  raw_pod stop-unrouted pytorch "$ONDEMAND_ARGS" "$PRESTOP" '{}' no
+  echo ---
   pytorchjob ok OnFailure '"sim.finetune.dev/duration": "10s"' "\"sim.finetune.dev/log\": \"$LOG_FILE\""
   echo ---
   pytorchjob bad Never '"sim.finetune.dev/duration": "2s", "sim.finetune.dev/exit-code": "3"' ''
@@ -225,6 +293,113 @@ check "init container completed after its init-duration, then the pod Running" e
   '{.status.initContainerStatuses[0].state.terminated.reason} {.status.phase}' "Completed Running"
 check "image pull failure then turns into ImagePullBackOff, pod still Pending" eventually 30 is pod/pull-fails \
   '{.status.phase} {.status.containerStatuses[0].state.waiting.reason}' "Pending ImagePullBackOff"
+
+echo "cluster-smoke: stopping training pods (deletion, eviction, on-demand checkpoint)"
+# name|phase|deletionTimestamp|exit code|reason|DisruptionTarget|stop annotation, a pod a line
+pod_states() {
+  k get pods -o 'jsonpath={range .items[*]}{.metadata.name}{"|"}{.status.phase}{"|"}{.metadata.deletionTimestamp}{"|"}{.status.containerStatuses[0].state.terminated.exitCode}{"|"}{.status.containerStatuses[0].state.terminated.reason}{"|"}{.status.conditions[?(@.type=="DisruptionTarget")].status}{"|"}{.metadata.annotations.sim\.finetune\.dev/stop}{"\n"}{end}'
+}
+stop_pods_ready() {
+  local out p
+  out="$(pod_states)"
+  for p in "${STOP_PODS[@]}"; do
+    [[ "$p" == stop-pending ]] || grep -q "^$p|Running|" <<<"$out" || return 1
+  done
+  [[ "$(jp pod/stop-pending '{.status.phase} {.status.initContainerStatuses[0].started}')" == "Pending true" ]]
+}
+check "the stop test pods run (stop-pending: its init container)" eventually 30 stop_pods_ready
+evict() {
+  printf '{"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "%s", "namespace": "%s"}}' \
+    "$1" "$NS" >"$RUN_DIR/smoke-eviction-$ID.json"
+  kubectl create --raw "/api/v1/namespaces/$NS/pods/$1/eviction" -f "$RUN_DIR/smoke-eviction-$ID.json" >/dev/null
+}
+k delete pod stop-del-ckpt stop-del-term stop-pending stop-other stop-unrouted --wait=false >/dev/null
+evict stop-evict-ckpt
+evict stop-evict-term
+# The router handles events in order: once stop-trigger has stopped, it has seen this one.
+k annotate pod stop-trigger-noflag sim.finetune.dev/checkpoint-requested=true >/dev/null
+k annotate pod stop-trigger sim.finetune.dev/checkpoint-requested=true >/dev/null
+
+# Watch them all at once, recording for each pod the first terminated status seen (and the
+# last log lines read at that moment), whether it still ran while its log already held the
+# checkpoint's last lines, and whether it is gone.
+declare -A term=() tails=() ran_after_lines=() gone=()
+deadline=$((SECONDS + 40))
+while (( SECONDS < deadline )); do
+  out="$(pod_states)"
+  for p in "${STOP_PODS[@]}"; do
+    line="$(grep "^$p|" <<<"$out" || true)"
+    if [[ -z "$line" ]]; then gone[$p]=1; continue; fi
+    IFS='|' read -r _ phase deleting code reason disruption _ <<<"$line"
+    if [[ -n "$code" && -z "${term[$p]:-}" ]]; then
+      term[$p]="$phase $code $reason deleting=$([[ -n "$deleting" ]] && echo yes || echo no) DisruptionTarget=${disruption:-none}"
+      tails[$p]="$(k logs "$p" --tail=2 2>&1 || true)"
+    fi
+    if [[ "$phase" == Running ]] && grep -qF 'Exiting training.' "$POD_LOG_DIR/$(stop_log "$p")" 2>/dev/null; then
+      ran_after_lines[$p]=1
+    fi
+  done
+  finished=1
+  for p in stop-del-ckpt stop-del-term stop-evict-ckpt stop-evict-term stop-pending stop-other stop-unrouted; do
+    [[ -n "${gone[$p]:-}" ]] || finished=0
+  done
+  [[ -n "${term[stop-trigger]:-}" ]] || finished=0
+  (( finished )) && break
+  sleep 0.2
+done
+
+# appended_is <pod> <fixture> <text>: the pod's log holds its first line, then, in kwok's CRI
+# format, exactly the fixture's lines from the one containing <text> to its end.
+appended_is() {
+  local file
+  file="$POD_LOG_DIR/$(stop_log "$1")"
+  [[ "$(grep -cE '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z stdout F ' "$file")" == "$(wc -l <"$file")" ]] &&
+    cmp -s <(tail -n +2 "$file" | cut -d' ' -f4-) <(sed -n "/$3/,\$p" "$REALRUN/$2")
+}
+CKPT_FROM='On-demand checkpoint: global consensus reached'
+TERM_FROM='Received 15 death signal, shutting down workers'
+untouched() { [[ "$(wc -l <"$POD_LOG_DIR/$(stop_log "$1")")" == 1 ]]; }
+# Removed at once: gone, never seen with a terminated container.
+gone_at_once() { [[ -n "${gone[$1]:-}" && -z "${term[$1]:-}" ]]; }
+tail_has() { grep -qF "$2" <<<"${tails[$1]:-}"; }
+
+check "deleted, preStop: Succeeded, pytorch exit 0 Completed, before it goes (seen: ${term[stop-del-ckpt]:-nothing})" \
+  test "${term[stop-del-ckpt]:-}" == "Succeeded 0 Completed deleting=yes DisruptionTarget=none"
+check "deleted, preStop: the genuine on-demand checkpoint lines appended to its log" \
+  appended_is stop-del-ckpt train-0.16-ondemand.log "$CKPT_FROM"
+check "deleted, preStop: pytorch still ran while the checkpoint was saved (log lines first, exit after)" \
+  test -n "${ran_after_lines[stop-del-ckpt]:-}"
+check "deleted, preStop: kubectl logs of the stopped pod ends with the checkpoint's exit line" \
+  tail_has stop-del-ckpt 'On-demand checkpoint saved (during minibatch processing). Exiting training.'
+check "deleted, no preStop: Failed, pytorch exit 1 Error, before it goes (seen: ${term[stop-del-term]:-nothing})" \
+  test "${term[stop-del-term]:-}" == "Failed 1 Error deleting=yes DisruptionTarget=none"
+check "deleted, no preStop: the genuine SIGTERM lines appended to its log" \
+  appended_is stop-del-term train-0.16-sigterm.log "$TERM_FROM"
+check "deleted, no preStop: kubectl logs of the stopped pod ends with torchrun's SignalException" \
+  tail_has stop-del-term 'SignalException: Process 4676 got signal: 15'
+check "evicted, preStop: Succeeded, exit 0, DisruptionTarget True (seen: ${term[stop-evict-ckpt]:-nothing})" \
+  test "${term[stop-evict-ckpt]:-}" == "Succeeded 0 Completed deleting=yes DisruptionTarget=True"
+check "evicted, preStop: the on-demand checkpoint lines appended" \
+  appended_is stop-evict-ckpt train-0.16-ondemand.log "$CKPT_FROM"
+check "evicted, no preStop: Failed, exit 1 Error, DisruptionTarget True (seen: ${term[stop-evict-term]:-nothing})" \
+  test "${term[stop-evict-term]:-}" == "Failed 1 Error deleting=yes DisruptionTarget=True"
+check "evicted, no preStop: the SIGTERM lines appended" \
+  appended_is stop-evict-term train-0.16-sigterm.log "$TERM_FROM"
+for p in stop-del-ckpt stop-del-term stop-evict-ckpt stop-evict-term; do
+  check "$p is gone after its final status" test -n "${gone[$p]:-}"
+done
+check "checkpoint-requested, --on_demand_checkpointing: Succeeded, exit 0, no deletion (seen: ${term[stop-trigger]:-nothing})" \
+  test "${term[stop-trigger]:-}" == "Succeeded 0 Completed deleting=no DisruptionTarget=none"
+check "checkpoint-requested: the on-demand checkpoint lines appended" \
+  appended_is stop-trigger train-0.16-ondemand.log "$CKPT_FROM"
+check "checkpoint-requested: the pod stays (nothing deleted it)" is pod/stop-trigger '{.status.phase}' Succeeded
+check "checkpoint-requested without --on_demand_checkpointing: still Running, unmarked" \
+  is pod/stop-trigger-noflag '{.status.phase}|{.metadata.annotations.sim\.finetune\.dev/stop}' 'Running|'
+check "checkpoint-requested without --on_demand_checkpointing: log untouched" untouched stop-trigger-noflag
+check "deleted while Pending: gone at once, no final status" gone_at_once stop-pending
+check "deleted, no pytorch container: gone at once, no final status" gone_at_once stop-other
+check "deleted, no routed log: gone at once, no final status" gone_at_once stop-unrouted
+check "pods deleted at once: their logs untouched" eval 'untouched stop-pending && untouched stop-other'
 
 echo "cluster-smoke: took $((SECONDS - T0))s"
 echo "cluster-smoke: $PASSED passed, $FAILED failed"
