@@ -115,6 +115,8 @@ fn rbac_grants_exactly_the_verbs_the_operator_uses() {
         ("events.k8s.io", "events", &["create", "patch"]),
         // The FailedCreate events of a child that has created no pod.
         ("", "events", &["list"]),
+        // Why Kueue stopped a queued PyTorchJob: its Workload's Evicted condition.
+        ("kueue.x-k8s.io", "workloads", &["list"]),
     ];
     let rbac = docs("operator/rbac.yaml");
     let role = named(&rbac, "ClusterRole", "finetune-operator").unwrap();

@@ -5,7 +5,7 @@
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{Event as CoreEvent, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{ListParams, LogParams};
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, LogParams};
 use kube::{Api, Client, ResourceExt};
 
 use tracing::debug;
@@ -17,8 +17,8 @@ use crate::api::{FineTuneJob, PyTorchJob};
 use crate::children::Child;
 
 use crate::logs::{TAIL_LIMIT_BYTES, TAIL_LINES, next_tail_lines};
-use crate::names::JOB_NAME_LABEL;
-use crate::status::{self, LogSource, Lookup, Needs, Observed};
+use crate::names::{JOB_NAME_LABEL, KUEUE_JOB_UID_LABEL};
+use crate::status::{self, LogSource, Lookup, Needs, Observed, QueueEviction};
 
 /// Reads what `needs` asks for (the children, the pods, the new lines of the rank-0 log when
 /// due), then what [`status::needs_after`] asks for (the last lines of a failing container, the
@@ -107,10 +107,52 @@ pub async fn observe(ctx: &Context, job: &FineTuneJob, needs: Needs) -> Result<O
         observed.output_in_use_by =
             status::output_in_use_by(job, others.iter().map(|j| j.as_ref()));
     }
+    if let Some(ptj_uid) = &after.queue_stop_of {
+        observed.queue_eviction = queue_eviction(client, &ns, ptj_uid).await;
+    }
     if let Some(child_uid) = &after.failed_create_of {
         observed.child_failed_create = failed_create(client, &ns, child_uid).await;
     }
     Ok(observed)
+}
+
+/// Why Kueue stopped the PyTorchJob with `ptj_uid`: the `Evicted` condition of its Workload
+/// (found by Kueue's job-UID label). Best effort, like the events below: without it the status
+/// says Kueue stopped the job without saying why.
+async fn queue_eviction(client: &Client, ns: &str, ptj_uid: &str) -> Option<QueueEviction> {
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("kueue.x-k8s.io", "v1beta2", "Workload"),
+        "workloads",
+    );
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &resource);
+    let selector = format!("{KUEUE_JOB_UID_LABEL}={ptj_uid}");
+    let list = match api.list(&ListParams::default().labels(&selector)).await {
+        Ok(list) => list,
+        Err(e) => {
+            debug!(error = %e, "could not read the Kueue Workload");
+            return None;
+        }
+    };
+    list.items.iter().find_map(|w| {
+        let conditions = w.data.get("status")?.get("conditions")?.as_array()?;
+        let evicted = conditions
+            .iter()
+            .find(|c| c.get("type").and_then(|t| t.as_str()) == Some("Evicted"))?;
+        if evicted.get("status").and_then(|s| s.as_str()) != Some("True") {
+            return None;
+        }
+        let text = |key: &str| {
+            let value = evicted
+                .get(key)
+                .and_then(|v| v.as_str())
+                .unwrap_or_default();
+            crate::status::bounds::bounded(value, 1024).to_string()
+        };
+        Some(QueueEviction {
+            reason: text("reason"),
+            message: text("message"),
+        })
+    })
 }
 
 /// The message of the newest event that says why a child could not create its pods (the Job

@@ -42,7 +42,9 @@ pub use decision::{
 };
 pub use reason::Reason;
 pub use stage::admission::output_in_use_by;
-pub use world::{LogRead, Lookup, Needs, NeedsAfter, Observed, controlled_by, owned};
+pub use world::{
+    LogRead, Lookup, Needs, NeedsAfter, Observed, QueueEviction, controlled_by, owned,
+};
 
 /// What a reconcile must fetch first, given the job as it is.
 pub fn needs(job: &FineTuneJob) -> Needs {
@@ -105,6 +107,7 @@ pub fn needs_after(job: &FineTuneJob, observed: &Observed) -> NeedsAfter {
             || rank0_ended(job, observed),
         failure_log: diagnose::failure_source(job, observed),
         failed_create_of: failed_create_of(job, observed),
+        queue_stop_of: stage::training::queue_stop_of(job, observed),
     }
 }
 

@@ -88,6 +88,17 @@ pub struct Observed {
     /// Another live FineTuneJob that writes to the same output directory (only looked for
     /// when [`Needs::other_jobs`]), from [`super::output_in_use_by`].
     pub output_in_use_by: Option<String>,
+    /// Why Kueue stopped the PyTorchJob, from its Workload's `Evicted` condition, when
+    /// [`NeedsAfter::queue_stop_of`] asked for it and the Workload could be read.
+    pub queue_eviction: Option<QueueEviction>,
+}
+
+/// The `Evicted` condition of a Kueue Workload: e.g. reason `Preempted`, message `Preempted to
+/// accommodate a workload (…) due to prioritization in the ClusterQueue`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QueueEviction {
+    pub reason: String,
+    pub message: String,
 }
 
 impl Observed {
@@ -103,6 +114,7 @@ impl Observed {
             failure_log: None,
             child_failed_create: None,
             output_in_use_by: None,
+            queue_eviction: None,
         }
     }
 
@@ -159,4 +171,7 @@ pub struct NeedsAfter {
     pub failure_log: Option<LogSource>,
     /// The UID of a child without pods whose `FailedCreate` events say why.
     pub failed_create_of: Option<String>,
+    /// The UID of a queued PyTorchJob Kueue just stopped while it trained: its Workload's
+    /// `Evicted` condition says why (read once per stop).
+    pub queue_stop_of: Option<String>,
 }

@@ -33,17 +33,23 @@ async fn a_queued_job_waits_for_quota_is_admitted_preempted_and_comes_back() {
     let _operator = Operator::start(&ns.name);
 
     // A blocker holds 16 of the 32 GPUs for a few seconds.
-    ns.create(queued("blocker", kueue::PRIORITY_LOW, 2, "8s")).await;
+    ns.create(queued("blocker", kueue::PRIORITY_LOW, 2, "8s"))
+        .await;
     ns.wait_for_phase("blocker", Phase::Training).await;
 
     // The job needs 24: it waits, and its phase and reason say why.
-    ns.create(queued("low", kueue::PRIORITY_LOW, 3, "10m")).await;
+    ns.create(queued("low", kueue::PRIORITY_LOW, 3, "10m"))
+        .await;
     let (job, _) = ns
         .wait_for("low", "queued by Kueue", |j| reason(j) == Some("Queued"))
         .await;
     assert_eq!(phase(&job), Some(Phase::Pending));
     assert!(
-        job.status.unwrap().message.unwrap().contains("waits for Kueue to admit it"),
+        job.status
+            .unwrap()
+            .message
+            .unwrap()
+            .contains("waits for Kueue to admit it"),
         "the message says what it waits for"
     );
 
@@ -57,11 +63,16 @@ async fn a_queued_job_waits_for_quota_is_admitted_preempted_and_comes_back() {
     assert_eq!(usage(&job).attempts, 1);
 
     // A job of a higher priority needs 16 GPUs: Kueue preempts the low one.
-    ns.create(queued("high", kueue::PRIORITY_HIGH, 2, "10m")).await;
+    ns.create(queued("high", kueue::PRIORITY_HIGH, 2, "10m"))
+        .await;
     let (job, _) = ns
         .wait_for("low", "preempted", |j| reason(j) == Some("Preempted"))
         .await;
-    assert_eq!(phase(&job), Some(Phase::Training), "a preemption is no failure");
+    assert_eq!(
+        phase(&job),
+        Some(Phase::Training),
+        "a preemption is no failure"
+    );
     assert_eq!(usage(&job).preemptions, 1);
     ns.wait_for_event("low", "Preempted").await;
     ns.wait_for_phase("high", Phase::Training).await;

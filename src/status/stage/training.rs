@@ -4,7 +4,7 @@
 //! the PyTorchJob to create is built here and carried in the action.
 
 use super::{attempt, progress};
-use crate::api::{Phase, PyTorchJob, condition};
+use crate::api::{FineTuneJob, Phase, PyTorchJob, condition};
 use crate::children::{Child, ChildKind, Outcome, build_pytorch_job};
 use crate::logs::progress::LogState;
 use crate::names::{PYTORCH_CONTAINER, master_pod_name};
@@ -13,7 +13,7 @@ use crate::status::decision::{PlannedEvent, Severity};
 use crate::status::diagnose::log::TailReading;
 use crate::status::diagnose::{self, Diagnosis};
 use crate::status::outcome::{self, RunOutcome};
-use crate::status::world::Lookup;
+use crate::status::world::{Lookup, Observed};
 use crate::status::{pods, reason};
 
 pub(in crate::status) fn training(d: &mut Decider) -> Flow {
@@ -118,24 +118,65 @@ fn pytorch_job_state(d: &mut Decider, ptj: &PyTorchJob) -> Flow {
     Flow::Continue
 }
 
-/// Kueue suspended the admitted PyTorchJob. While an attempt runs, Kueue just stopped it
-/// (preempted or evicted it): counted once, with a Warning, and the attempt ends when its pods
-/// are gone. Between attempts, it waits to be admitted again.
+/// Kueue suspended the admitted PyTorchJob. While an attempt runs, Kueue just stopped it: the
+/// stop is counted once, with a Warning that says why (its Workload's `Evicted` condition:
+/// `Preempted`, or another eviction), and the attempt ends when its pods are gone. Between
+/// attempts, it waits to be admitted again.
 fn preempted(d: &mut Decider) {
     if !attempt::running(d) {
         return;
     }
-    let message = format!(
-        "Kueue stopped PyTorchJob {} (preempted or evicted it from its ClusterQueue); training goes on from its last full-state checkpoint when Kueue admits it again",
-        d.name()
-    );
-    if d.old().reason.as_deref() != Some(reason::PREEMPTED.as_str()) {
+    if !stopped_by_queue(d.old().reason.as_deref()) {
+        let name = d.name().to_string();
+        let goes_on =
+            "training goes on from its last full-state checkpoint when Kueue admits it again";
+        let (why, message) = match &d.obs().queue_eviction {
+            Some(e) if e.reason == "Preempted" => (
+                reason::PREEMPTED,
+                format!(
+                    "Kueue preempted PyTorchJob {name}: {}; {goes_on}",
+                    e.message
+                ),
+            ),
+            Some(e) => (
+                reason::EVICTED,
+                format!(
+                    "Kueue evicted PyTorchJob {name} ({}: {}); {goes_on}",
+                    e.reason, e.message
+                ),
+            ),
+            None => (
+                reason::PREEMPTED,
+                format!(
+                    "Kueue stopped PyTorchJob {name} (preempted or evicted it from its ClusterQueue); {goes_on}"
+                ),
+            ),
+        };
         let usage = d.usage_mut();
         usage.preemptions = usage.preemptions.saturating_add(1);
-        d.event(Severity::Warning, reason::PREEMPTED, message.clone(), None);
+        d.event(Severity::Warning, why, message.clone(), None);
+        d.set_phase(Phase::Training, why, &message);
     }
-    d.set_phase(Phase::Training, reason::PREEMPTED, &message);
     attempt::end_when_stopped(d);
+}
+
+/// Whether the phase's reason already says Kueue stopped the job.
+fn stopped_by_queue(reason: Option<&str>) -> bool {
+    reason.is_some_and(|r| reason::PREEMPTED == r || reason::EVICTED == r)
+}
+
+/// The UID of the PyTorchJob whose Workload says why Kueue stopped it: a queued job, admitted
+/// and training, that Kueue has just suspended (the status does not say so yet).
+pub(in crate::status) fn queue_stop_of(job: &FineTuneJob, observed: &Observed) -> Option<String> {
+    job.spec.queue_name()?;
+    let status = job.status.as_ref()?;
+    let ptj = observed.pytorch_job.present()?;
+    let admitted_before = status.training_start_time.is_some() && status.pytorch_job.is_some();
+    let new_stop =
+        status.phase == Some(Phase::Training) && !stopped_by_queue(status.reason.as_deref());
+    (ptj.is_suspended() && admitted_before && new_stop && ptj.finished().is_none())
+        .then(|| ptj.metadata.uid.clone())
+        .flatten()
 }
 
 /// The PyTorchJob succeeded: its pods exited 0. The log may say the run is not finished (an

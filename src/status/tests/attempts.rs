@@ -328,3 +328,51 @@ fn a_finished_job_counts_its_gpu_time() {
         (600, 0, None)
     );
 }
+
+#[test]
+fn the_workload_says_why_kueue_stopped_the_job_read_once_per_stop() {
+    let j = running(json!({"scheduling": {"queueName": "gpu"}}));
+    let mut ptj = pytorch_job(Some("Suspended"), true);
+    ptj.metadata.uid = Some("ptj-uid".into());
+    let mut w = world(
+        Lookup::Skipped,
+        Lookup::Present(ptj),
+        vec![running_master()],
+    );
+    assert_eq!(
+        needs_after(&j, &w).queue_stop_of.as_deref(),
+        Some("ptj-uid")
+    );
+
+    w.queue_eviction = Some(QueueEviction {
+        reason: "Preempted".into(),
+        message: "Preempted to accommodate a workload (UID: w2) due to prioritization in the ClusterQueue".into(),
+    });
+    let d = decide(&j, &w);
+    assert_eq!(d.status.reason.as_deref(), Some("Preempted"));
+    assert_eq!(
+        d.status.message.as_deref(),
+        Some(
+            "Kueue preempted PyTorchJob ft: Preempted to accommodate a workload (UID: w2) due to prioritization in the ClusterQueue; training goes on from its last full-state checkpoint when Kueue admits it again"
+        )
+    );
+    // Once the status says so, the Workload is not read again, and nothing changes.
+    let mut again = j.clone();
+    again.status = Some(d.status.clone());
+    assert_eq!(needs_after(&again, &w).queue_stop_of, None);
+    w.queue_eviction = None;
+    assert_settles(j.clone(), &d, &w);
+
+    // Another eviction (the pods were not ready in time): Evicted, counted the same way.
+    w.queue_eviction = Some(QueueEviction {
+        reason: "PodsReadyTimeout".into(),
+        message: "Exceeded the PodsReady timeout".into(),
+    });
+    let d = decide(&j, &w);
+    assert_eq!(d.status.reason.as_deref(), Some("Evicted"));
+    assert!(d.status.message.as_deref().unwrap().starts_with(
+        "Kueue evicted PyTorchJob ft (PodsReadyTimeout: Exceeded the PodsReady timeout)"
+    ));
+    assert_eq!(usage(&d).preemptions, 1);
+    assert_eq!(reasons(&d), [reason::EVICTED]);
+}
