@@ -74,6 +74,12 @@ async fn a_queued_job_waits_for_quota_is_admitted_preempted_and_comes_back() {
         "a preemption is no failure"
     );
     assert_eq!(usage(&job).preemptions, 1);
+    // Kueue's own words, from the Workload the operator may read (RBAC).
+    let message = job.status.as_ref().unwrap().message.clone().unwrap();
+    assert!(
+        message.starts_with("Kueue preempted PyTorchJob low: Preempted to accommodate"),
+        "{message}"
+    );
     ns.wait_for_event("low", "Preempted").await;
     ns.wait_for_phase("high", Phase::Training).await;
     // Its pods are gone: the attempt is over and its GPU time counted.
