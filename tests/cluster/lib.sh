@@ -28,27 +28,53 @@ ETCD_PEER_PORT=$((PORT_BASE + 80))        # etcd peers (HTTP)                  2
 TO_METRICS_PORT=$((PORT_BASE + 81))       # training-operator /metrics         26481
 TO_HEALTH_PORT=$((PORT_BASE + 82))        # training-operator /healthz,/readyz 26482
 TO_WEBHOOK_PORT=$((PORT_BASE + 93))       # training-operator webhook (unused) 26493
+KUEUE_METRICS_PORT=$((PORT_BASE + 83))    # kueue /metrics (HTTPS)             26483
+KUEUE_HEALTH_PORT=$((PORT_BASE + 84))     # kueue /healthz, /readyz            26484
+KUEUE_WEBHOOK_PORT=$((PORT_BASE + 94))    # kueue webhooks (HTTPS)             26494
 ALL_PORTS=("$APISERVER_PORT" "$ETCD_PORT" "$ETCD_PEER_PORT" "$KCM_PORT" "$SCHEDULER_PORT"
-           "$KWOK_PORT" "$TO_METRICS_PORT" "$TO_HEALTH_PORT" "$TO_WEBHOOK_PORT")
+           "$KWOK_PORT" "$TO_METRICS_PORT" "$TO_HEALTH_PORT" "$TO_WEBHOOK_PORT"
+           "$KUEUE_METRICS_PORT" "$KUEUE_HEALTH_PORT" "$KUEUE_WEBHOOK_PORT")
 
 # Started by up.sh in this order; down.sh stops them in reverse.
-COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok log-router training-operator)
+COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok log-router training-operator kueue)
 
 # The training operator's cert rotator waits for its serving cert at this fixed path
 # (hard-coded in training-operator v1.9.x, normally a mounted Secret).
 TO_CERT_DIR=/tmp/k8s-webhook-server/serving-certs
+
+# Kueue (see README, "Kueue"). The apiserver reaches its webhooks through the Service
+# $KUEUE_WEBHOOK_SERVICE, of type ExternalName, which points at 127.0.0.1; the serving cert
+# is for that Service's name. Kueue's own cert manager checks the cert and fills in the CA.
+KUEUE_NAMESPACE=kueue-system
+KUEUE_WEBHOOK_SERVICE=kueue-webhook-service
+KUEUE_CERT_SECRET=kueue-webhook-server-cert
+# The webhooks registered (names from Kueue's generated manifests): those of Kueue's own types
+# and of the integrations enabled in config/kueue-config.yaml (PyTorchJob only).
+KUEUE_WEBHOOKS=(mclusterqueue.kb.io vclusterqueue.kb.io vcohort.kb.io mresourceflavor.kb.io
+                vresourceflavor.kb.io mworkload.kb.io vworkload.kb.io
+                mpytorchjob.kb.io vpytorchjob.kb.io)
+# The CRDs with a conversion webhook (Kueue's own install patches the same five). Kueue's
+# cert manager fills in the CA of exactly these; it fails to start if one has no webhook.
+KUEUE_CONVERSION_CRDS=(localqueues clusterqueues cohorts workloads multikueueclusters)
+# The queues and priority classes up.sh creates (config/kueue-queues.yaml; the testkit
+# crate has the same names).
+KUEUE_CLUSTER_QUEUE=fto-gpus
+KUEUE_LOCAL_QUEUE=fto-queue
+KUEUE_PRIORITY_LOW=fto-low
+KUEUE_PRIORITY_HIGH=fto-high
 
 # Pod log files served through `kubectl logs` (see README, "Logs").
 POD_LOG_DIR="$RUN_DIR/pod-logs"
 
 # One Go module per upstream, so bumping one never disturbs the others. Each module is built
 # and cached on its own (below), so adding or bumping one builds that one only.
-MODULES=(k8s etcd kwok training-operator)
+MODULES=(k8s etcd kwok training-operator kueue)
 
 # Versions stamped into the binaries; they must match the go.mod files (kwok and the
 # training operator stamp themselves). The keys below cover go.mod and these flags.
 K8S_VERSION=v1.36.3
 ETCD_VERSION=v3.6.16
+KUEUE_VERSION=v0.17.0
 
 # Static, reproducible, stripped binaries. Version stamps make `kubectl version` and
 # `kube-apiserver --version` report v1.36.x instead of v0.0.0-master, and keep
@@ -66,6 +92,11 @@ k8s_ldflags() {
 etcd_ldflags() { echo "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=module-$ETCD_VERSION"; }
 kwok_ldflags() { echo "-s -w"; }
 training_operator_ldflags() { echo "-s -w"; }
+# Kueue logs its version at start ("Initializing" ... gitVersion); unstamped it says v0.0.0-main.
+kueue_ldflags() {
+  echo "-s -w -X sigs.k8s.io/kueue/pkg/version.GitVersion=$KUEUE_VERSION" \
+    "-X sigs.k8s.io/kueue/pkg/version.GitCommit=module-$KUEUE_VERSION"
+}
 
 # --- Build recipes ---------------------------------------------------------------------
 # One per module (recipe_<module>, dashes as underscores): build into $1, an empty directory,
@@ -114,6 +145,16 @@ recipe_training_operator() {
   cp "$(moddir training-operator github.com/kubeflow/training-operator)/manifests/base/crds/kubeflow.org_pytorchjobs.yaml" "$1/"
   modversion "$1/training-operator" github.com/kubeflow/training-operator >"$1/VERSIONS"
 }
+recipe_kueue() {
+  gobuild kueue "$(kueue_ldflags)" "$1/kueue" sigs.k8s.io/kueue/cmd/kueue
+  local src; src="$(moddir kueue sigs.k8s.io/kueue)"
+  # All of Kueue's CRDs, as its own install has them: the controller watches most of them.
+  cp "$src"/config/components/crd/bases/kueue.x-k8s.io_*.yaml "$1/"
+  # Its webhook configurations as generated upstream; up.sh registers the ones it needs.
+  cp "$src/config/components/webhook/manifests.yaml" "$1/kueue-webhooks.yaml"
+  modversion "$1/kueue" sigs.k8s.io/kueue >"$1/VERSIONS"
+}
+
 # Binaries each module provides; a complete directory has all of them.
 module_binaries() {
   case "$1" in
@@ -121,6 +162,7 @@ module_binaries() {
     etcd) echo etcd ;;
     kwok) echo kwok kwokctl ;;
     training-operator) echo training-operator ;;
+    kueue) echo kueue ;;
     *) die "unknown module $1" ;;
   esac
 }
