@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # `make demo`: the operator end to end on the local Kubernetes control plane (tests/cluster/).
 #
-#   1. builds the operator (cargo) and, on a fresh machine, the control plane (~17 min, once);
+#   1. builds the operator (cargo) and, on a fresh machine, the control plane (~25 min, once);
 #   2. starts the local cluster with our CRD installed before the garbage collector starts;
 #   3. installs deploy/ without its Deployment: namespace, CRD, ServiceAccount, RBAC;
 #   4. runs the operator as a local process under its ServiceAccount's token (not admin);
@@ -100,7 +100,7 @@ tests/cluster/bin-dir.sh >/dev/null 2>&1 || cluster_built=0
 if (( ! cluster_built )); then
   say "${B}First run on this machine:${R} the local control plane (etcd, kube-apiserver,"
   say "kube-controller-manager, kube-scheduler, kubectl, kwok, Kubeflow training operator) is built"
-  say "from Go modules first. That takes about 17 minutes on 2 cores, once; progress follows."
+  say "from Go modules first. That takes about 25 minutes on 2 cores, once; progress follows."
   say "Later runs reuse it and take well under a minute."
 fi
 
@@ -113,7 +113,7 @@ cargo build --locked
 if (( cluster_built )); then
   step "Start the local cluster" cluster
 else
-  step "Build the local cluster (about 17 minutes, once), then start it" cluster
+  step "Build the local cluster (about 25 minutes, once), then start it" cluster
 fi
 cmd "FTO_CLUSTER_CRDS=crds/finetune.dev_finetunejobs.yaml tests/cluster/up.sh"
 FTO_CLUSTER_CRDS=crds/finetune.dev_finetunejobs.yaml tests/cluster/up.sh

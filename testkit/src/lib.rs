@@ -12,6 +12,7 @@
 //! - [`fixtures`] and [`admission`]: the FineTuneJobs the suites create, and the specs
 //!   admission refuses (checked locally and by the apiserver).
 //! - [`expansion`]: the kubelet's `$(VAR)` expansion, and hostile values to send through it.
+//! - [`kueue`]: Kueue in the cluster: the ClusterQueue, priority classes and LocalQueues.
 //! - [`e2e`]: the end-to-end harness: one namespace and one operator per test, and waits.
 //!
 //! A dev-dependency only, never part of the operator. What the benchmark shares returns
@@ -25,6 +26,7 @@ pub mod e2e;
 mod endpoint;
 pub mod expansion;
 pub mod fixtures;
+pub mod kueue;
 pub mod operator;
 pub mod pod_logs;
 pub mod prom;

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Build the local control plane (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl, kwok, kwokctl, training-operator) from the Go modules in
-# tests/cluster/*/go.mod into $FTO_CACHE/cluster-bin/<key>/.
+# kube-scheduler, kubectl, kwok, kwokctl, training-operator, kueue) from the Go modules in
+# tests/cluster/*/go.mod, and assemble the bin dir $FTO_CACHE/cluster-bin/<key>/.
 #
-# The key hashes the go.mod/go.sum files, the build flags and `go version`, so a second
-# run with nothing changed returns at once. We build into a temp dir and rename it when
-# every binary is there, so an interrupted build never looks complete.
+# Each module is cached on its own, in $FTO_CACHE/cluster-bin/<module>-<module key>/ (the
+# key hashes its go.mod/go.sum, its recipe in lib.sh and `go version`), so adding or bumping
+# one module builds that one only. The bin dir holds hard links to the files of every
+# module's dir; a second run with nothing changed returns at once. Every directory is built
+# under a temp name and renamed when complete, so an interrupted build never looks complete.
 #
 # Usage: tests/cluster/build.sh [--print-dir]
 #   --print-dir  print the bin dir for the current key and exit (no build)
@@ -13,6 +15,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 command -v go >/dev/null || die "go is not installed; Go >= 1.26 is needed to build the test cluster"
+go_toolchain >/dev/null
 
 BIN_DIR="$(cluster_bin_dir)"
 if [[ "${1:-}" == "--print-dir" ]]; then
@@ -26,84 +29,100 @@ if bin_dir_complete "$BIN_DIR"; then
   exit 0
 fi
 
-# A cold build downloads ~1.4 GB of modules and fills ~5 GB of Go build cache; check
-# first rather than failing half-way with a confusing linker error.
-NEED_GIB="${FTO_BUILD_MIN_FREE_GIB:-8}"
-GOMODCACHE_DIR="$(go env GOMODCACHE)"
-GOCACHE_DIR="$(go env GOCACHE)"
-mkdir -p "$FTO_CACHE/cluster-bin" "$GOMODCACHE_DIR" "$GOCACHE_DIR"
-for d in "$FTO_CACHE/cluster-bin" "$GOMODCACHE_DIR" "$GOCACHE_DIR"; do
-  free_kib="$(df -Pk "$d" | awk 'NR==2 {print $4}')"
-  if (( free_kib < NEED_GIB * 1024 * 1024 )); then
-    die "not enough free disk under $d: $((free_kib / 1024 / 1024)) GiB free, need >= $NEED_GIB GiB.
-Free some space (e.g. 'go clean -cache', or remove old keys under $FTO_CACHE/cluster-bin/) and retry."
-  fi
-done
-
-log "building test-cluster binaries (key $(basename "$BIN_DIR"); $(go version | cut -d' ' -f3))"
-log "a cold build takes about 17 minutes on 2 cores; later builds reuse the Go build cache"
-
+CACHE_DIR="$FTO_CACHE/cluster-bin"
+mkdir -p "$CACHE_DIR"
 # Leftovers of builds killed hard (SIGKILL) long ago; recent ones may still be running.
-find "$FTO_CACHE/cluster-bin" -maxdepth 1 -name '.tmp-*' -mmin +180 -exec rm -rf {} + 2>/dev/null || true
-TMP_DIR="$(mktemp -d "$FTO_CACHE/cluster-bin/.tmp-$(basename "$BIN_DIR")-XXXXXX")"
-# Remove the partial dir on any failure or interrupt.
-trap 'rm -rf "$TMP_DIR"' EXIT
+find "$CACHE_DIR" -maxdepth 1 -name '.tmp-*' -mmin +180 -exec rm -rf {} + 2>/dev/null || true
+# Partial dirs of this run are removed on any failure or interrupt.
+TMP_DIRS=()
+trap 'rm -rf "${TMP_DIRS[@]}"' EXIT
 trap 'exit 130' INT TERM
 
-TOTAL_START=$SECONDS
-# build <label> <module dir> <ldflags> <-o target> <packages...>
-build() {
-  local label="$1" mod="$2" ldflags="$3" out="$4"; shift 4
-  local start=$SECONDS
-  log "  -> $label ..."
-  # -C: run inside the component's own module so its pinned requirements apply.
-  if ! CGO_ENABLED=0 go build -C "$CLUSTER_DIR/$mod" -trimpath -buildvcs=false \
-        -ldflags "$ldflags" -o "$out" "$@"; then
-    die "building $label failed (module tests/cluster/$mod); see the Go errors above"
-  fi
-  log "     $label done in $((SECONDS - start))s"
+# publish <temp dir> <final dir> [module]: rename atomically (a module's dir, or without a
+# module the bin dir). A concurrent build may have won the race; keep theirs.
+publish() {
+  local tmp="$1" dest="$2" m="${3:-}"
+  mv -T "$tmp" "$dest" 2>/dev/null && return
+  if [[ -n "$m" ]]; then module_dir_complete "$dest" "$m"; else bin_dir_complete "$dest"; fi \
+    || die "could not move $tmp to $dest"
+  rm -rf "$tmp"
 }
 
-# Download first (about 1.4 GB, ~30 s when the proxy is fast), so a network problem
-# shows up as such and not as a compile error.
-start=$SECONDS
-log "  -> downloading Go modules ..."
+TOTAL_START=$SECONDS
+MISSING=()
 for m in "${MODULES[@]}"; do
-  go list -C "$CLUSTER_DIR/$m" -deps tool >/dev/null \
-    || die "could not download the Go modules of tests/cluster/$m (is the Go module proxy reachable? GOPROXY=$(go env GOPROXY))"
+  module_dir_complete "$(module_dir "$m")" "$m" || MISSING+=("$m")
 done
-log "     modules ready in $((SECONDS - start))s"
 
-build etcd              etcd "$(etcd_ldflags)" "$TMP_DIR/etcd" go.etcd.io/etcd/server/v3
-build kube-apiserver    k8s  "$(k8s_ldflags)"  "$TMP_DIR/" k8s.io/kubernetes/cmd/kube-apiserver
-build kube-controller-manager k8s "$(k8s_ldflags)" "$TMP_DIR/" k8s.io/kubernetes/cmd/kube-controller-manager
-build kube-scheduler    k8s  "$(k8s_ldflags)"  "$TMP_DIR/" k8s.io/kubernetes/cmd/kube-scheduler
-build kubectl           k8s  "$(k8s_ldflags)"  "$TMP_DIR/" k8s.io/kubernetes/cmd/kubectl
-build "kwok, kwokctl"   kwok "$(kwok_ldflags)" "$TMP_DIR/" sigs.k8s.io/kwok/cmd/kwok sigs.k8s.io/kwok/cmd/kwokctl
-build training-operator training-operator "$(training_operator_ldflags)" "$TMP_DIR/training-operator" \
-  github.com/kubeflow/training-operator/cmd/training-operator.v1
+if (( ${#MISSING[@]} > 0 )); then
+  # A cold build of everything downloads ~1.8 GB of modules and fills ~6.5 GB of Go build
+  # cache; check first rather than failing half-way with a confusing linker error.
+  NEED_GIB="${FTO_BUILD_MIN_FREE_GIB:-8}"
+  GOMODCACHE_DIR="$(go env GOMODCACHE)"
+  GOCACHE_DIR="$(go env GOCACHE)"
+  mkdir -p "$GOMODCACHE_DIR" "$GOCACHE_DIR"
+  for d in "$CACHE_DIR" "$GOMODCACHE_DIR" "$GOCACHE_DIR"; do
+    free_kib="$(df -Pk "$d" | awk 'NR==2 {print $4}')"
+    if (( free_kib < NEED_GIB * 1024 * 1024 )); then
+      die "not enough free disk under $d: $((free_kib / 1024 / 1024)) GiB free, need >= $NEED_GIB GiB.
+Free some space (e.g. 'go clean -cache', or remove old keys under $CACHE_DIR/) and retry."
+    fi
+  done
 
-# CRDs the cluster installs ship in the same modules as the binaries: keep copies next
-# to the binaries so up.sh never needs the module cache.
-mod_dir() { go list -C "$CLUSTER_DIR/$1" -m -f '{{.Dir}}' "$2"; }
-cp "$(mod_dir training-operator github.com/kubeflow/training-operator)/manifests/base/crds/kubeflow.org_pytorchjobs.yaml" \
-   "$(mod_dir kwok sigs.k8s.io/kwok)/kustomize/crd/bases/kwok.x-k8s.io_logs.yaml" "$TMP_DIR/"
-chmod 644 "$TMP_DIR"/*.yaml
-chmod 755 "$TMP_DIR"
+  log "building test-cluster modules: ${MISSING[*]} ($(go version | cut -d' ' -f3))"
+  log "cold, on 2 cores: k8s ~10 min, kueue ~8 min, kwok and training-operator ~3 min each, etcd ~1 min; later builds reuse the Go build cache"
 
-"$TMP_DIR/kubectl" version --client >"$TMP_DIR/VERSIONS" 2>&1
-"$TMP_DIR/etcd" --version >>"$TMP_DIR/VERSIONS" 2>&1
-"$TMP_DIR/kwok" --version >>"$TMP_DIR/VERSIONS" 2>&1 || true
-grep -q "$K8S_VERSION" "$TMP_DIR/VERSIONS" || die "kubectl is not stamped $K8S_VERSION: $(cat "$TMP_DIR/VERSIONS")"
-touch "$TMP_DIR/.complete"
+  # Download first (about 1.8 GB for all, ~30 s when the proxy is fast), so a network
+  # problem shows up as such and not as a compile error.
+  start=$SECONDS
+  log "  -> downloading Go modules ..."
+  for m in "${MISSING[@]}"; do
+    go list -C "$CLUSTER_DIR/$m" -deps tool >/dev/null \
+      || die "could not download the Go modules of tests/cluster/$m (is the Go module proxy reachable? GOPROXY=$(go env GOPROXY))"
+  done
+  log "     modules ready in $((SECONDS - start))s"
 
-# Publish atomically. A concurrent build may have won the race; keep theirs.
-if ! mv -T "$TMP_DIR" "$BIN_DIR" 2>/dev/null; then
-  bin_dir_complete "$BIN_DIR" || die "could not move $TMP_DIR to $BIN_DIR"
-  rm -rf "$TMP_DIR"
+  for m in "${MISSING[@]}"; do
+    dest="$(module_dir "$m")"
+    start=$SECONDS
+    log "  -> $m ($(module_binaries "$m")) ..."
+    tmp="$(mktemp -d "$CACHE_DIR/.tmp-$(basename "$dest")-XXXXXX")"
+    TMP_DIRS+=("$tmp")
+    "recipe_${m//-/_}" "$tmp"
+    for b in $(module_binaries "$m"); do
+      [[ -x "$tmp/$b" ]] || die "the $m recipe did not produce $b"
+    done
+    chmod 644 "$tmp"/*.yaml "$tmp/VERSIONS" 2>/dev/null || true
+    chmod 755 "$tmp"
+    touch "$tmp/.complete"
+    publish "$tmp" "$dest" "$m"
+    log "     $m done in $((SECONDS - start))s: $(basename "$dest")"
+  done
 fi
+
+# --- The bin dir: hard links to every module's files ------------------------------------------
+tmp="$(mktemp -d "$CACHE_DIR/.tmp-$(basename "$BIN_DIR")-XXXXXX")"
+TMP_DIRS+=("$tmp")
+: >"$tmp/VERSIONS"
+for m in "${MODULES[@]}"; do
+  src="$(module_dir "$m")"
+  module_dir_complete "$src" "$m" || die "module $m is not built: $src"
+  for f in "$src"/*; do
+    name="$(basename "$f")"
+    [[ "$name" != VERSIONS ]] || continue
+    [[ ! -e "$tmp/$name" ]] || die "two modules provide $name (the second is $m)"
+    # Same file system (one parent dir), so a hard link; a copy if that fails anyway.
+    ln "$f" "$tmp/$name" 2>/dev/null || cp -p "$f" "$tmp/$name"
+  done
+  cat "$src/VERSIONS" >>"$tmp/VERSIONS"
+  echo "$m $(basename "$src")" >>"$tmp/MODULES"
+done
+chmod 644 "$tmp/VERSIONS" "$tmp/MODULES"
+chmod 755 "$tmp"
+touch "$tmp/.complete"
+publish "$tmp" "$BIN_DIR"
 trap - EXIT
 
-log "all binaries built in $((SECONDS - TOTAL_START))s"
+log "bin dir assembled in $((SECONDS - TOTAL_START))s: $BIN_DIR"
 sed 's/^/     /' "$BIN_DIR/VERSIONS" >&2
 echo "$BIN_DIR"

@@ -28,26 +28,53 @@ ETCD_PEER_PORT=$((PORT_BASE + 80))        # etcd peers (HTTP)                  2
 TO_METRICS_PORT=$((PORT_BASE + 81))       # training-operator /metrics         26481
 TO_HEALTH_PORT=$((PORT_BASE + 82))        # training-operator /healthz,/readyz 26482
 TO_WEBHOOK_PORT=$((PORT_BASE + 93))       # training-operator webhook (unused) 26493
+KUEUE_METRICS_PORT=$((PORT_BASE + 83))    # kueue /metrics (HTTPS)             26483
+KUEUE_HEALTH_PORT=$((PORT_BASE + 84))     # kueue /healthz, /readyz            26484
+KUEUE_WEBHOOK_PORT=$((PORT_BASE + 94))    # kueue webhooks (HTTPS)             26494
 ALL_PORTS=("$APISERVER_PORT" "$ETCD_PORT" "$ETCD_PEER_PORT" "$KCM_PORT" "$SCHEDULER_PORT"
-           "$KWOK_PORT" "$TO_METRICS_PORT" "$TO_HEALTH_PORT" "$TO_WEBHOOK_PORT")
+           "$KWOK_PORT" "$TO_METRICS_PORT" "$TO_HEALTH_PORT" "$TO_WEBHOOK_PORT"
+           "$KUEUE_METRICS_PORT" "$KUEUE_HEALTH_PORT" "$KUEUE_WEBHOOK_PORT")
 
 # Started by up.sh in this order; down.sh stops them in reverse.
-COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok log-router training-operator)
+COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok log-router training-operator kueue)
 
 # The training operator's cert rotator waits for its serving cert at this fixed path
 # (hard-coded in training-operator v1.9.x, normally a mounted Secret).
 TO_CERT_DIR=/tmp/k8s-webhook-server/serving-certs
 
+# Kueue (see README, "Kueue"). The apiserver reaches its webhooks through the Service
+# $KUEUE_WEBHOOK_SERVICE, of type ExternalName, which points at 127.0.0.1; the serving cert
+# is for that Service's name. Kueue's own cert manager checks the cert and fills in the CA.
+KUEUE_NAMESPACE=kueue-system
+KUEUE_WEBHOOK_SERVICE=kueue-webhook-service
+KUEUE_CERT_SECRET=kueue-webhook-server-cert
+# The webhooks registered (names from Kueue's generated manifests): those of Kueue's own types
+# and of the integrations enabled in config/kueue-config.yaml (PyTorchJob only).
+KUEUE_WEBHOOKS=(mclusterqueue.kb.io vclusterqueue.kb.io vcohort.kb.io mresourceflavor.kb.io
+                vresourceflavor.kb.io mworkload.kb.io vworkload.kb.io
+                mpytorchjob.kb.io vpytorchjob.kb.io)
+# The CRDs with a conversion webhook (Kueue's own install patches the same five). Kueue's
+# cert manager fills in the CA of exactly these; it fails to start if one has no webhook.
+KUEUE_CONVERSION_CRDS=(localqueues clusterqueues cohorts workloads multikueueclusters)
+# The queues and priority classes up.sh creates (config/kueue-queues.yaml; the testkit
+# crate has the same names).
+KUEUE_CLUSTER_QUEUE=fto-gpus
+KUEUE_LOCAL_QUEUE=fto-queue
+KUEUE_PRIORITY_LOW=fto-low
+KUEUE_PRIORITY_HIGH=fto-high
+
 # Pod log files served through `kubectl logs` (see README, "Logs").
 POD_LOG_DIR="$RUN_DIR/pod-logs"
 
-# One Go module per upstream, so bumping one never disturbs the others.
-MODULES=(k8s etcd kwok training-operator)
+# One Go module per upstream, so bumping one never disturbs the others. Each module is built
+# and cached on its own (below), so adding or bumping one builds that one only.
+MODULES=(k8s etcd kwok training-operator kueue)
 
 # Versions stamped into the binaries; they must match the go.mod files (kwok and the
-# training operator stamp themselves). The key below covers go.mod and these flags.
+# training operator stamp themselves). The keys below cover go.mod and these flags.
 K8S_VERSION=v1.36.3
 ETCD_VERSION=v3.6.16
+KUEUE_VERSION=v0.17.0
 
 # Static, reproducible, stripped binaries. Version stamps make `kubectl version` and
 # `kube-apiserver --version` report v1.36.x instead of v0.0.0-master, and keep
@@ -65,35 +92,131 @@ k8s_ldflags() {
 etcd_ldflags() { echo "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=module-$ETCD_VERSION"; }
 kwok_ldflags() { echo "-s -w"; }
 training_operator_ldflags() { echo "-s -w"; }
-BUILD_ENV="CGO_ENABLED=0 -trimpath -buildvcs=false"
-# Bump when build.sh changes what it puts into the bin dir, so old dirs are not reused.
-BUILD_LAYOUT=2
-
-# The cache key: anything that changes the produced binaries.
-cluster_key() {
-  {
-    for m in "${MODULES[@]}"; do
-      echo "== $m"
-      cat "$CLUSTER_DIR/$m/go.mod" "$CLUSTER_DIR/$m/go.sum"
-    done
-    echo "== flags"
-    echo "$BUILD_ENV layout=$BUILD_LAYOUT"
-    k8s_ldflags; etcd_ldflags; kwok_ldflags; training_operator_ldflags
-    echo "== toolchain"
-    go version
-    go env GOOS GOARCH
-  } | sha256sum | cut -c1-16
+# Kueue logs its version at start ("Initializing" ... gitVersion); unstamped it says v0.0.0-main.
+kueue_ldflags() {
+  echo "-s -w -X sigs.k8s.io/kueue/pkg/version.GitVersion=$KUEUE_VERSION" \
+    "-X sigs.k8s.io/kueue/pkg/version.GitCommit=module-$KUEUE_VERSION"
 }
 
+# --- Build recipes ---------------------------------------------------------------------
+# One per module (recipe_<module>, dashes as underscores): build into $1, an empty directory,
+# everything the cluster takes from that module: binaries, the CRDs and manifests it ships
+# (copies, so up.sh never needs the module cache), and a VERSIONS file. Called by build.sh.
+# A recipe's text and its module's ldflags are part of the module's cache key, so editing a
+# recipe rebuilds that module only.
+
+# gobuild <module> <ldflags> <-o target> <packages...>: a static, reproducible build inside
+# the component's own module (-C), so its pinned requirements apply.
+gobuild() {
+  local mod="$1" ldflags="$2" out="$3"; shift 3
+  if ! CGO_ENABLED=0 go build -C "$CLUSTER_DIR/$mod" -trimpath -buildvcs=false \
+        -ldflags "$ldflags" -o "$out" "$@"; then
+    die "building $* failed (module tests/cluster/$mod); see the Go errors above"
+  fi
+}
+# moddir <module> <go module path>: where the Go module's files are (GOMODCACHE).
+moddir() { go list -C "$CLUSTER_DIR/$1" -m -f '{{.Dir}}' "$2"; }
+# modversion <binary> <go module path>: "<go module path> <version>" from the binary's build info.
+modversion() {
+  go version -m "$1" | awk -v m="$2" '($1 == "mod" || $1 == "dep") && $2 == m { print m, $3; found = 1 } END { exit !found }' \
+    || die "no $2 in the build info of $1"
+}
+
+recipe_k8s() {
+  local pkg
+  for pkg in kube-apiserver kube-controller-manager kube-scheduler kubectl; do
+    gobuild k8s "$(k8s_ldflags)" "$1/" "k8s.io/kubernetes/cmd/$pkg"
+  done
+  "$1/kubectl" version --client >"$1/VERSIONS" 2>&1
+  grep -q "$K8S_VERSION" "$1/VERSIONS" || die "kubectl is not stamped $K8S_VERSION: $(cat "$1/VERSIONS")"
+}
+recipe_etcd() {
+  gobuild etcd "$(etcd_ldflags)" "$1/etcd" go.etcd.io/etcd/server/v3
+  "$1/etcd" --version >"$1/VERSIONS" 2>&1
+}
+recipe_kwok() {
+  gobuild kwok "$(kwok_ldflags)" "$1/" sigs.k8s.io/kwok/cmd/kwok sigs.k8s.io/kwok/cmd/kwokctl
+  cp "$(moddir kwok sigs.k8s.io/kwok)/kustomize/crd/bases/kwok.x-k8s.io_logs.yaml" "$1/"
+  "$1/kwok" --version >"$1/VERSIONS" 2>&1 || true
+}
+recipe_training_operator() {
+  gobuild training-operator "$(training_operator_ldflags)" "$1/training-operator" \
+    github.com/kubeflow/training-operator/cmd/training-operator.v1
+  cp "$(moddir training-operator github.com/kubeflow/training-operator)/manifests/base/crds/kubeflow.org_pytorchjobs.yaml" "$1/"
+  modversion "$1/training-operator" github.com/kubeflow/training-operator >"$1/VERSIONS"
+}
+recipe_kueue() {
+  gobuild kueue "$(kueue_ldflags)" "$1/kueue" sigs.k8s.io/kueue/cmd/kueue
+  local src; src="$(moddir kueue sigs.k8s.io/kueue)"
+  # All of Kueue's CRDs, as its own install has them: the controller watches most of them.
+  cp "$src"/config/components/crd/bases/kueue.x-k8s.io_*.yaml "$1/"
+  # Its webhook configurations as generated upstream; up.sh registers the ones it needs.
+  cp "$src/config/components/webhook/manifests.yaml" "$1/kueue-webhooks.yaml"
+  modversion "$1/kueue" sigs.k8s.io/kueue >"$1/VERSIONS"
+}
+
+# Binaries each module provides; a complete directory has all of them.
+module_binaries() {
+  case "$1" in
+    k8s) echo kube-apiserver kube-controller-manager kube-scheduler kubectl ;;
+    etcd) echo etcd ;;
+    kwok) echo kwok kwokctl ;;
+    training-operator) echo training-operator ;;
+    kueue) echo kueue ;;
+    *) die "unknown module $1" ;;
+  esac
+}
+
+# --- Cache keys --------------------------------------------------------------------------
+# Each module's binaries live in $FTO_CACHE/cluster-bin/<module>-<module key>/; the bin dir
+# the scripts use, $FTO_CACHE/cluster-bin/<cluster key>/, holds hard links to the files of
+# all of them. A module key hashes what changes that module's output: its go.mod/go.sum,
+# its recipe and ldflags, the shared build helpers (gobuild holds the flags), and the Go
+# toolchain. The cluster key hashes the module keys and the layout of the combined dir.
+# Bump when build.sh changes what it puts into the combined dir, so old dirs are not reused.
+BUILD_LAYOUT=3
+
+# Asked once per shell: call it outside $(...) first, so that subshells inherit the answer.
+_GO_TOOLCHAIN=""
+go_toolchain() {
+  [[ -n "$_GO_TOOLCHAIN" ]] || _GO_TOOLCHAIN="$(go version; go env GOOS GOARCH)"
+  echo "$_GO_TOOLCHAIN"
+}
+
+module_key() {
+  local m="$1" f="${1//-/_}"
+  {
+    echo "== $m"
+    cat "$CLUSTER_DIR/$m/go.mod" "$CLUSTER_DIR/$m/go.sum"
+    echo "== recipe"
+    declare -f "recipe_$f" gobuild moddir modversion
+    "${f}_ldflags"
+    echo "== toolchain"
+    go_toolchain
+  } | sha256sum | cut -c1-16
+}
+module_dir() { echo "$FTO_CACHE/cluster-bin/$1-$(module_key "$1")"; }
+
+cluster_key() {
+  local m
+  go_toolchain >/dev/null
+  {
+    echo "layout=$BUILD_LAYOUT"
+    for m in "${MODULES[@]}"; do echo "$m $(module_key "$m")"; done
+  } | sha256sum | cut -c1-16
+}
 cluster_bin_dir() { echo "$FTO_CACHE/cluster-bin/$(cluster_key)"; }
 
-# Every binary a complete bin dir must hold.
-BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok kwokctl training-operator)
-
+# module_dir_complete <dir> <module>
+module_dir_complete() {
+  local b
+  [[ -f "$1/.complete" ]] || return 1
+  for b in $(module_binaries "$2"); do [[ -x "$1/$b" ]] || return 1; done
+}
 bin_dir_complete() {
-  local dir="$1" b
-  [[ -f "$dir/.complete" ]] || return 1
-  for b in "${BINARIES[@]}"; do [[ -x "$dir/$b" ]] || return 1; done
+  local m
+  [[ -f "$1/.complete" ]] || return 1
+  for m in "${MODULES[@]}"; do module_dir_complete "$1" "$m" || return 1; done
 }
 
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }

@@ -17,6 +17,9 @@
 #     where evicted; the final status stays readable a few seconds, then the pod goes; the
 #     checkpoint-requested annotation checkpoints without a deletion; other deleted pods
 #     go at once with their logs untouched.
+#   - Kueue: a PyTorchJob labelled with a queue is suspended by Kueue's webhook, admitted
+#     and unsuspended, its pods run; a higher-priority one that needs its GPUs preempts it
+#     (evicted, suspended again, pods gone), and it is admitted again once that one is gone.
 # Never skips: if the cluster is not reachable it fails with a message saying so.
 #
 # Usage: tests/cluster/smoke.sh     (cluster started by tests/cluster/up.sh)
@@ -37,6 +40,9 @@ Start it with: make cluster-up (or tests/cluster/up.sh); logs are in build/clust
 curl -sf "http://127.0.0.1:$TO_HEALTH_PORT/readyz" >/dev/null 2>&1 || die "the training \
 operator of the test cluster is not ready (http://127.0.0.1:$TO_HEALTH_PORT/readyz).
 Restart the cluster: make cluster-down cluster-up; see build/cluster/logs/training-operator.log."
+curl -sf "http://127.0.0.1:$KUEUE_HEALTH_PORT/readyz" >/dev/null 2>&1 || die "Kueue in the test \
+cluster is not ready (http://127.0.0.1:$KUEUE_HEALTH_PORT/readyz).
+Restart the cluster: make cluster-down cluster-up; see build/cluster/logs/kueue.log."
 
 T0=$SECONDS
 ID="$(date +%s)-$$"
@@ -89,15 +95,15 @@ eventually 30 k get serviceaccount default || { fail "default ServiceAccount cre
 # The log file the `ok` job's pods choose by label; appended to below while they run.
 "$CLUSTER_DIR/sim-log.sh" "$LOG_FILE" "$MARKER: training started" "epoch=0, step=1, avg_loss=1.234"
 
-pytorchjob() { # name restartPolicy annotations-yaml labels-yaml [runPolicy-yaml]
+pytorchjob() { # name restartPolicy annotations-yaml labels-yaml [runPolicy-yaml] [job-labels-yaml] [workers] [gpus]
   local replica
-  printf 'apiVersion: kubeflow.org/v1\nkind: PyTorchJob\nmetadata:\n  name: %s\nspec:\n' "$1"
+  printf 'apiVersion: kubeflow.org/v1\nkind: PyTorchJob\nmetadata:\n  name: %s\n  labels: {%s}\nspec:\n' "$1" "${6:-}"
   [[ -z "${5:-}" ]] || printf '  runPolicy: {%s}\n' "$5"
   printf '  pytorchReplicaSpecs:\n'
   for replica in Master Worker; do
     cat <<EOF
     $replica:
-      replicas: 1
+      replicas: $([[ $replica == Master ]] && echo 1 || echo "${7:-1}")
       restartPolicy: $2
       template:
         metadata:
@@ -109,7 +115,7 @@ pytorchjob() { # name restartPolicy annotations-yaml labels-yaml [runPolicy-yaml
             image: registry.invalid/finetune-operator/smoke:1
             command: ["torchrun", "train.py"]
             resources:
-              limits: {nvidia.com/gpu: "4", cpu: "8", memory: 64Gi}
+              limits: {nvidia.com/gpu: "${8:-4}", cpu: "8", memory: 64Gi}
 EOF
   done
 }
@@ -400,6 +406,75 @@ check "deleted while Pending: gone at once, no final status" gone_at_once stop-p
 check "deleted, no pytorch container: gone at once, no final status" gone_at_once stop-other
 check "deleted, no routed log: gone at once, no final status" gone_at_once stop-unrouted
 check "pods deleted at once: their logs untouched" eval 'untouched stop-pending && untouched stop-other'
+echo "cluster-smoke: Kueue (ClusterQueue $KUEUE_CLUSTER_QUEUE: $(kubectl get clusterqueue "$KUEUE_CLUSTER_QUEUE" \
+  -o 'jsonpath={.spec.resourceGroups[0].flavors[0].resources[?(@.name=="nvidia.com/gpu")].nominalQuota}') GPUs)"
+T_KUEUE=$SECONDS
+# With the conversion strategy Webhook, the apiserver must call Kueue to serve v1beta1.
+converted() {
+  [[ "$(kubectl get crd "clusterqueues.kueue.x-k8s.io" -o 'jsonpath={.spec.conversion.strategy}')" == Webhook \
+     && "$(kubectl get "clusterqueues.v1beta1.kueue.x-k8s.io" "$KUEUE_CLUSTER_QUEUE" -o 'jsonpath={.apiVersion}' 2>/dev/null)" \
+        == kueue.x-k8s.io/v1beta1 ]]
+}
+check "Kueue's conversion webhook serves the ClusterQueue as v1beta1" converted
+# Kueue admits by quota; the pods still need free GPUs on the nodes. The jobs above hold
+# some (a failed job keeps its pods), so they go first.
+k delete pytorchjobs,jobs,pods --all --wait=false >/dev/null
+no_pods() { [[ -z "$(k get pods -o name)" ]]; }
+eventually 60 no_pods || fail "the pods of the jobs above are gone before the Kueue part"
+# As a test does: a LocalQueue of its own namespace, on the shared ClusterQueue.
+k apply -f - >/dev/null <<EOF
+apiVersion: kueue.x-k8s.io/v1beta2
+kind: LocalQueue
+metadata:
+  name: $KUEUE_LOCAL_QUEUE
+spec:
+  clusterQueue: $KUEUE_CLUSTER_QUEUE
+EOF
+# low: 3 pods x 8 GPUs (24 of the 32); high: 2 x 8. Both together do not fit, so high
+# (priority 1000) can only run by preempting low (100).
+queued() { # name priority-class workers
+  pytorchjob "$1" OnFailure '"sim.finetune.dev/duration": "10m"' '' '' \
+    "\"kueue.x-k8s.io/queue-name\": \"$KUEUE_LOCAL_QUEUE\", \"kueue.x-k8s.io/priority-class\": \"$2\"" "$3" 8
+}
+# The Workload Kueue made for a PyTorchJob.
+wl() { k get workloads -o "jsonpath={.items[?(@.metadata.ownerReferences[0].name==\"$1\")].metadata.name}" 2>/dev/null; }
+wl_is() { # job jsonpath expected
+  local w; w="$(wl "$1")"
+  [[ -n "$w" && "$(jp "workload/$w" "$2")" == "$3" ]]
+}
+wl_cond() { wl_is "$1" "{.status.conditions[?(@.type==\"$2\")].status}" "$3"; }
+suspend_is() { is "pytorchjob/$1" '{.spec.runPolicy.suspend}' "$2"; }
+# pods_running <job> <n>: n pods, all Running on the fake GPU nodes.
+pods_running() {
+  local out
+  out="$(k get pods -l "training.kubeflow.org/job-name=$1" -o 'jsonpath={range .items[*]}{.status.phase} {.spec.nodeName}{"\n"}{end}')"
+  [[ "$(grep -c '^Running gpu-node-[0-3]$' <<<"$out")" == "$2" && "$(grep -c . <<<"$out")" == "$2" ]]
+}
+no_job_pods() { [[ -z "$(k get pods -l "training.kubeflow.org/job-name=$1" -o name)" ]]; }
+
+created="$(queued low "$KUEUE_PRIORITY_LOW" 2 | k create -o 'jsonpath={.spec.runPolicy.suspend}' -f -)"
+check "Kueue's webhook suspends PyTorchJob low on create (suspend: $created)" test "$created" == true
+check "a Workload for low is admitted, priority 100 from $KUEUE_PRIORITY_LOW" eventually 30 \
+  wl_is low '{.status.conditions[?(@.type=="Admitted")].status} {.spec.priority} {.spec.priorityClassRef.name}' \
+  "True 100 $KUEUE_PRIORITY_LOW"
+check "Kueue unsuspends low" eventually 30 suspend_is low false
+check "low's 3 pods run on the fake GPU nodes" eventually 60 pods_running low 3
+
+queued high "$KUEUE_PRIORITY_HIGH" 1 | k create -f - >/dev/null
+check "high (priority 1000) preempts low: low's Workload Evicted, reason Preempted" eventually 30 \
+  wl_is low '{.status.conditions[?(@.type=="Evicted")].status} {.status.conditions[?(@.type=="Evicted")].reason}' \
+  "True Preempted"
+check "low's Workload is no longer admitted" eventually 30 wl_cond low Admitted False
+suspended_without_pods() { suspend_is "$1" true && no_job_pods "$1"; }
+check "low is suspended again and its pods are gone" eventually 60 suspended_without_pods low
+check "high is admitted and its 2 pods run" eventually 60 pods_running high 2
+check "high's Workload is admitted" wl_cond high Admitted True
+
+k delete pytorchjob high --wait=false >/dev/null
+check "with high deleted, low's Workload is admitted again" eventually 60 wl_cond low Admitted True
+check "low is unsuspended and its 3 pods run again" eventually 60 pods_running low 3
+check "high's pods are gone" eventually 30 no_job_pods high
+echo "cluster-smoke: the Kueue part took $((SECONDS - T_KUEUE))s"
 
 echo "cluster-smoke: took $((SECONDS - T0))s"
 echo "cluster-smoke: $PASSED passed, $FAILED failed"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Start the local test control plane: etcd, kube-apiserver, kube-controller-manager,
 # kube-scheduler, kwok (4 fake GPU nodes, simulated pods, `kubectl logs`), a small
-# log router, and the Kubeflow training operator (PyTorchJob only).
+# log router, the Kubeflow training operator (PyTorchJob only), and Kueue (its PyTorchJob
+# integration, a ClusterQueue over the fake nodes' GPUs, two priority classes).
 #
 # Builds the binaries first if needed. Idempotent: when the cluster is already up and
 # healthy it says so and exits 0; a half-dead cluster is stopped and started afresh.
@@ -31,6 +32,7 @@ healthy() {
   for c in "${COMPONENTS[@]}"; do alive "$c" || return 1; done
   kubectl get --raw /readyz >/dev/null 2>&1 || return 1
   curl -sf "http://127.0.0.1:$TO_HEALTH_PORT/readyz" >/dev/null 2>&1 || return 1
+  curl -sf "http://127.0.0.1:$KUEUE_HEALTH_PORT/readyz" >/dev/null 2>&1 || return 1
 }
 
 if healthy; then
@@ -50,13 +52,13 @@ for p in "${ALL_PORTS[@]}"; do
   if (( p >= eph_lo && p <= eph_hi )); then
     die "port $p is inside the ephemeral port range $eph_lo-$eph_hi, where outgoing
 connections may take it at random; choose FTO_CLUSTER_PORT_BASE so that ports
-n+43..n+93 stay below $eph_lo."
+n+43..n+94 stay below $eph_lo."
   fi
 done
 for p in "${ALL_PORTS[@]}"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
     die "port $p on 127.0.0.1 is already in use (another cluster or program?).
-Stop it, or pick other ports with FTO_CLUSTER_PORT_BASE=<n> (ports n+43..n+93, below 32768)."
+Stop it, or pick other ports with FTO_CLUSTER_PORT_BASE=<n> (ports n+43..n+94, below 32768)."
   fi
 done
 
@@ -111,7 +113,7 @@ start() {
 
 # --- Fresh runtime directory (PKI kept) ----------------------------------------------
 mkdir -p "$RUN_DIR"
-rm -rf "$RUN_DIR/etcd" "$RUN_DIR/logs" "$RUN_DIR/pids" "$POD_LOG_DIR"
+rm -rf "$RUN_DIR/etcd" "$RUN_DIR/logs" "$RUN_DIR/pids" "$RUN_DIR/crds" "$POD_LOG_DIR"
 mkdir -p "$RUN_DIR/logs" "$RUN_DIR/pids" "$RUN_DIR/pki" "$POD_LOG_DIR"
 # Log fixtures are copied, so tests can append to them without touching the repo.
 cp "$FIXTURES_DIR"/*.log "$POD_LOG_DIR/"
@@ -155,6 +157,31 @@ keyUsage=critical,digitalSignature
 extendedKeyUsage=clientAuth"
     openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out sa.key 2>/dev/null
     openssl pkey -in sa.key -pubout -out sa.pub
+  )
+fi
+# Kueue's webhook serving cert, in the form Kueue's own cert manager makes and checks (its
+# CA: RSA, the key in PKCS#1, named kueue-ca; the cert: for the webhook Service's name), so
+# that it keeps them. The file names are the keys of its Secret; the dir is its certDir.
+KUEUE_PKI="$PKI/kueue"
+if [[ ! -f "$KUEUE_PKI/tls.crt" ]]; then
+  log "generating Kueue's webhook cert in ${KUEUE_PKI#"$REPO_ROOT"/}"
+  mkdir -p "$KUEUE_PKI"
+  (
+    cd "$KUEUE_PKI"
+    openssl genrsa -traditional -out ca.key 2048 2>/dev/null
+    openssl req -x509 -new -key ca.key -sha256 -days 3650 -subj "/O=kueue/CN=kueue-ca" \
+      -addext "basicConstraints=critical,CA:TRUE" \
+      -addext "keyUsage=critical,keyCertSign,digitalSignature,keyEncipherment" \
+      -addext "subjectAltName=DNS:kueue-ca" -out ca.crt
+    openssl genrsa -traditional -out tls.key.tmp 2048 2>/dev/null
+    openssl req -new -key tls.key.tmp -subj "/CN=$KUEUE_WEBHOOK_SERVICE.$KUEUE_NAMESPACE.svc" -out tls.csr
+    printf '%s\n' "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature,keyEncipherment" \
+      "extendedKeyUsage=serverAuth" "subjectAltName=DNS:$KUEUE_WEBHOOK_SERVICE.$KUEUE_NAMESPACE.svc" >tls.ext
+    openssl x509 -req -in tls.csr -CA ca.crt -CAkey ca.key -CAcreateserial -sha256 -days 3650 \
+      -extfile tls.ext -out tls.crt.tmp 2>/dev/null
+    rm -f tls.csr tls.ext ca.srl
+    mv tls.key.tmp tls.key
+    mv tls.crt.tmp tls.crt
   )
 fi
 
@@ -214,12 +241,38 @@ start kube-apiserver kube-apiserver \
 wait_for "kube-apiserver /readyz" 60 kubectl get --raw /readyz
 
 # --- Objects that must exist before the controllers start ----------------------------
-# The garbage collector only rediscovers API types every 30 s, so the PyTorchJob CRD
-# goes in before kube-controller-manager starts. Server-side apply: the CRD is too big
+# The garbage collector only rediscovers API types every 30 s, so the PyTorchJob and Kueue
+# CRDs go in before kube-controller-manager starts. Server-side apply: the CRDs are too big
 # for client-side apply's last-applied annotation.
-log "installing PyTorchJob and kwok Logs CRDs, namespace kubeflow, fake nodes"
-kubectl apply --server-side --field-manager=fto-test-cluster \
-  -f "$BIN_DIR/kubeflow.org_pytorchjobs.yaml" -f "$BIN_DIR/kwok.x-k8s.io_logs.yaml" >/dev/null
+log "installing PyTorchJob, kwok Logs and Kueue CRDs, namespaces kubeflow and $KUEUE_NAMESPACE, fake nodes"
+# Kueue's CRDs, those in KUEUE_CONVERSION_CRDS with their conversion webhook as Kueue's install
+# patches it in, through the same Service as its other webhooks (rendered here, in one
+# apply: each write of a CRD with a schema that big takes the apiserver a while).
+KUEUE_CA_BUNDLE="$(b64 "$KUEUE_PKI/ca.crt")"
+mkdir -p "$RUN_DIR/crds"
+crd_args=(-f "$BIN_DIR/kubeflow.org_pytorchjobs.yaml" -f "$BIN_DIR/kwok.x-k8s.io_logs.yaml")
+for crd in "$BIN_DIR"/kueue.x-k8s.io_*.yaml; do
+  name="$(basename "$crd" .yaml)"
+  if [[ " ${KUEUE_CONVERSION_CRDS[*]} " == *" ${name#kueue.x-k8s.io_} "* ]]; then
+    awk -v ca="$KUEUE_CA_BUNDLE" -v ns="$KUEUE_NAMESPACE" -v svc="$KUEUE_WEBHOOK_SERVICE" \
+        -v port="$KUEUE_WEBHOOK_PORT" '
+      { print }
+      !done && /^spec:$/ {
+        print "  conversion:\n    strategy: Webhook\n    webhook:\n      conversionReviewVersions: [v1]"
+        print "      clientConfig:\n        caBundle: " ca
+        print "        service: {namespace: " ns ", name: " svc ", path: /convert, port: " port "}"
+        done = 1
+      }
+      END { exit !done }' "$crd" >"$RUN_DIR/crds/$name.yaml"
+    crd="$RUN_DIR/crds/$name.yaml"
+  fi
+  crd_args+=(-f "$crd")
+done
+if (( $(grep -l "path: /convert" "$RUN_DIR"/crds/*.yaml | wc -l) != ${#KUEUE_CONVERSION_CRDS[@]} )); then
+  log "not every CRD in KUEUE_CONVERSION_CRDS (${KUEUE_CONVERSION_CRDS[*]}) is among Kueue's CRDs"
+  false
+fi
+kubectl apply --server-side --field-manager=fto-test-cluster "${crd_args[@]}" >/dev/null
 # More CRDs for the same reason, e.g. the operator's own, so that deleting one of its
 # objects cascades at once: FTO_CLUSTER_CRDS="<file or dir, relative to the repo> ...".
 for crd in ${FTO_CLUSTER_CRDS:-}; do
@@ -233,7 +286,10 @@ established() {
 }
 wait_for "CRDs to be established" 30 established
 # The training operator's cert rotator needs this Secret to exist (empty) and fills it.
-kubectl apply --server-side --field-manager=fto-test-cluster -f - >/dev/null <<'EOF'
+# Kueue's finds its cert in its Secret. The apiserver calls Kueue's webhooks through the
+# Service (TLS server name <service>.<namespace>.svc); as an ExternalName Service it
+# resolves to 127.0.0.1, where Kueue listens.
+kubectl apply --server-side --field-manager=fto-test-cluster -f - >/dev/null <<EOF
 apiVersion: v1
 kind: Namespace
 metadata:
@@ -245,7 +301,62 @@ metadata:
   name: training-operator-webhook-cert
   namespace: kubeflow
 type: Opaque
+---
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: $KUEUE_NAMESPACE
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: $KUEUE_CERT_SECRET
+  namespace: $KUEUE_NAMESPACE
+type: Opaque
+data:
+  ca.crt: $KUEUE_CA_BUNDLE
+  ca.key: $(b64 "$KUEUE_PKI/ca.key")
+  tls.crt: $(b64 "$KUEUE_PKI/tls.crt")
+  tls.key: $(b64 "$KUEUE_PKI/tls.key")
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: $KUEUE_WEBHOOK_SERVICE
+  namespace: $KUEUE_NAMESPACE
+spec:
+  type: ExternalName
+  externalName: 127.0.0.1
 EOF
+# Kueue's webhook configurations, from its generated manifests: only the webhooks in
+# KUEUE_WEBHOOKS, named kueue-{mutating,validating}-webhook-configuration as its cert manager
+# expects, each pointing at the Service above with the CA filled in.
+awk -v keep="${KUEUE_WEBHOOKS[*]}" -v svc="$KUEUE_WEBHOOK_SERVICE" -v ns="$KUEUE_NAMESPACE" \
+    -v port="$KUEUE_WEBHOOK_PORT" -v ca="$KUEUE_CA_BUNDLE" '
+  function flush() {
+    if (block != "" && (name in wanted)) { printf "%s", block; kept++ }
+    block = ""; name = ""
+  }
+  BEGIN { n = split(keep, k, " "); for (i = 1; i <= n; i++) wanted[k[i]] = 1 }
+  /^- / { flush(); inblock = 1 }
+  !/^- / && !/^ / { flush(); inblock = 0 }
+  inblock {
+    line = $0
+    if (line ~ /^  name: /) name = substr(line, 9)
+    if (line == "      name: webhook-service") line = "      name: " svc
+    if (line == "      namespace: system") line = "      namespace: " ns
+    block = block line "\n"
+    if (line == "  clientConfig:") block = block "    caBundle: " ca "\n"
+    if (line ~ /^      path: /) block = block "      port: " port "\n"
+    next
+  }
+  /^  name: (mutating|validating)-webhook-configuration$/ { sub(/name: /, "name: kueue-") }
+  { print }
+  END {
+    flush()
+    if (kept != n) { printf "found %d of the %d webhooks in Kueue'"'"'s manifests\n", kept, n > "/dev/stderr"; exit 1 }
+  }' "$BIN_DIR/kueue-webhooks.yaml" >"$RUN_DIR/kueue-webhooks.yaml"
+kubectl apply --server-side --field-manager=fto-test-cluster -f "$RUN_DIR/kueue-webhooks.yaml" >/dev/null
 # Node status (capacity, allocatable) is kept on create, so creating the nodes sets it.
 kubectl create -f "$CLUSTER_DIR/config/nodes.yaml" >/dev/null
 
@@ -278,6 +389,21 @@ start kwok kwok \
   --tls-cert-file="$PKI/kwok.crt" --tls-private-key-file="$PKI/kwok.key" \
   --cidr=198.51.100.0/24 --node-lease-duration-seconds=200 --enable-crds=Logs
 start log-router bash "$CLUSTER_DIR/log-router.sh" "$RUN_DIR"
+
+# --- Kueue -----------------------------------------------------------------------------------
+# Started early: it takes a few seconds (a first manager checks the certs, then the real one
+# starts), while the rest comes up. Its PyTorchJob integration needs the CRD, installed above.
+log "starting kueue (PyTorchJob integration)"
+sed -e "s|@KUEUE_NAMESPACE@|$KUEUE_NAMESPACE|" -e "s|@KUEUE_HEALTH_PORT@|$KUEUE_HEALTH_PORT|" \
+    -e "s|@KUEUE_METRICS_PORT@|$KUEUE_METRICS_PORT|" -e "s|@KUEUE_WEBHOOK_PORT@|$KUEUE_WEBHOOK_PORT|" \
+    -e "s|@KUEUE_CERT_DIR@|$KUEUE_PKI|" -e "s|@KUEUE_WEBHOOK_SERVICE@|$KUEUE_WEBHOOK_SERVICE|" \
+    -e "s|@KUEUE_CERT_SECRET@|$KUEUE_CERT_SECRET|" "$CLUSTER_DIR/config/kueue-config.yaml" >"$RUN_DIR/kueue-config.yaml"
+if grep -E "@[A-Z_]+@" "$RUN_DIR/kueue-config.yaml" >&2; then
+  log "config/kueue-config.yaml has a placeholder that up.sh does not fill (above)"
+  false
+fi
+start kueue env KUBECONFIG="$KUBECONFIG_PATH" kueue --config="$RUN_DIR/kueue-config.yaml" \
+  --zap-encoder=console --zap-log-level=info
 
 # --- Training operator -----------------------------------------------------------------
 log "starting training-operator (PyTorchJob only)"
@@ -324,6 +450,35 @@ nodes_ready() {
 wait_for "4 fake nodes Ready and untainted" 90 nodes_ready
 wait_for "the default ServiceAccount" 60 kubectl -n default get serviceaccount default
 wait_for "training-operator /readyz" 90 curl -sf "http://127.0.0.1:$TO_HEALTH_PORT/readyz"
+# Ready means its webhook server is up; creating the queues then goes through Kueue's
+# webhooks for its own types, and the PyTorchJob below through its PyTorchJob webhook.
+wait_for "kueue /readyz" 90 curl -sf "http://127.0.0.1:$KUEUE_HEALTH_PORT/readyz"
+kubectl apply --server-side --field-manager=fto-test-cluster -f "$CLUSTER_DIR/config/kueue-queues.yaml" >/dev/null
+cq_active() {
+  [[ "$(kubectl get clusterqueue "$KUEUE_CLUSTER_QUEUE" \
+        -o jsonpath='{.status.conditions[?(@.type=="Active")].status}')" == True ]]
+}
+wait_for "ClusterQueue $KUEUE_CLUSTER_QUEUE to be active" 30 cq_active
+# A PyTorchJob for the queue, dry run: Kueue's webhook must suspend it.
+suspended_by_kueue() {
+  [[ "$(kubectl create --dry-run=server -o jsonpath='{.spec.runPolicy.suspend}' -f - <<EOF
+apiVersion: kubeflow.org/v1
+kind: PyTorchJob
+metadata:
+  name: kueue-webhook-check
+  namespace: default
+  labels: {kueue.x-k8s.io/queue-name: $KUEUE_LOCAL_QUEUE}
+spec:
+  pytorchReplicaSpecs:
+    Master:
+      replicas: 1
+      template:
+        spec:
+          containers: [{name: pytorch, image: registry.invalid/check:1}]
+EOF
+  )" == true ]]
+}
+wait_for "Kueue's PyTorchJob webhook to suspend a queued PyTorchJob" 30 suspended_by_kueue
 alive log-router || die "log-router exited; see ${RUN_DIR#"$REPO_ROOT"/}/logs/log-router.log"
 
 trap - ERR

@@ -16,7 +16,7 @@ use kube::Client;
 
 pub use crate::fixtures::{finetunejob, with_preprocess};
 pub use crate::pod_logs::metrics_line;
-pub use crate::{Cluster, Operator};
+pub use crate::{Cluster, Operator, kueue};
 
 mod namespace;
 mod waits;

@@ -81,6 +81,14 @@ impl TestNamespace {
             .unwrap_or_else(|e| panic!("{e}"));
     }
 
+    /// Creates the LocalQueue `fto-queue` in this namespace, on the cluster's ClusterQueue, so
+    /// that jobs here can be queued by Kueue (see [`crate::kueue`]).
+    pub fn create_local_queue(&self) {
+        cluster()
+            .create_local_queue(&self.name)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
     /// Where the pod log file `file` lies.
     pub fn log_path(&self, file: &str) -> PathBuf {
         cluster().pod_logs.join(file)
