@@ -131,26 +131,17 @@ async fn active_deadline_is_enforced_by_the_operator() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queued_job_past_its_deadline_gives_its_gpus_back() {
-    // No Kueue here: the test un-suspends the PyTorchJob as Kueue does when it admits it, and
-    // tries again after the failure, as Kueue would after an eviction.
+    // Real Kueue admits it (one GPU: the quota has room), and would admit a merely suspended
+    // PyTorchJob again after the failure.
     let ns = TestNamespace::new("queued").await;
+    ns.create_local_queue();
     let _operator = Operator::start(&ns.name);
     let spec = finetunejob("queued", json!({"sim.finetune.dev/duration": "10m"}))
-        .queue("gpu")
+        .nodes(1, 1)
+        .queue(kueue::LOCAL_QUEUE)
         .set("/activeDeadlineSeconds", json!(5));
     ns.create(spec).await;
-    ns.wait_for("queued", "queued", |j| {
-        j.status.as_ref().and_then(|s| s.reason.as_deref()) == Some("Queued")
-    })
-    .await;
     let ptjs = ns.api::<PyTorchJob>();
-    ptjs.patch(
-        "queued",
-        &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"runPolicy": {"suspend": false}}})),
-    )
-    .await
-    .unwrap();
     let (job, _) = ns.wait_for_phase("queued", Phase::Failed).await;
     assert_eq!(
         job.status.unwrap().reason.as_deref(),
