@@ -3,20 +3,13 @@
 //! contract"): a deleted pod whose training container has the preStop hook logs InstructLab's
 //! on-demand checkpoint and exits 0; one without it logs torchrun's SIGTERM and exits 1.
 
-use finetune_operator::api::{FineTuneJob, Phase, PyTorchJob, Usage, condition};
+use finetune_operator::api::{Phase, PyTorchJob, condition};
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::api::{EvictParams, Patch, PatchParams};
 use serde_json::json;
 use testkit::e2e::*;
 use testkit::pod_logs::metrics_line;
-
-fn usage(job: &FineTuneJob) -> Usage {
-    job.status
-        .as_ref()
-        .and_then(|s| s.usage.clone())
-        .unwrap_or_default()
-}
 
 /// A training log two steps into epoch 1 of 3, with the full state of epoch 0 saved.
 fn first_attempt_log(name: &str) -> Vec<String> {
@@ -41,23 +34,30 @@ fn strs(lines: &[String]) -> Vec<&str> {
     lines.iter().map(String::as_str).collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_suspension_saves_an_on_demand_checkpoint_first_and_the_next_attempt_resumes() {
-    let ns = TestNamespace::new("ondemand").await;
-    let _operator = Operator::start_with(&ns.name, &["--progress-interval-seconds", "1"]);
+/// Creates the job `name` (3 epochs, pods that run for 10 minutes, the rank-0 log from
+/// [`first_attempt_log`]) and waits until its first attempt trains at step 3.
+async fn first_attempt(ns: &TestNamespace, name: &str, on_demand: bool) -> String {
     let log = format!("{}-train.log", ns.name);
-    ns.write_log(&log, &strs(&first_attempt_log("od")));
-    let spec = finetunejob("od", json!({"sim.finetune.dev/duration": "10m"}))
+    ns.write_log(&log, &strs(&first_attempt_log(name)));
+    let spec = finetunejob(name, json!({"sim.finetune.dev/duration": "10m"}))
         .epochs(3)
-        .set("/training/onDemandCheckpointing", json!(true))
+        .set("/training/onDemandCheckpointing", json!(on_demand))
         .set("/podTemplate/labels", json!({"sim.finetune.dev/log": log}));
     ns.create(spec).await;
     ns.eventually("the first attempt trains", || async {
-        let job = ns.jobs().get("od").await.unwrap();
+        let job = ns.jobs().get(name).await.unwrap();
         let step = job.status.as_ref().and_then(|s| s.progress.as_ref()?.step);
         phase(&job) == Some(Phase::Training) && step == Some(3)
     })
     .await;
+    log
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_suspension_saves_an_on_demand_checkpoint_first_and_the_next_attempt_resumes() {
+    let ns = TestNamespace::new("ondemand").await;
+    let _operator = Operator::start_with(&ns.name, &["--progress-interval-seconds", "1"]);
+    let log = first_attempt(&ns, "od", true).await;
     let ptj = ns.api::<PyTorchJob>().get("od").await.unwrap();
     let container = &ptj.spec.pytorch_replica_specs["Master"]
         .template
@@ -112,31 +112,14 @@ async fn a_suspension_saves_an_on_demand_checkpoint_first_and_the_next_attempt_r
     .await;
     let job = ns.jobs().get("od").await.unwrap();
     assert_eq!(usage(&job).disruptions, 0, "a suspension is no disruption");
-    assert!(
-        job.status
-            .unwrap()
-            .conditions
-            .iter()
-            .all(|c| c.type_ != "Failed")
-    );
+    assert!(!failed(&job));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_evicted_training_pod_goes_on_as_a_new_attempt() {
     let ns = TestNamespace::new("evict").await;
     let _operator = Operator::start_with(&ns.name, &["--progress-interval-seconds", "1"]);
-    let log = format!("{}-train.log", ns.name);
-    ns.write_log(&log, &strs(&first_attempt_log("ev")));
-    let spec = finetunejob("ev", json!({"sim.finetune.dev/duration": "10m"}))
-        .epochs(3)
-        .set("/podTemplate/labels", json!({"sim.finetune.dev/log": log}));
-    ns.create(spec).await;
-    ns.eventually("the first attempt trains", || async {
-        let job = ns.jobs().get("ev").await.unwrap();
-        let step = job.status.as_ref().and_then(|s| s.progress.as_ref()?.step);
-        phase(&job) == Some(Phase::Training) && step == Some(3)
-    })
-    .await;
+    let log = first_attempt(&ns, "ev", false).await;
     let first = ns.api::<PyTorchJob>().get("ev").await.unwrap();
 
     // The Eviction API (what a node drain uses): DisruptionTarget, then SIGTERM: torchrun
@@ -166,11 +149,5 @@ async fn an_evicted_training_pod_goes_on_as_a_new_attempt() {
     let job = ns.jobs().get("ev").await.unwrap();
     let u = usage(&job);
     assert!(u.gpu_seconds > 0 && u.gpu_seconds_lost > 0, "{u:?}");
-    assert!(
-        job.status
-            .unwrap()
-            .conditions
-            .iter()
-            .all(|c| c.type_ != "Failed")
-    );
+    assert!(!failed(&job));
 }

@@ -2,7 +2,7 @@
 //! quota is short, is admitted, is preempted by a job of a higher WorkloadPriorityClass, and
 //! comes back. It runs alone because it needs the whole quota (`kueue::GPU_QUOTA`) to itself.
 
-use finetune_operator::api::{FineTuneJob, Phase, Usage};
+use finetune_operator::api::{FineTuneJob, Phase};
 use finetune_operator::testing::JobFixture;
 use kube::api::DeleteParams;
 use serde_json::json;
@@ -10,13 +10,6 @@ use testkit::e2e::*;
 
 fn reason(job: &FineTuneJob) -> Option<&str> {
     job.status.as_ref()?.reason.as_deref()
-}
-
-fn usage(job: &FineTuneJob) -> Usage {
-    job.status
-        .as_ref()
-        .and_then(|s| s.usage.clone())
-        .unwrap_or_default()
 }
 
 fn queued(name: &str, priority: &str, nodes: u32, duration: &str) -> JobFixture {
@@ -101,11 +94,5 @@ async fn a_queued_job_waits_for_quota_is_admitted_preempted_and_comes_back() {
     let u = usage(&job);
     assert_eq!((u.preemptions, u.disruptions), (1, 0), "{u:?}");
     assert!(u.gpu_seconds > 0, "{u:?}");
-    assert!(
-        job.status
-            .unwrap()
-            .conditions
-            .iter()
-            .all(|c| c.type_ != "Failed")
-    );
+    assert!(!failed(&job));
 }

@@ -62,6 +62,15 @@ fn running_master() -> Pod {
         .build()
 }
 
+/// The PyTorchJob with its condition `condition`, and its master pod.
+fn ended(condition: &str, master: Pod) -> Observed {
+    world(
+        Lookup::Skipped,
+        Lookup::Present(pytorch_job(Some(condition), false)),
+        vec![master],
+    )
+}
+
 fn usage(d: &Decision) -> Usage {
     d.status.usage.clone().unwrap()
 }
@@ -69,11 +78,7 @@ fn usage(d: &Decision) -> Usage {
 #[test]
 fn an_evicted_pod_that_failed_the_pytorchjob_goes_on_from_the_last_full_state() {
     let j = running(json!({}));
-    let w = world(
-        Lookup::Skipped,
-        Lookup::Present(pytorch_job(Some("Failed"), false)),
-        vec![master(1, true)],
-    );
+    let w = ended("Failed", master(1, true));
     let d = decide(&j, &w);
     assert_eq!(d.status.phase, Some(Phase::Training));
     assert_eq!(d.status.reason.as_deref(), Some("Evicted"));
@@ -133,11 +138,7 @@ fn the_next_attempt_waits_for_the_old_pytorchjob_to_go_then_starts() {
 #[test]
 fn a_failure_without_a_disruption_still_fails_at_once() {
     let j = running(json!({}));
-    let mut w = world(
-        Lookup::Skipped,
-        Lookup::Present(pytorch_job(Some("Failed"), false)),
-        vec![master(1, false)],
-    );
+    let mut w = ended("Failed", master(1, false));
     w.failure_log = Some("Traceback (most recent call last):\nValueError: bad sample\n".into());
     let d = decide(&j, &w);
     assert_eq!(d.status.phase, Some(Phase::Failed));
@@ -166,11 +167,7 @@ fn past_the_disruption_limit_the_job_fails() {
         .as_mut()
         .unwrap()
         .disruptions = 1;
-    let w = world(
-        Lookup::Skipped,
-        Lookup::Present(pytorch_job(Some("Failed"), false)),
-        vec![master(1, true)],
-    );
+    let w = ended("Failed", master(1, true));
     let d = decide(&j, &w);
     assert_eq!(d.status.phase, Some(Phase::Failed));
     assert_eq!(
@@ -315,11 +312,7 @@ fn the_log_is_read_while_suspended_pods_stop_and_not_after() {
 #[test]
 fn a_finished_job_counts_its_gpu_time() {
     let j = running(json!({}));
-    let w = world(
-        Lookup::Skipped,
-        Lookup::Present(pytorch_job(Some("Succeeded"), false)),
-        vec![master(0, false)],
-    );
+    let w = ended("Succeeded", master(0, false));
     let d = decide(&j, &w);
     assert_eq!(d.status.phase, Some(Phase::Succeeded));
     let u = usage(&d);

@@ -11,7 +11,7 @@
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use finetune_operator::api::{FineTuneJob, Phase};
+use finetune_operator::api::{FineTuneJob, Phase, Usage};
 use kube::Client;
 
 pub use crate::fixtures::{finetunejob, with_preprocess};
@@ -70,6 +70,21 @@ impl Operator {
 /// The job's phase, if it has one.
 pub fn phase(job: &FineTuneJob) -> Option<Phase> {
     job.status.as_ref().and_then(|s| s.phase)
+}
+
+/// The job's `status.usage`, zero before it has one.
+pub fn usage(job: &FineTuneJob) -> Usage {
+    job.status
+        .as_ref()
+        .and_then(|s| s.usage.clone())
+        .unwrap_or_default()
+}
+
+/// Whether the job's `Failed` condition was ever set.
+pub fn failed(job: &FineTuneJob) -> bool {
+    job.status
+        .as_ref()
+        .is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Failed"))
 }
 
 /// Runs kubectl as admin; the test looks at the exit status.
