@@ -94,6 +94,13 @@ struct RunArgs {
     /// samples dropped, secrets masked). `false`: Events carry no log line at all.
     #[arg(long, env = "FTO_EVENT_LOG_TAILS", default_value_t = true, action = clap::ArgAction::Set)]
     event_log_tails: bool,
+    /// Export per-job metrics on /metrics: `finetune_job_*` labelled `namespace` and `name`
+    /// (phase, progress ratio, loss, validation loss, GPU-seconds, ETA). Off by default: each
+    /// job kept in the cluster, finished ones included, adds up to six series, which a
+    /// Prometheus should take on purpose. `finetune_jobs{phase}` is always exported.
+    #[arg(long, env = "FTO_PER_JOB_METRICS", default_value_t = false, num_args = 0..=1,
+          default_missing_value = "true", require_equals = true, action = clap::ArgAction::Set)]
+    per_job_metrics: bool,
 }
 
 fn main() -> ExitCode {
@@ -180,7 +187,7 @@ fn run(args: RunArgs) -> ExitCode {
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 async fn operate(args: RunArgs) -> Result<(), BoxError> {
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(Metrics::default().with_per_job_metrics(args.per_job_metrics));
     let health = Arc::new(Health::default());
     let config = kube::Config::infer().await?;
     let clients = client::clients(
@@ -316,4 +323,40 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn per_job_metrics(args: &[&str]) -> bool {
+        let cli =
+            Cli::try_parse_from(std::iter::once("finetune-operator").chain(args.iter().copied()))
+                .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+        match cli.command {
+            Some(Command::Run(run)) => run.per_job_metrics,
+            None => cli.run.per_job_metrics,
+            Some(_) => panic!("{args:?}: not run"),
+        }
+    }
+
+    #[test]
+    fn per_job_metrics_is_off_unless_asked_for() {
+        assert!(!per_job_metrics(&["run"]));
+        assert!(per_job_metrics(&["run", "--per-job-metrics"]));
+        assert!(per_job_metrics(&[
+            "run",
+            "--per-job-metrics",
+            "--leader-elect"
+        ]));
+        assert!(per_job_metrics(&["run", "--per-job-metrics=true"]));
+        assert!(!per_job_metrics(&["run", "--per-job-metrics=false"]));
+        assert!(
+            per_job_metrics(&["--per-job-metrics"]),
+            "run is the default"
+        );
+        // The bare flag never takes the next word as its value: here a subcommand.
+        let cli = Cli::try_parse_from(["finetune-operator", "--per-job-metrics", "crd"]).unwrap();
+        assert!(matches!(cli.command, Some(Command::Crd)));
+    }
 }

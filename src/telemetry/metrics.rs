@@ -1,17 +1,19 @@
-//! Prometheus metrics: reconciles, errors, durations, jobs by phase, API requests by verb, GPU
-//! time and training attempts.
+//! Prometheus metrics: the operator's own (`finetune_operator_*`: reconciles, errors,
+//! durations, jobs by phase, API requests by verb, GPU time and training attempts), and those of
+//! the jobs (`finetune_*`, see `jobs.rs`).
 
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use kube::runtime::reflector::Store;
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, text};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use super::jobs::{JobMetrics, phase_counts};
 use super::requests::RequestLabels;
 use crate::api::{FineTuneJob, Phase, Usage};
 
@@ -37,6 +39,8 @@ pub struct Metrics {
     pub usage: UsageCounters,
     /// The controller's cache of FineTuneJobs, counted by phase at scrape time.
     store: OnceLock<Store<FineTuneJob>>,
+    /// Whether a scrape has per-job series (`--per-job-metrics`).
+    per_job: bool,
 }
 
 impl Default for Metrics {
@@ -75,6 +79,7 @@ impl Default for Metrics {
             jobs,
             api_requests,
             store: OnceLock::new(),
+            per_job: false,
         }
     }
 }
@@ -154,7 +159,13 @@ impl UsageCounters {
 }
 
 impl Metrics {
-    /// Lets the jobs-by-phase gauge read the controller's cache.
+    /// With per-job series (`finetune_job_*{namespace,name}`) at each scrape, or without.
+    pub fn with_per_job_metrics(mut self, on: bool) -> Self {
+        self.per_job = on;
+        self
+    }
+
+    /// Lets the job metrics read the controller's cache.
     pub fn watch_store(&self, store: Store<FineTuneJob>) {
         let _ = self.store.set(store);
     }
@@ -176,20 +187,13 @@ impl Metrics {
             .inc();
     }
 
-    /// Renders the metrics in the Prometheus text format.
+    /// Renders the metrics in the OpenMetrics text format. The job metrics come from one
+    /// snapshot of the cache (a list of `Arc`s), taken once per scrape; without a cache (a
+    /// replica waiting for the leader lease) there are none.
     pub fn render(&self) -> String {
-        if let Some(store) = self.store.get() {
-            let mut counts = [0i64; Phase::ALL.len()];
-            let mut unknown = 0;
-            for job in store.state() {
-                match job.status.as_ref().and_then(|s| s.phase) {
-                    Some(p) => counts[Phase::ALL.iter().position(|q| *q == p).unwrap_or(0)] += 1,
-                    None => unknown += 1,
-                }
-            }
-            // Jobs without a phase yet are about to be Pending.
-            counts[0] += unknown;
-            for (phase, count) in Phase::ALL.iter().zip(counts) {
+        let jobs = self.store.get().map(Store::state);
+        if let Some(jobs) = &jobs {
+            for (phase, count) in Phase::ALL.iter().zip(phase_counts(jobs)) {
                 self.jobs
                     .get_or_create(&PhaseLabels {
                         phase: phase.as_str().to_string(),
@@ -198,8 +202,16 @@ impl Metrics {
             }
         }
         let mut out = String::new();
-        prometheus_client::encoding::text::encode(&mut out, &self.registry)
-            .expect("writing metrics to a String cannot fail");
+        text::encode_registry(&mut out, &self.registry).expect("writing to a String cannot fail");
+        if let Some(jobs) = jobs {
+            let mut registry = Registry::with_prefix("finetune");
+            registry.register_collector(Box::new(JobMetrics {
+                jobs,
+                per_job: self.per_job,
+            }));
+            text::encode_registry(&mut out, &registry).expect("writing to a String cannot fail");
+        }
+        text::encode_eof(&mut out).expect("writing to a String cannot fail");
         out
     }
 }

@@ -1,5 +1,6 @@
 //! Metrics, health endpoints and logging setup.
 
+mod jobs;
 mod metrics;
 mod requests;
 mod server;

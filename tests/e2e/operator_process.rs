@@ -1,14 +1,15 @@
 //! The operator as a process: killed mid-run and started again, idle once every job finished,
-//! two replicas with leader election, and a graceful stop on SIGTERM.
+//! two replicas with leader election, a graceful stop on SIGTERM, and its per-job metrics.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use finetune_operator::api::{Phase, PyTorchJob};
 use k8s_openapi::api::batch::v1::Job;
-use kube::api::ListParams;
+use kube::api::{DeleteParams, ListParams};
 use serde_json::json;
 use testkit::e2e::*;
+use testkit::prom;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_operator_restarts_without_duplicates() {
@@ -152,4 +153,49 @@ async fn sigterm_stops_the_operator_gracefully() {
     ns.wait_for_phase("term", Phase::Succeeded).await;
     let status = operator.terminate().expect("the operator stops on SIGTERM");
     assert!(status.success(), "exit status {status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn per_job_metrics_follow_a_job_and_go_with_it() {
+    let ns = TestNamespace::new("jobmetrics").await;
+    let operator = Operator::start_with(&ns.name, &["--per-job-metrics"]);
+    ns.create(finetunejob(
+        "pm",
+        json!({"sim.finetune.dev/duration": "1s"}),
+    ))
+    .await;
+    ns.wait_for_phase("pm", Phase::Succeeded).await;
+    let succeeded = |text: &str, metric: &str| {
+        prom::samples(text, metric)
+            .iter()
+            .find(|(labels, _)| labels["phase"] == "Succeeded")
+            .map(|(_, value)| *value)
+    };
+    // The metrics read the controller's cache, which follows the watch a moment later.
+    ns.eventually("/metrics shows pm Succeeded", || async {
+        let text = operator.metrics().expect("the operator's metrics");
+        succeeded(&text, "finetune_jobs") == Some(1.0)
+            && prom::samples(&text, "finetune_job_phase")
+                .iter()
+                .any(|(labels, value)| {
+                    labels["namespace"] == ns.name
+                        && labels["name"] == "pm"
+                        && labels["phase"] == "Succeeded"
+                        && *value == 1.0
+                })
+    })
+    .await;
+
+    ns.jobs()
+        .delete("pm", &DeleteParams::default())
+        .await
+        .unwrap();
+    ns.eventually("pm has no series left", || async {
+        let text = operator.metrics().expect("the operator's metrics");
+        succeeded(&text, "finetune_jobs") == Some(0.0)
+            && !text
+                .lines()
+                .any(|l| l.starts_with("finetune_job_") && l.contains("name=\"pm\""))
+    })
+    .await;
 }
