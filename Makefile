@@ -42,7 +42,7 @@ unit-test: ## Run only the tests that need no cluster
 lint: ## rustfmt check, clippy -D warnings, committed CRD and kustomize render
 	cargo fmt --check
 	# The e2e targets are `test = false` (they need the cluster), so --all-targets skips them.
-	cargo clippy --locked --all-targets --test e2e --test e2e_sequential -- -D warnings
+	cargo clippy --locked --all-targets --test e2e --test e2e_sequential --test chart -- -D warnings
 	kubectl kustomize deploy/ > /dev/null
 	kubectl kustomize deploy/namespaced/ > /dev/null
 	@echo "lint: ok"
@@ -50,8 +50,9 @@ lint: ## rustfmt check, clippy -D warnings, committed CRD and kustomize render
 fmt: ## Format the code
 	cargo fmt
 
-crds: ## Regenerate crds/ from the code
+crds: ## Regenerate crds/ and the Helm chart's copy from the code
 	cargo run --locked --quiet -- crd > crds/finetune.dev_finetunejobs.yaml
+	cp crds/finetune.dev_finetunejobs.yaml charts/finetune-operator/files/
 
 golden: ## Regenerate tests/golden/ after an intended change to the children (review the diff)
 	UPDATE_GOLDEN=1 cargo test --locked --test golden

@@ -37,6 +37,10 @@ fi
 step "cluster smoke test"
 tests/cluster/smoke.sh
 
+step "the Helm chart: helm lint, the same objects as deploy/, dry runs and a release on the cluster"
+# helm is the cluster's (tests/cluster/helm), so this runs once the cluster is up; seconds.
+cargo test --locked --test chart
+
 step "end-to-end tests: the operator on the local control plane"
 # Each test runs its own operator in its own namespace; most of the time is spent waiting.
 cargo test --locked --test e2e -- --test-threads=8

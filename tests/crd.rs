@@ -1,12 +1,19 @@
 //! The committed CRD matches the code, and every field a user can set is documented.
 //!
-//! Regenerate with `make crds` (or `UPDATE_CRDS=1 cargo test --test crd`).
+//! Regenerate with `make crds` (or `UPDATE_CRDS=1 cargo test --test crd`), which also writes the
+//! Helm chart's copy.
 
 use finetune_operator::api;
 
 const CRD_PATH: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/crds/finetune.dev_finetunejobs.yaml"
+);
+/// The chart's template inserts this file as it is (charts/finetune-operator/templates/crd.yaml),
+/// so a stale copy would make `helm upgrade` install an old schema.
+const CHART_CRD_PATH: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/charts/finetune-operator/files/finetune.dev_finetunejobs.yaml"
 );
 
 #[test]
@@ -19,6 +26,20 @@ fn committed_crd_matches_the_code() {
     assert!(
         committed == generated,
         "crds/finetune.dev_finetunejobs.yaml differs from `finetune-operator crd`; run `make crds`"
+    );
+}
+
+#[test]
+fn the_charts_crd_matches_the_code() {
+    let generated = api::crd_yaml();
+    if std::env::var_os("UPDATE_CRDS").is_some() {
+        std::fs::write(CHART_CRD_PATH, &generated).unwrap();
+    }
+    let copy = std::fs::read_to_string(CHART_CRD_PATH).unwrap_or_default();
+    assert!(
+        copy == generated,
+        "charts/finetune-operator/files/finetune.dev_finetunejobs.yaml differs from \
+         `finetune-operator crd`; run `make crds`"
     );
 }
 

@@ -250,3 +250,16 @@ fn the_namespaced_install_grants_the_same_rules_in_one_namespace_only() {
     );
     assert!(named(&namespaced, "Role", "finetune-operator-leader-election").is_some());
 }
+
+/// The chart's appVersion is the operator's version: it is the default image tag and the
+/// `app.kubernetes.io/version` label, so a release must bump both (tests/chart/ checks the
+/// rest of the chart against these manifests).
+#[test]
+fn the_charts_app_version_is_the_crate_version() {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("charts/finetune-operator/Chart.yaml"),
+    )
+    .unwrap();
+    let chart: Value = serde_saphyr::from_str(&text).unwrap();
+    assert_eq!(chart["appVersion"], env!("CARGO_PKG_VERSION"));
+}

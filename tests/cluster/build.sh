@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Build the local control plane (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl, kwok, kwokctl, training-operator, kueue) from the Go modules in
+# kube-scheduler, kubectl, kwok, kwokctl, training-operator, kueue, helm) from the Go modules in
 # tests/cluster/*/go.mod, and assemble the bin dir $FTO_CACHE/cluster-bin/<key>/.
 #
 # Each module is cached on its own, in $FTO_CACHE/cluster-bin/<module>-<module key>/ (the
@@ -70,7 +70,7 @@ Free some space (e.g. 'go clean -cache', or remove old keys under $CACHE_DIR/) a
   done
 
   log "building test-cluster modules: ${MISSING[*]} ($(go version | cut -d' ' -f3))"
-  log "cold, on 2 cores: k8s ~10 min, kueue ~8 min, kwok and training-operator ~3 min each, etcd ~1 min; later builds reuse the Go build cache"
+  log "cold, on 2 cores: k8s ~10 min, kueue ~8 min, helm ~6 min, kwok and training-operator ~3 min each, etcd ~1 min; later builds reuse the Go build cache"
 
   # Download first (about 1.8 GB for all, ~30 s when the proxy is fast), so a network
   # problem shows up as such and not as a compile error.

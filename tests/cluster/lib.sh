@@ -68,13 +68,14 @@ POD_LOG_DIR="$RUN_DIR/pod-logs"
 
 # One Go module per upstream, so bumping one never disturbs the others. Each module is built
 # and cached on its own (below), so adding or bumping one builds that one only.
-MODULES=(k8s etcd kwok training-operator kueue)
+MODULES=(k8s etcd kwok training-operator kueue helm)
 
 # Versions stamped into the binaries; they must match the go.mod files (kwok and the
 # training operator stamp themselves). The keys below cover go.mod and these flags.
 K8S_VERSION=v1.36.3
 ETCD_VERSION=v3.6.16
 KUEUE_VERSION=v0.17.0
+HELM_VERSION=v4.3.1
 
 # Static, reproducible, stripped binaries. Version stamps make `kubectl version` and
 # `kube-apiserver --version` report v1.36.x instead of v0.0.0-master, and keep
@@ -96,6 +97,13 @@ training_operator_ldflags() { echo "-s -w"; }
 kueue_ldflags() {
   echo "-s -w -X sigs.k8s.io/kueue/pkg/version.GitVersion=$KUEUE_VERSION" \
     "-X sigs.k8s.io/kueue/pkg/version.GitCommit=module-$KUEUE_VERSION"
+}
+# `helm version` says v4.3.1 (unstamped: v4.3). Helm takes the Kubernetes version it renders for
+# (.Capabilities.KubeVersion) from client-go's version in its build info, so nothing to stamp there.
+helm_ldflags() {
+  echo "-s -w -X helm.sh/helm/v4/internal/version.version=$HELM_VERSION" \
+    "-X helm.sh/helm/v4/internal/version.gitCommit=module-$HELM_VERSION" \
+    "-X helm.sh/helm/v4/internal/version.gitTreeState=clean"
 }
 
 # --- Build recipes ---------------------------------------------------------------------
@@ -154,6 +162,12 @@ recipe_kueue() {
   cp "$src/config/components/webhook/manifests.yaml" "$1/kueue-webhooks.yaml"
   modversion "$1/kueue" sigs.k8s.io/kueue >"$1/VERSIONS"
 }
+# Helm renders and lints the chart in charts/ (tests/chart/); it never installs anything here.
+recipe_helm() {
+  gobuild helm "$(helm_ldflags)" "$1/helm" helm.sh/helm/v4/cmd/helm
+  "$1/helm" version >"$1/VERSIONS" 2>&1
+  grep -q "Version:\"$HELM_VERSION\"" "$1/VERSIONS" || die "helm is not stamped $HELM_VERSION: $(cat "$1/VERSIONS")"
+}
 
 # Binaries each module provides; a complete directory has all of them.
 module_binaries() {
@@ -163,6 +177,7 @@ module_binaries() {
     kwok) echo kwok kwokctl ;;
     training-operator) echo training-operator ;;
     kueue) echo kueue ;;
+    helm) echo helm ;;
     *) die "unknown module $1" ;;
   esac
 }
