@@ -24,6 +24,16 @@ pub const BATCH_JOB_LABELS: [&str; 2] = ["batch.kubernetes.io/job-name", "job-na
 pub const TRAINING_JOB_LABEL: &str = "training.kubeflow.org/job-name";
 /// Label Kueue reads to pick the LocalQueue of a workload.
 pub const KUEUE_QUEUE_LABEL: &str = "kueue.x-k8s.io/queue-name";
+/// The annotation `kubectl finetune checkpoint` sets on a FineTuneJob (an RFC 3339 time) when
+/// it asks the training pods for an on-demand checkpoint: an exit after it is the user's
+/// request, not a disruption. Written by the user's tool, only read by the operator.
+pub const CHECKPOINT_REQUESTED_ANNOTATION: &str = "finetune.dev/checkpoint-requested";
+/// The files InstructLab's workers watch for with `--on_demand_checkpointing`
+/// (`checkpoint_requested` from 0.16.1, `instructlab_checkpoint_requested` in 0.16.0).
+pub const CHECKPOINT_TRIGGER_FILES: [&str; 2] = [
+    "/dev/shm/checkpoint_requested",
+    "/dev/shm/instructlab_checkpoint_requested",
+];
 /// Kueue's label for the WorkloadPriorityClass of a job.
 pub const KUEUE_PRIORITY_CLASS_LABEL: &str = "kueue.x-k8s.io/priority-class";
 /// Kueue's label on a Workload: the UID of the job it stands for.

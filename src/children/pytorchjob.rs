@@ -88,8 +88,7 @@ pub fn build_pytorch_job(job: &FineTuneJob) -> Result<PyTorchJob, BuildError> {
 /// kubelet runs it when the pod is about to stop (deletion by a suspension or a Kueue
 /// preemption, eviction, node drain) and sends SIGTERM only once it returns or the grace
 /// period runs out. It writes the trigger files InstructLab's workers watch for with
-/// `--on_demand_checkpointing` (`checkpoint_requested` from 0.16.1,
-/// `instructlab_checkpoint_requested` in 0.16.0), then waits: InstructLab saves a full-state
+/// `--on_demand_checkpointing` ([`crate::names::CHECKPOINT_TRIGGER_FILES`]), then waits: InstructLab saves a full-state
 /// checkpoint and exits 0, which ends the container and with it this hook. The sleep is cut
 /// short by terminationGracePeriodSeconds, so the wait is bounded however long it says.
 pub const CHECKPOINT_BEFORE_STOP: [&str; 3] = [
@@ -315,6 +314,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::names::CHECKPOINT_TRIGGER_FILES;
     use crate::testing::JobFixture;
 
     fn training_container(
@@ -362,6 +362,18 @@ mod tests {
                 .as_ref();
             assert_eq!(pod.unwrap().termination_grace_period_seconds, Some(900));
         }
+    }
+
+    #[test]
+    fn the_hook_touches_the_trigger_files_instructlab_watches() {
+        let script = CHECKPOINT_BEFORE_STOP[2];
+        assert_eq!(
+            script,
+            format!(
+                "touch {}; exec sleep 86400",
+                CHECKPOINT_TRIGGER_FILES.join(" ")
+            )
+        );
     }
 
     #[test]

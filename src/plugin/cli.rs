@@ -41,6 +41,31 @@ pub struct Global {
     pub kubeconfig: Option<std::path::PathBuf>,
 }
 
+impl Global {
+    /// The argv of `kubectl exec` that writes InstructLab's trigger files in `pod`'s training
+    /// container, with the same kubeconfig, context and namespace as the plugin. Each value is
+    /// one argv element (no shell), and the command in the pod is `touch` with fixed paths.
+    pub fn trigger_argv(&self, namespace: &str, pod: &str) -> Vec<String> {
+        let mut argv = Vec::new();
+        if let Some(path) = &self.kubeconfig {
+            argv.push(format!("--kubeconfig={}", path.display()));
+        }
+        if let Some(context) = &self.context {
+            argv.push(format!("--context={context}"));
+        }
+        argv.extend([
+            "exec".to_string(),
+            format!("--namespace={namespace}"),
+            format!("--container={}", crate::names::PYTORCH_CONTAINER),
+            pod.to_string(),
+            "--".to_string(),
+            "touch".to_string(),
+        ]);
+        argv.extend(crate::names::CHECKPOINT_TRIGGER_FILES.map(String::from));
+        argv
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Verb {
     /// List FineTuneJobs: phase, progress, epoch, loss and the time left.
@@ -80,4 +105,47 @@ pub enum Verb {
         /// The FineTuneJob.
         name: String,
     },
+    /// Ask a training job for an on-demand checkpoint now (needs
+    /// spec.training.onDemandCheckpointing, InstructLab 0.16.0 or newer). Writes InstructLab's
+    /// trigger file in each running training pod with `kubectl exec` (kubectl must be on the
+    /// PATH); InstructLab saves a full state and exits, and training goes on from it as a new
+    /// attempt, not counted as a disruption.
+    Checkpoint {
+        /// The FineTuneJob.
+        name: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_trigger_is_a_fixed_touch_with_the_plugins_connection() {
+        let global = Global {
+            namespace: Some("ignored: the resolved namespace is passed".into()),
+            context: Some("lab".into()),
+            kubeconfig: Some("/home/me/.kube/other config".into()),
+        };
+        assert_eq!(
+            global.trigger_argv("team-a", "ft-worker-0"),
+            [
+                "--kubeconfig=/home/me/.kube/other config",
+                "--context=lab",
+                "exec",
+                "--namespace=team-a",
+                "--container=pytorch",
+                "ft-worker-0",
+                "--",
+                "touch",
+                "/dev/shm/checkpoint_requested",
+                "/dev/shm/instructlab_checkpoint_requested",
+            ]
+        );
+        // Without options, kubectl's own defaults apply.
+        assert_eq!(
+            Global::default().trigger_argv("ns", "p")[..3],
+            ["exec", "--namespace=ns", "--container=pytorch"]
+        );
+    }
 }

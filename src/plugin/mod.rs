@@ -85,6 +85,16 @@ pub enum Error {
     },
     #[error("FineTuneJob {name} was deleted")]
     Deleted { name: String },
+    #[error(
+        "FineTuneJob {name} does not checkpoint on demand: it needs spec.training.onDemandCheckpointing: true (InstructLab 0.16.0 or newer), set when the job is created"
+    )]
+    NoOnDemand { name: String },
+    #[error(
+        "FineTuneJob {name} has no running training pod to checkpoint (the job's phase is {phase})"
+    )]
+    NotTraining { name: String, phase: String },
+    #[error("could not write the checkpoint trigger in pod {pod}: {why}")]
+    Exec { pod: String, why: String },
     #[error("{0}")]
     Kube(#[from] kube::Error),
 }
@@ -129,6 +139,7 @@ async fn execute(cli: Cli) -> Result<ExitCode, Error> {
         Verb::Watch { name } => at.watch(&name).await,
         Verb::Suspend { name } => at.set_suspend(&name, true).await,
         Verb::Resume { name } => at.set_suspend(&name, false).await,
+        Verb::Checkpoint { name } => at.checkpoint(&name, &cli.global).await,
     }
 }
 
@@ -408,6 +419,77 @@ impl Target {
                 "finetunejob {name} resumed; the job's phase will leave Suspended once it runs again (training resumes from the last full-state checkpoint, if any)"
             );
         }
+        Ok(ExitCode::SUCCESS)
+    }
+}
+
+impl Target {
+    /// Asks every running training pod of the job for an on-demand checkpoint: first the
+    /// annotation that tells the operator the exit is asked for, then InstructLab's trigger
+    /// files, written with `kubectl exec` (the plugin's connection settings passed on).
+    async fn checkpoint(&self, name: &str, global: &Global) -> Result<ExitCode, Error> {
+        let job = self.job(name).await?;
+        if let Some(phase) = job.status.as_ref().and_then(|s| s.phase)
+            && phase.is_finished()
+        {
+            return Err(Error::Finished {
+                name: name.into(),
+                phase: phase.as_str(),
+                verb: "checkpoint",
+            });
+        }
+        if !job.spec.training.on_demand_checkpointing {
+            return Err(Error::NoOnDemand { name: name.into() });
+        }
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
+        let selector = format!("{}={name}", names::TRAINING_JOB_LABEL);
+        let list = pods.list(&ListParams::default().labels(&selector)).await?;
+        let running: Vec<String> = list
+            .items
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+            .filter_map(|p| p.metadata.name.clone())
+            .collect();
+        if running.is_empty() {
+            return Err(Error::NotTraining {
+                name: name.into(),
+                phase: phase_text(&job),
+            });
+        }
+        let now = jiff::Timestamp::now()
+            .round(jiff::Unit::Second)
+            .unwrap_or(jiff::Timestamp::now());
+        let patch = Patch::Merge(json!({"metadata": {"annotations": {
+            names::CHECKPOINT_REQUESTED_ANNOTATION: now.to_string(),
+        }}}));
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.into()),
+            ..PatchParams::default()
+        };
+        if let Err(e) = self.jobs().patch(name, &params, &patch).await {
+            return Err(self.explain(e, Some(name)).await);
+        }
+        for pod in &running {
+            let argv = global.trigger_argv(&self.namespace, pod);
+            let out = std::process::Command::new("kubectl")
+                .args(&argv)
+                .output()
+                .map_err(|e| Error::Exec {
+                    pod: pod.clone(),
+                    why: format!("cannot run kubectl: {e}"),
+                })?;
+            if !out.status.success() {
+                return Err(Error::Exec {
+                    pod: pod.clone(),
+                    why: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                });
+            }
+        }
+        println!(
+            "finetunejob {name}: asked {} training pod(s) for an on-demand checkpoint; InstructLab saves it and exits, and training goes on from it as a new attempt (kubectl finetune watch {name})",
+            running.len()
+        );
         Ok(ExitCode::SUCCESS)
     }
 }

@@ -15,6 +15,8 @@ pub struct Row {
     pub epoch: String,
     pub loss: String,
     pub eta: String,
+    /// GPU-hours of the attempts that ended (`status.usage.gpuHours`).
+    pub gpu_hours: String,
 }
 
 const ABSENT: &str = "-";
@@ -44,6 +46,9 @@ impl Row {
                 .and_then(|p| p.loss)
                 .map_or_else(|| ABSENT.into(), format_loss),
             eta: eta.map_or_else(|| ABSENT.into(), |eta| format_remaining(eta, now)),
+            gpu_hours: status
+                .and_then(|s| s.usage.as_ref())
+                .map_or_else(|| ABSENT.into(), |u| format!("{:.2}", u.gpu_hours)),
         }
     }
 }
@@ -91,7 +96,15 @@ pub fn format_remaining(eta: Timestamp, now: Timestamp) -> String {
 /// spaces apart, as kubectl prints them.
 pub fn render_table(rows: &[Row], all_namespaces: bool) -> String {
     let mut lines: Vec<Vec<&str>> = Vec::with_capacity(rows.len() + 1);
-    let mut header = vec!["NAME", "PHASE", "PROGRESS", "EPOCH", "LOSS", "ETA"];
+    let mut header = vec![
+        "NAME",
+        "PHASE",
+        "PROGRESS",
+        "EPOCH",
+        "LOSS",
+        "ETA",
+        "GPU-HOURS",
+    ];
     if all_namespaces {
         header.insert(0, "NAMESPACE");
     }
@@ -104,6 +117,7 @@ pub fn render_table(rows: &[Row], all_namespaces: bool) -> String {
             &r.epoch,
             &r.loss,
             &r.eta,
+            &r.gpu_hours,
         ];
         if all_namespaces {
             cells.insert(0, &r.namespace);
@@ -187,6 +201,8 @@ mod tests {
                     "totalSteps": 90, "percent": 45, "loss": 1.23456,
                     "eta": "2025-01-01T13:05:30Z",
                 },
+                "usage": {"gpuSeconds": 16200, "gpuHours": 4.5, "gpuSecondsLost": 0,
+                          "attempts": 2, "preemptions": 1, "disruptions": 0},
             }))
             .build()
     }
@@ -203,6 +219,7 @@ mod tests {
                 epoch: "2/3".into(),
                 loss: "1.2346".into(),
                 eta: "1h05m".into(),
+                gpu_hours: "4.50".into(),
             }
         );
     }
@@ -261,9 +278,9 @@ mod tests {
         assert_eq!(
             render_table(&rows, false),
             "\
-NAME            PHASE      PROGRESS   EPOCH   LOSS     ETA
-ft              Training   45%        2/3     1.2346   1h05m
-a-longer-name   -          -          -       -        -
+NAME            PHASE      PROGRESS   EPOCH   LOSS     ETA     GPU-HOURS
+ft              Training   45%        2/3     1.2346   1h05m   4.50
+a-longer-name   -          -          -       -        -       -
 "
         );
         let all = render_table(&rows[..1], true);

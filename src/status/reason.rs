@@ -80,6 +80,10 @@ pub const EVICTED: Reason = Reason("Evicted");
 /// Training stopped without failing (SIGTERM from outside, an on-demand checkpoint's exit) and
 /// goes on as a new attempt. Also a Warning event.
 pub const INTERRUPTED: Reason = Reason("Interrupted");
+/// A user asked for a checkpoint (`kubectl finetune checkpoint`): InstructLab saved it and
+/// exited, and training goes on as a new attempt, not counted as a disruption. Also a Normal
+/// event.
+pub const CHECKPOINT_REQUESTED: Reason = Reason("CheckpointRequested");
 /// `Accepted=False`: the training operator is not installed.
 pub const PYTORCHJOB_NOT_INSTALLED: Reason = Reason("PyTorchJobNotInstalled");
 
@@ -180,6 +184,7 @@ pub const ALL: &[Reason] = &[
     PREEMPTED,
     EVICTED,
     INTERRUPTED,
+    CHECKPOINT_REQUESTED,
     PYTORCHJOB_NOT_INSTALLED,
     PREPROCESS_STARTED,
     PREPROCESS_SUCCEEDED,
@@ -226,7 +231,11 @@ pub const ALL: &[Reason] = &[
 /// Whether the phase `reason` says training is between attempts (stopped by Kueue or a
 /// disruption, and not running again yet): no deadline or progress clock runs then.
 pub fn between_attempts(reason: Option<&str>) -> bool {
-    reason.is_some_and(|r| [PREEMPTED, EVICTED, INTERRUPTED].iter().any(|b| b == r))
+    reason.is_some_and(|r| {
+        [PREEMPTED, EVICTED, INTERRUPTED, CHECKPOINT_REQUESTED]
+            .iter()
+            .any(|b| b == r)
+    })
 }
 
 /// The event reason of a change the rank-0 log shows.

@@ -1,7 +1,8 @@
 //! Pods that stop for a reason that is not the run's own failure, on the real control plane
 //! with kwok playing how real training pods stop (tests/cluster/README.md, "Pod behaviour
 //! contract"): a deleted pod whose training container has the preStop hook logs InstructLab's
-//! on-demand checkpoint and exits 0; one without it logs torchrun's SIGTERM and exits 1.
+//! on-demand checkpoint and exits 0; one without it logs torchrun's SIGTERM and exits 1; a pod
+//! annotated `sim.finetune.dev/checkpoint-requested` plays InstructLab finding its trigger file.
 
 use finetune_operator::api::{Phase, PyTorchJob, condition};
 use k8s_openapi::api::core::v1::Pod;
@@ -150,4 +151,86 @@ async fn an_evicted_training_pod_goes_on_as_a_new_attempt() {
     let u = usage(&job);
     assert!(u.gpu_seconds > 0 && u.gpu_seconds_lost > 0, "{u:?}");
     assert!(!failed(&job));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_asked_for_with_the_plugin_goes_on_without_counting_as_a_disruption() {
+    let ns = TestNamespace::new("askckpt").await;
+    let _operator = Operator::start_with(&ns.name, &["--progress-interval-seconds", "1"]);
+    let log = first_attempt(&ns, "ask", true).await;
+    let binary = testkit::operator::operator_binary().expect("the operator binary");
+    let plugin = |args: &[&str]| {
+        // `finetune-operator kubectl ...` is the plugin; its `kubectl exec` finds our kubectl.
+        let path = format!(
+            "{}:{}",
+            cluster().bin_dir.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        std::process::Command::new(&binary)
+            .arg("kubectl")
+            .args(args)
+            .env("KUBECONFIG", &cluster().admin_kubeconfig)
+            .env("PATH", path)
+            .output()
+            .expect("run the plugin")
+    };
+
+    // The plugin marks the job, then writes the trigger with `kubectl exec`. kwok's pods have
+    // no container to exec into, so that step is refused here, and the plugin says where.
+    let out = plugin(&["checkpoint", "ask", "-n", &ns.name]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.starts_with("error: could not write the checkpoint trigger in pod ask-master-0: "),
+        "{stderr}"
+    );
+    let job = ns.jobs().get("ask").await.unwrap();
+    let asked = job.metadata.annotations.unwrap_or_default();
+    assert!(
+        asked.contains_key("finetune.dev/checkpoint-requested"),
+        "{asked:?}"
+    );
+
+    // What the exec does in a real pod: InstructLab finds the trigger, saves, exits 0.
+    ns.api::<Pod>()
+        .patch(
+            "ask-master-0",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {
+                "sim.finetune.dev/checkpoint-requested": "true"}}})),
+        )
+        .await
+        .unwrap();
+    let event = ns.wait_for_event("ask", "CheckpointRequested").await;
+    assert!(
+        event
+            .note
+            .unwrap_or_default()
+            .contains("a checkpoint was asked for at"),
+        "the note says it was asked for"
+    );
+    ns.write_log(&log, &strs(&resumed_log("ask")));
+    ns.eventually("attempt 2, not counted as a disruption", || async {
+        let job = ns.jobs().get("ask").await.unwrap();
+        let u = usage(&job);
+        phase(&job) == Some(Phase::Training) && u.attempts == 2 && u.disruptions == 0
+    })
+    .await;
+
+    // A job without on-demand checkpointing is refused before anything is touched.
+    ns.create(finetunejob(
+        "plain",
+        json!({"sim.finetune.dev/duration": "10m"}),
+    ))
+    .await;
+    let out = plugin(&["checkpoint", "plain", "-n", &ns.name]);
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(
+            "does not checkpoint on demand: it needs spec.training.onDemandCheckpointing: true"
+        ),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let plain = ns.jobs().get("plain").await.unwrap();
+    assert!(plain.metadata.annotations.unwrap_or_default().is_empty());
 }

@@ -89,7 +89,15 @@ async fn plugin_lists_logs_suspends_and_resumes_a_running_job() {
     let header: Vec<_> = lines.next().unwrap().split_whitespace().collect();
     assert_eq!(
         header,
-        ["NAME", "PHASE", "PROGRESS", "EPOCH", "LOSS", "ETA"],
+        [
+            "NAME",
+            "PHASE",
+            "PROGRESS",
+            "EPOCH",
+            "LOSS",
+            "ETA",
+            "GPU-HOURS"
+        ],
         "{stdout}"
     );
     let row: Vec<_> = lines.next().unwrap().split_whitespace().collect();

@@ -5,7 +5,9 @@ use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::api::{FineTuneJob, PyTorchJob};
-use crate::names::{BATCH_JOB_LABELS, JOB_NAME_LABEL, TRAINING_JOB_LABEL};
+use crate::names::{
+    BATCH_JOB_LABELS, CHECKPOINT_REQUESTED_ANNOTATION, JOB_NAME_LABEL, TRAINING_JOB_LABEL,
+};
 
 // What is kept of each cached object: what decisions read and nothing else, since the caches hold
 // every job the operator has ever seen (10,000 finished jobs are 10,000 of each). Decisions read a
@@ -87,11 +89,17 @@ pub fn slim_job(job: &mut Job) {
     }
 }
 
-/// A FineTuneJob as cached: without managedFields and annotations, which no decision reads
-/// (`kubectl apply` keeps a second copy of the whole object in an annotation).
+/// A FineTuneJob as cached: without managedFields, labels and annotations, which no decision
+/// reads (`kubectl apply` keeps a second copy of the whole object in an annotation), except the
+/// one annotation a decision does read: when the user asked for a checkpoint.
 pub fn slim_finetune_job(job: &mut FineTuneJob) {
     job.metadata.managed_fields = None;
-    job.metadata.annotations = None;
+    job.metadata.annotations = job
+        .metadata
+        .annotations
+        .take()
+        .and_then(|mut all| all.remove_entry(CHECKPOINT_REQUESTED_ANNOTATION))
+        .map(|kept| [kept].into());
     job.metadata.labels = None;
 }
 
@@ -160,6 +168,14 @@ mod tests {
         ft.metadata.labels = Some([("team".to_string(), "x".repeat(63))].into());
         slim_finetune_job(&mut ft);
         assert!(ft.metadata.annotations.is_none());
+        // The one annotation a decision reads stays, alone.
+        let asked = (
+            CHECKPOINT_REQUESTED_ANNOTATION.to_string(),
+            "2026-11-30T06:00:00Z".to_string(),
+        );
+        ft.metadata.annotations = Some([("a".to_string(), "b".to_string()), asked.clone()].into());
+        slim_finetune_job(&mut ft);
+        assert_eq!(ft.metadata.annotations, Some([asked].into()));
         assert!(ft.metadata.labels.is_none());
         assert_eq!(ft.resource_version().as_deref(), Some("7"));
         assert_eq!(ft.spec, ftj("7").spec);

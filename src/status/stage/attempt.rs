@@ -11,6 +11,7 @@ use kube::ResourceExt;
 
 use crate::api::{CheckpointKind, PyTorchJob};
 use crate::children::{Child, ChildKind};
+use crate::names::CHECKPOINT_REQUESTED_ANNOTATION;
 use crate::status::decider::Decider;
 use crate::status::decision::{ChildAction, Severity};
 use crate::status::pods;
@@ -23,6 +24,8 @@ pub(in crate::status) struct Disruption {
     pub reason: Reason,
     /// What happened, for the message.
     pub cause: String,
+    /// Counted against spec.disruptionLimit: not when the user asked for the checkpoint.
+    pub counted: bool,
 }
 
 /// The disruption that ended the PyTorchJob, if its end was one: a training pod Kubernetes
@@ -40,6 +43,18 @@ pub(in crate::status) fn disruption(
         .iter()
         .filter(|p| PyTorchJob::is_pod_of(p, &name))
         .find_map(|p| pods::disruption(p).map(|why| format!("pod {} {why}", p.name_any())));
+    if on_demand
+        && disrupted.is_none()
+        && let Some(at) = checkpoint_requested(d)
+    {
+        return Some(Disruption {
+            reason: reason::CHECKPOINT_REQUESTED,
+            cause: format!(
+                "a checkpoint was asked for at {at} (kubectl finetune checkpoint); InstructLab saved it and exited with code 0"
+            ),
+            counted: false,
+        });
+    }
     let exit = if on_demand {
         Some("InstructLab saved an on-demand checkpoint and exited with code 0")
     } else if terminated {
@@ -51,14 +66,17 @@ pub(in crate::status) fn disruption(
         (Some(pod), Some(exit)) => Some(Disruption {
             reason: reason::EVICTED,
             cause: format!("{pod}; {exit}"),
+            counted: true,
         }),
         (Some(pod), None) => Some(Disruption {
             reason: reason::EVICTED,
             cause: pod,
+            counted: true,
         }),
         (None, Some(exit)) => Some(Disruption {
             reason: reason::INTERRUPTED,
             cause: exit.to_string(),
+            counted: true,
         }),
         (None, None) => None,
     }
@@ -73,7 +91,7 @@ pub(in crate::status) fn retry(d: &mut Decider, disruption: Disruption) {
     let done = usage.disruptions;
     let attempt = usage.attempts.max(1);
     let child = PyTorchJob::name(d.name());
-    if done >= limit {
+    if disruption.counted && done >= limit {
         let message = format!(
             "PyTorchJob {child} stopped: {}; training was interrupted {} times, more than disruptionLimit {limit}",
             disruption.cause,
@@ -91,21 +109,44 @@ pub(in crate::status) fn retry(d: &mut Decider, disruption: Disruption) {
         return;
     }
     d.end_attempt(true);
-    d.usage_mut().disruptions = done.saturating_add(1);
+    let counter = if disruption.counted {
+        d.usage_mut().disruptions = done.saturating_add(1);
+        format!(" (disruption {} of at most {limit})", done + 1)
+    } else {
+        String::new()
+    };
     let from = match last_full_state(d) {
         Some(path) => format!("its last full-state checkpoint {path}"),
         None => "the start (no full-state checkpoint was saved yet)".to_string(),
     };
     let message = format!(
-        "PyTorchJob {child} stopped: {}; attempt {attempt} ended, and attempt {} resumes from {from} (disruption {} of at most {limit})",
+        "PyTorchJob {child} stopped: {}; attempt {attempt} ended, and attempt {} resumes from {from}{counter}",
         disruption.cause,
         attempt + 1,
-        done + 1
     );
     d.act(ChildAction::Delete(ChildKind::PyTorchJob));
     d.forget_child(ChildKind::PyTorchJob);
     d.set_phase(crate::api::Phase::Training, disruption.reason, &message);
-    d.event(Severity::Warning, disruption.reason, message, None);
+    // Asked for, it is news; a disruption is a warning.
+    let severity = match disruption.counted {
+        true => Severity::Warning,
+        false => Severity::Normal,
+    };
+    d.event(severity, disruption.reason, message, None);
+}
+
+/// When the user asked for a checkpoint during the running attempt (the annotation
+/// `kubectl finetune checkpoint` sets), as it was written.
+fn checkpoint_requested(d: &Decider) -> Option<String> {
+    let value = d
+        .job()
+        .metadata
+        .annotations
+        .as_ref()?
+        .get(CHECKPOINT_REQUESTED_ANNOTATION)?;
+    let at: jiff::Timestamp = value.parse().ok()?;
+    let since = d.usage()?.running_since?;
+    (at >= since.0).then(|| value.clone())
 }
 
 /// The newest full-state checkpoint of the run, by path.

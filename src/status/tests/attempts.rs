@@ -369,3 +369,59 @@ fn the_workload_says_why_kueue_stopped_the_job_read_once_per_stop() {
     assert_eq!(usage(&d).preemptions, 1);
     assert_eq!(reasons(&d), [reason::EVICTED]);
 }
+
+#[test]
+fn a_checkpoint_the_user_asked_for_goes_on_without_counting_as_a_disruption() {
+    let mut j = running(json!({"disruptionLimit": 0, "training": {"epochs": 8}}));
+    let on_demand = |j: &FineTuneJob| {
+        let mut w = ended("Succeeded", master(0, false));
+        w.log = Some(LogRead {
+            records: records(&[
+                "epoch=1, step=30, rank=0, overall_throughput=59.526, avg_loss=4.843, samples_seen=480, total_samples=320, num_epoch_steps=20",
+                "\x1b[93mModel state saved in: /output/ft/full_state/epoch_1\x1b[0m",
+                "On-demand checkpoint saved (during minibatch processing). Exiting training.",
+            ]),
+            cursor: Some(cursor("2026-11-26T10:04:59Z", 1)),
+        });
+        decide(j, &w)
+    };
+    // Asked for during this attempt (kubectl finetune checkpoint): a new attempt, not counted.
+    j.metadata.annotations = Some(
+        [(
+            "finetune.dev/checkpoint-requested".to_string(),
+            "2026-11-26T10:04:00Z".to_string(),
+        )]
+        .into(),
+    );
+    let d = on_demand(&j);
+    assert_eq!(d.status.reason.as_deref(), Some("CheckpointRequested"));
+    assert_eq!(d.actions, [ChildAction::Delete(ChildKind::PyTorchJob)]);
+    assert_eq!(
+        d.status.message.as_deref(),
+        Some(
+            "PyTorchJob ft stopped: a checkpoint was asked for at 2026-11-26T10:04:00Z (kubectl finetune checkpoint); InstructLab saved it and exited with code 0; attempt 1 ended, and attempt 2 resumes from its last full-state checkpoint /output/ft/full_state/epoch_1"
+        )
+    );
+    assert_eq!(usage(&d).disruptions, 0);
+    let e = d.events.last().unwrap();
+    assert_eq!(
+        (e.reason, e.severity),
+        (reason::CHECKPOINT_REQUESTED, Severity::Normal)
+    );
+
+    // Asked for before this attempt began: this exit is nobody's request, and with
+    // disruptionLimit 0 the job fails.
+    j.metadata.annotations = Some(
+        [(
+            "finetune.dev/checkpoint-requested".to_string(),
+            "2026-11-26T09:00:00Z".to_string(),
+        )]
+        .into(),
+    );
+    let d = on_demand(&j);
+    assert_eq!(d.status.phase, Some(Phase::Failed));
+    assert_eq!(
+        condition(&d.status, "Failed"),
+        Some(("True".into(), "DisruptionLimitExceeded".into()))
+    );
+}
