@@ -68,13 +68,14 @@ POD_LOG_DIR="$RUN_DIR/pod-logs"
 
 # One Go module per upstream, so bumping one never disturbs the others. Each module is built
 # and cached on its own (below), so adding or bumping one builds that one only.
-MODULES=(k8s etcd kwok training-operator kueue)
+MODULES=(k8s etcd kwok training-operator kueue crane)
 
 # Versions stamped into the binaries; they must match the go.mod files (kwok and the
 # training operator stamp themselves). The keys below cover go.mod and these flags.
 K8S_VERSION=v1.36.3
 ETCD_VERSION=v3.6.16
 KUEUE_VERSION=v0.17.0
+CRANE_VERSION=v0.22.1
 
 # Static, reproducible, stripped binaries. Version stamps make `kubectl version` and
 # `kube-apiserver --version` report v1.36.x instead of v0.0.0-master, and keep
@@ -97,6 +98,8 @@ kueue_ldflags() {
   echo "-s -w -X sigs.k8s.io/kueue/pkg/version.GitVersion=$KUEUE_VERSION" \
     "-X sigs.k8s.io/kueue/pkg/version.GitCommit=module-$KUEUE_VERSION"
 }
+# crane assembles the operator's OCI image (scripts/image.sh); unstamped it says "(devel)".
+crane_ldflags() { echo "-s -w -X github.com/google/go-containerregistry/cmd/crane/cmd.Version=$CRANE_VERSION"; }
 
 # --- Build recipes ---------------------------------------------------------------------
 # One per module (recipe_<module>, dashes as underscores): build into $1, an empty directory,
@@ -154,6 +157,11 @@ recipe_kueue() {
   cp "$src/config/components/webhook/manifests.yaml" "$1/kueue-webhooks.yaml"
   modversion "$1/kueue" sigs.k8s.io/kueue >"$1/VERSIONS"
 }
+recipe_crane() {
+  gobuild crane "$(crane_ldflags)" "$1/crane" github.com/google/go-containerregistry/cmd/crane
+  echo "crane $("$1/crane" version)" >"$1/VERSIONS"
+  grep -qx "crane $CRANE_VERSION" "$1/VERSIONS" || die "crane is not stamped $CRANE_VERSION: $(cat "$1/VERSIONS")"
+}
 
 # Binaries each module provides; a complete directory has all of them.
 module_binaries() {
@@ -163,6 +171,7 @@ module_binaries() {
     kwok) echo kwok kwokctl ;;
     training-operator) echo training-operator ;;
     kueue) echo kueue ;;
+    crane) echo crane ;;
     *) die "unknown module $1" ;;
   esac
 }
