@@ -1,6 +1,8 @@
 # Static musl binary on a distroless, non-root base.
 #   docker build -t finetune-operator .
-# Where no container engine runs (our CI), `make musl` runs the same build script.
+# Where no container engine runs (our CI), `make image` builds the image without one: the same
+# build script (scripts/build-musl.sh), then scripts/image.sh puts the binary alone, with this
+# file's USER, ENTRYPOINT, CMD and EXPOSE, into an OCI layout (tests/image.rs checks they agree).
 FROM docker.io/library/rust:1.95-bookworm AS build
 WORKDIR /src
 COPY scripts/setup.sh scripts/build-musl.sh scripts/

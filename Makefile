@@ -13,7 +13,7 @@ BIN := $(CARGO_TARGET_DIR)/debug/finetune-operator
 
 include tests/cluster/cluster.mk
 
-.PHONY: help build test unit-test lint fmt crds golden render musl docker setup bench gpu-conformance
+.PHONY: help build test unit-test lint fmt crds golden render musl image docker setup bench gpu-conformance
 
 help: ## Show this help
 	@grep -hE '^[a-z][a-z-]+:.*## ' $(MAKEFILE_LIST) | sort | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -41,8 +41,9 @@ unit-test: ## Run only the tests that need no cluster
 
 lint: ## rustfmt check, clippy -D warnings, committed CRD and kustomize render
 	cargo fmt --check
-	# The e2e targets are `test = false` (they need the cluster), so --all-targets skips them.
-	cargo clippy --locked --all-targets --test e2e --test e2e_sequential --test chart -- -D warnings
+	# The e2e targets, the chart tests and the image test are `test = false` (they need the
+	# cluster or the built image), so --all-targets skips them.
+	cargo clippy --locked --all-targets --test e2e --test e2e_sequential --test chart --test image -- -D warnings
 	kubectl kustomize deploy/ > /dev/null
 	kubectl kustomize deploy/namespaced/ > /dev/null
 	@echo "lint: ok"
@@ -63,7 +64,11 @@ render: build ## Print the children of examples/finetune.yaml
 musl: setup ## Build the static release binary the Dockerfile ships (build/musl/)
 	scripts/build-musl.sh build/musl
 
-docker: ## Build the container image (needs a container engine)
+image: musl ## The container image without a container engine (OCI layout in build/image/), then its test
+	scripts/image.sh build/musl/finetune-operator build/image
+	cargo test --locked --test image
+
+docker: ## Build the container image with a container engine (the same binary, on distroless)
 	docker build -t finetune-operator:dev .
 
 .PHONY: demo demo-down

@@ -9,8 +9,10 @@
 # module's dir; a second run with nothing changed returns at once. Every directory is built
 # under a temp name and renamed when complete, so an interrupted build never looks complete.
 #
-# Usage: tests/cluster/build.sh [--print-dir]
-#   --print-dir  print the bin dir for the current key and exit (no build)
+# Usage: tests/cluster/build.sh [--print-dir | --module NAME]
+#   --print-dir    print the bin dir for the current key and exit (no build)
+#   --module NAME  build that module only (if missing) and print its dir, no bin dir: for
+#                  tools used outside the cluster, e.g. crane for scripts/image.sh
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -22,8 +24,18 @@ if [[ "${1:-}" == "--print-dir" ]]; then
   echo "$BIN_DIR"
   exit 0
 fi
+ONLY=""
+if [[ "${1:-}" == "--module" ]]; then
+  ONLY="${2:-}"
+  [[ " ${MODULES[*]} " == *" $ONLY "* ]] || die "--module needs one of: ${MODULES[*]}"
+  MODULES=("$ONLY")
+  if module_dir_complete "$(module_dir "$ONLY")" "$ONLY"; then
+    module_dir "$ONLY"
+    exit 0
+  fi
+fi
 
-if bin_dir_complete "$BIN_DIR"; then
+if [[ -z "$ONLY" ]] && bin_dir_complete "$BIN_DIR"; then
   log "cluster binaries up to date: $BIN_DIR"
   echo "$BIN_DIR"
   exit 0
@@ -70,7 +82,7 @@ Free some space (e.g. 'go clean -cache', or remove old keys under $CACHE_DIR/) a
   done
 
   log "building test-cluster modules: ${MISSING[*]} ($(go version | cut -d' ' -f3))"
-  log "cold, on 2 cores: k8s ~10 min, kueue ~8 min, helm ~6 min, kwok and training-operator ~3 min each, etcd ~1 min; later builds reuse the Go build cache"
+  log "cold, on 2 cores: k8s ~10 min, kueue ~8 min, helm ~6 min, kwok and training-operator ~3 min each, etcd and crane ~1 min; later builds reuse the Go build cache"
 
   # Download first (about 1.8 GB for all, ~30 s when the proxy is fast), so a network
   # problem shows up as such and not as a compile error.
@@ -98,6 +110,12 @@ Free some space (e.g. 'go clean -cache', or remove old keys under $CACHE_DIR/) a
     publish "$tmp" "$dest" "$m"
     log "     $m done in $((SECONDS - start))s: $(basename "$dest")"
   done
+fi
+
+if [[ -n "$ONLY" ]]; then
+  trap - EXIT
+  module_dir "$ONLY"
+  exit 0
 fi
 
 # --- The bin dir: hard links to every module's files ------------------------------------------

@@ -68,7 +68,7 @@ POD_LOG_DIR="$RUN_DIR/pod-logs"
 
 # One Go module per upstream, so bumping one never disturbs the others. Each module is built
 # and cached on its own (below), so adding or bumping one builds that one only.
-MODULES=(k8s etcd kwok training-operator kueue helm)
+MODULES=(k8s etcd kwok training-operator kueue helm crane)
 
 # Versions stamped into the binaries; they must match the go.mod files (kwok and the
 # training operator stamp themselves). The keys below cover go.mod and these flags.
@@ -76,6 +76,7 @@ K8S_VERSION=v1.36.3
 ETCD_VERSION=v3.6.16
 KUEUE_VERSION=v0.17.0
 HELM_VERSION=v4.3.1
+CRANE_VERSION=v0.22.1
 
 # Static, reproducible, stripped binaries. Version stamps make `kubectl version` and
 # `kube-apiserver --version` report v1.36.x instead of v0.0.0-master, and keep
@@ -105,6 +106,8 @@ helm_ldflags() {
     "-X helm.sh/helm/v4/internal/version.gitCommit=module-$HELM_VERSION" \
     "-X helm.sh/helm/v4/internal/version.gitTreeState=clean"
 }
+# crane assembles the operator's OCI image (scripts/image.sh); unstamped it says "(devel)".
+crane_ldflags() { echo "-s -w -X github.com/google/go-containerregistry/cmd/crane/cmd.Version=$CRANE_VERSION"; }
 
 # --- Build recipes ---------------------------------------------------------------------
 # One per module (recipe_<module>, dashes as underscores): build into $1, an empty directory,
@@ -169,6 +172,12 @@ recipe_helm() {
   grep -q "Version:\"$HELM_VERSION\"" "$1/VERSIONS" || die "helm is not stamped $HELM_VERSION: $(cat "$1/VERSIONS")"
 }
 
+recipe_crane() {
+  gobuild crane "$(crane_ldflags)" "$1/crane" github.com/google/go-containerregistry/cmd/crane
+  echo "crane $("$1/crane" version)" >"$1/VERSIONS"
+  grep -qx "crane $CRANE_VERSION" "$1/VERSIONS" || die "crane is not stamped $CRANE_VERSION: $(cat "$1/VERSIONS")"
+}
+
 # Binaries each module provides; a complete directory has all of them.
 module_binaries() {
   case "$1" in
@@ -178,6 +187,7 @@ module_binaries() {
     training-operator) echo training-operator ;;
     kueue) echo kueue ;;
     helm) echo helm ;;
+    crane) echo crane ;;
     *) die "unknown module $1" ;;
   esac
 }
