@@ -88,6 +88,9 @@ async fn training_failure_fails_with_the_exit_code_and_log_tail() {
         "trainfail",
         json!({"sim.finetune.dev/duration": "2s", "sim.finetune.dev/exit-code": "1"}),
     )
+    // One node: a Worker would share the routed log file, and the training operator's deletion
+    // of it (cleanPodPolicy Running) would append its SIGTERM lines to the master's log.
+    .nodes(1, 8)
     .set("/podTemplate/labels", json!({"sim.finetune.dev/log": log}));
     ns.create(spec).await;
     let (job, _) = ns.wait_for_phase("trainfail", Phase::Failed).await;
