@@ -122,6 +122,9 @@ async fn an_evicted_training_pod_goes_on_as_a_new_attempt() {
     let _operator = Operator::start_with(&ns.name, &["--progress-interval-seconds", "1"]);
     let log = first_attempt(&ns, "ev", false).await;
     let first = ns.api::<PyTorchJob>().get("ev").await.unwrap();
+    // Let the attempt run whole seconds past its checkpoint (the status counts in seconds), so
+    // that the GPU time used and lost are something to check.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
 
     // The Eviction API (what a node drain uses): DisruptionTarget, then SIGTERM: torchrun
     // exits 1, which fails the PyTorchJob (restartPolicy ExitCode).
@@ -149,7 +152,11 @@ async fn an_evicted_training_pod_goes_on_as_a_new_attempt() {
     .await;
     let job = ns.jobs().get("ev").await.unwrap();
     let u = usage(&job);
-    assert!(u.gpu_seconds > 0 && u.gpu_seconds_lost > 0, "{u:?}");
+    // The fixture's 2 nodes × 2 GPUs, for at least the 2 s that passed after the checkpoint.
+    assert!(
+        u.gpu_seconds >= 4 * 2 && u.gpu_seconds_lost >= 4 * 2,
+        "{u:?}"
+    );
     assert!(!failed(&job));
 }
 

@@ -2,6 +2,8 @@
 //! quota is short, is admitted, is preempted by a job of a higher WorkloadPriorityClass, and
 //! comes back. It runs alone because it needs the whole quota (`kueue::GPU_QUOTA`) to itself.
 
+use std::time::Duration;
+
 use finetune_operator::api::{FineTuneJob, Phase};
 use finetune_operator::testing::JobFixture;
 use kube::api::DeleteParams;
@@ -54,6 +56,9 @@ async fn a_queued_job_waits_for_quota_is_admitted_preempted_and_comes_back() {
         })
         .await;
     assert_eq!(usage(&job).attempts, 1);
+    // Let the attempt run a few whole seconds (the status counts time in seconds), so that its
+    // GPU time is something to check.
+    tokio::time::sleep(Duration::from_secs(3)).await;
 
     // A job of a higher priority needs 16 GPUs: Kueue preempts the low one.
     ns.create(queued("high", kueue::PRIORITY_HIGH, 2, "10m"))
@@ -93,6 +98,8 @@ async fn a_queued_job_waits_for_quota_is_admitted_preempted_and_comes_back() {
         .await;
     let u = usage(&job);
     assert_eq!((u.preemptions, u.disruptions), (1, 0), "{u:?}");
-    assert!(u.gpu_seconds > 0, "{u:?}");
+    // 24 GPUs for at least the 3 s the first attempt ran.
+    assert!(u.gpu_seconds >= 24 * 3, "{u:?}");
+    assert_eq!(u.gpu_hours, (u.gpu_seconds as f64 / 36.0).round() / 100.0);
     assert!(!failed(&job));
 }
