@@ -20,7 +20,7 @@ use crate::status::reason::{self, Reason};
 /// Why training stopped when the run itself did not fail.
 #[derive(Clone, Debug, PartialEq)]
 pub(in crate::status) struct Disruption {
-    /// Evicted (a pod has DisruptionTarget) or Interrupted.
+    /// Evicted (a pod has DisruptionTarget), Interrupted, or CheckpointRequested.
     pub reason: Reason,
     /// What happened, for the message.
     pub cause: String,
