@@ -7,6 +7,7 @@
 //! spec.suspend stop the pods without ending the PyTorchJob; the attempt ends when its pods are
 //! gone. Each end counts the attempt's GPU time (`status.usage`). Pure.
 
+use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 
 use crate::api::{CheckpointKind, PyTorchJob};
@@ -36,12 +37,7 @@ pub(in crate::status) fn disruption(
     terminated: bool,
     on_demand: bool,
 ) -> Option<Disruption> {
-    let name = PyTorchJob::name(d.name());
-    let disrupted = d
-        .obs()
-        .pods
-        .iter()
-        .filter(|p| PyTorchJob::is_pod_of(p, &name))
+    let disrupted = training_pods(d)
         .find_map(|p| pods::disruption(p).map(|why| format!("pod {} {why}", p.name_any())));
     if on_demand
         && disrupted.is_none()
@@ -158,18 +154,22 @@ fn last_full_state(d: &Decider) -> Option<String> {
         .map(|c| c.path.clone())
 }
 
+/// The pods of the PyTorchJob, by the training operator's label.
+fn training_pods<'a>(d: &Decider<'a>) -> impl Iterator<Item = &'a Pod> {
+    let name = PyTorchJob::name(d.name());
+    d.obs()
+        .pods
+        .iter()
+        .filter(move |p| PyTorchJob::is_pod_of(p, &name))
+}
+
 /// Whether the PyTorchJob's training pods have all stopped: none is pending or running.
 /// Pods on their way out (deleted, still saving an on-demand checkpoint) still count.
 pub(in crate::status) fn pods_stopped(d: &Decider) -> bool {
-    let name = PyTorchJob::name(d.name());
-    !d.obs()
-        .pods
-        .iter()
-        .filter(|p| PyTorchJob::is_pod_of(p, &name))
-        .any(|p| {
-            let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
-            !matches!(phase, Some("Succeeded" | "Failed"))
-        })
+    !training_pods(d).any(|p| {
+        let phase = p.status.as_ref().and_then(|s| s.phase.as_deref());
+        !matches!(phase, Some("Succeeded" | "Failed"))
+    })
 }
 
 /// Whether an attempt is running (it began and has not ended).

@@ -11,8 +11,6 @@ const TRAINING_LABELS: &str = "training.kubeflow.org/job-name";
 /// Training on 1 node with 2 GPUs, running since T0 (the world's now is T1, 300 s later), with
 /// a full state saved at T0 + 60 s.
 fn running(spec: Value) -> FineTuneJob {
-    let mut spec = spec;
-    spec["resources"] = json!({"nodes": 1, "gpusPerNode": 2});
     let mut status = training_status();
     status.training_start_time = Some(t(T0));
     status.usage = Some(Usage {
@@ -27,7 +25,18 @@ fn running(spec: Value) -> FineTuneJob {
         kind: CheckpointKind::FullState,
         time: Some(t("2026-11-26T10:01:00Z")),
     }];
-    job(spec, Some(status))
+    job(on_two_gpus(spec), Some(status))
+}
+
+/// `spec` on 1 node with 2 GPUs.
+fn on_two_gpus(mut spec: Value) -> Value {
+    spec["resources"] = json!({"nodes": 1, "gpusPerNode": 2});
+    spec
+}
+
+/// The job of `spec` (on 2 GPUs) with the status decision `d` left it in: the next look.
+fn after(spec: &Value, d: Decision) -> FineTuneJob {
+    job(on_two_gpus(spec.clone()), Some(d.status))
 }
 
 /// The master pod, ended with `exit_code`; `evicted` adds the DisruptionTarget condition the
@@ -62,13 +71,18 @@ fn running_master() -> Pod {
         .build()
 }
 
-/// The PyTorchJob with its condition `condition`, and its master pod.
-fn ended(condition: &str, master: Pod) -> Observed {
+/// The PyTorchJob with its condition `condition` (suspended or not), and its pods.
+fn with_ptj(condition: &str, suspended: bool, pods: Vec<Pod>) -> Observed {
     world(
         Lookup::Skipped,
-        Lookup::Present(pytorch_job(Some(condition), false)),
-        vec![master],
+        Lookup::Present(pytorch_job(Some(condition), suspended)),
+        pods,
     )
+}
+
+/// The PyTorchJob ended with `condition`, and its master pod.
+fn ended(condition: &str, master: Pod) -> Observed {
+    with_ptj(condition, false, vec![master])
 }
 
 fn usage(d: &Decision) -> Usage {
@@ -106,18 +120,11 @@ fn an_evicted_pod_that_failed_the_pytorchjob_goes_on_from_the_last_full_state() 
 #[test]
 fn the_next_attempt_waits_for_the_old_pytorchjob_to_go_then_starts() {
     let j = running(json!({}));
-    let failed = Lookup::Present(pytorch_job(Some("Failed"), false));
-    let d = decide(
-        &j,
-        &world(Lookup::Skipped, failed.clone(), vec![master(1, true)]),
-    );
-    let j = job(
-        json!({"resources": {"nodes": 1, "gpusPerNode": 2}}),
-        Some(d.status),
-    );
+    let d = decide(&j, &ended("Failed", master(1, true)));
+    let j = after(&json!({}), d);
 
     // Still there (the cache has not seen the deletion yet): nothing is decided on it again.
-    let still = world(Lookup::Skipped, failed, vec![master(1, true)]);
+    let still = ended("Failed", master(1, true));
     let d = decide(&j, &still);
     assert!(d.actions.is_empty(), "{:?}", d.actions);
     assert!(d.events.is_empty());
@@ -193,10 +200,9 @@ fn past_the_disruption_limit_the_job_fails() {
 fn a_kueue_preemption_counts_once_and_the_attempt_ends_when_the_pods_are_gone() {
     let spec = json!({"scheduling": {"queueName": "gpu"}});
     let j = running(spec.clone());
-    let suspended = Lookup::Present(pytorch_job(Some("Suspended"), true));
 
     // Kueue suspended it; the pods are still stopping.
-    let stopping = world(Lookup::Skipped, suspended.clone(), vec![running_master()]);
+    let stopping = with_ptj("Suspended", true, vec![running_master()]);
     let d = decide(&j, &stopping);
     assert_eq!(d.status.reason.as_deref(), Some("Preempted"));
     assert_eq!(reasons(&d), [reason::PREEMPTED]);
@@ -206,10 +212,8 @@ fn a_kueue_preemption_counts_once_and_the_attempt_ends_when_the_pods_are_gone() 
     assert_settles(j.clone(), &d, &stopping);
 
     // The pods are gone: the attempt ends (work since the full state lost), nothing more said.
-    let mut spec_gpus = spec.clone();
-    spec_gpus["resources"] = json!({"nodes": 1, "gpusPerNode": 2});
-    let j = job(spec_gpus.clone(), Some(d.status));
-    let gone = world(Lookup::Skipped, suspended, vec![]);
+    let j = after(&spec, d);
+    let gone = with_ptj("Suspended", true, vec![]);
     let d = decide(&j, &gone);
     let u = usage(&d);
     assert_eq!(
@@ -225,12 +229,8 @@ fn a_kueue_preemption_counts_once_and_the_attempt_ends_when_the_pods_are_gone() 
     assert_settles(j, &d, &gone);
 
     // Admitted again: attempt 2, and the deadline clock starts over.
-    let j = job(spec_gpus, Some(d.status));
-    let admitted = world(
-        Lookup::Skipped,
-        Lookup::Present(pytorch_job(Some("Running"), false)),
-        vec![running_master()],
-    );
+    let j = after(&spec, d);
+    let admitted = with_ptj("Running", false, vec![running_master()]);
     let d = decide(&j, &admitted);
     assert_eq!(d.status.reason.as_deref(), Some("Training"));
     assert_eq!(d.status.training_start_time, Some(t(T1)));
@@ -244,11 +244,7 @@ fn a_suspension_reads_the_on_demand_checkpoint_the_stopping_pod_saves() {
     let spec = json!({"suspend": true, "training": {"epochs": 8}});
     let mut j = running(spec.clone());
     j.status.as_mut().unwrap().phase = Some(Phase::Suspended);
-    let mut w = world(
-        Lookup::Skipped,
-        Lookup::Present(pytorch_job(Some("Suspended"), true)),
-        vec![master(0, false)],
-    );
+    let mut w = with_ptj("Suspended", true, vec![master(0, false)]);
     w.log = Some(LogRead {
         records: records(&[
             "epoch=1, step=30, rank=0, overall_throughput=59.526, avg_loss=4.843, samples_seen=480, total_samples=320, num_epoch_steps=20",
@@ -282,13 +278,8 @@ fn a_suspension_reads_the_on_demand_checkpoint_the_stopping_pod_saves() {
     // Resumed: attempt 2.
     let mut spec = spec;
     spec["suspend"] = json!(false);
-    spec["resources"] = json!({"nodes": 1, "gpusPerNode": 2});
-    let j = job(spec, Some(d.status));
-    let resumed = world(
-        Lookup::Skipped,
-        Lookup::Present(pytorch_job(Some("Running"), false)),
-        vec![running_master()],
-    );
+    let j = after(&spec, d);
+    let resumed = with_ptj("Running", false, vec![running_master()]);
     let d = decide(&j, &resumed);
     assert_eq!(d.status.phase, Some(Phase::Training));
     assert_eq!(usage(&d).attempts, 2);
