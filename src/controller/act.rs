@@ -19,12 +19,20 @@ use tracing::{info, warn};
 use super::Context;
 use super::error::{Error, KubeContext, is_already_exists, is_conflict, is_not_found};
 use super::events;
-use crate::api::{FineTuneJob, PyTorchJob};
+use crate::api::{FineTuneJob, FineTuneJobStatus, PyTorchJob};
 use crate::children::{Child, ChildKind, Children, NewChild};
 use crate::names::FIELD_MANAGER;
 use crate::status::{self, ChildAction, Decision, OwnedChildren, PlannedEvent};
 
-pub async fn act(job: &FineTuneJob, mut decision: Decision, ctx: &Context) -> Result<(), Error> {
+/// `stored`: the status the apiserver holds, which `job` (the object decided on) may not yet
+/// carry: a new job is decided from its first status before that is written. Updated when the
+/// status is written, so that a caller seeing an error knows whether it was.
+pub async fn act(
+    job: &FineTuneJob,
+    stored: &mut Option<FineTuneJobStatus>,
+    mut decision: Decision,
+    ctx: &Context,
+) -> Result<(), Error> {
     let ns = job.namespace().ok_or(Error::MissingNamespace)?;
     let name = job.name_any();
     let now = ctx.now();
@@ -89,12 +97,13 @@ pub async fn act(job: &FineTuneJob, mut decision: Decision, ctx: &Context) -> Re
         }
     }
 
-    if job.status.as_ref() != Some(&decision.status) {
+    if stored.as_ref() != Some(&decision.status) {
         patch_status(job, &decision.status, ctx).await?;
-        let old_usage = job.status.as_ref().and_then(|s| s.usage.as_ref());
+        let old_usage = stored.as_ref().and_then(|s| s.usage.as_ref());
         ctx.metrics
             .usage
             .record(old_usage, decision.status.usage.as_ref());
+        *stored = Some(decision.status.clone());
     }
 
     publish_all(job, &decision.events, ctx, &ns).await;
@@ -255,7 +264,7 @@ async fn delete_child<C: Child>(
 /// Returns the object as written.
 pub async fn patch_status(
     job: &FineTuneJob,
-    status: &crate::api::FineTuneJobStatus,
+    status: &FineTuneJobStatus,
     ctx: &Context,
 ) -> Result<FineTuneJob, Error> {
     let ns = job.namespace().ok_or(Error::MissingNamespace)?;

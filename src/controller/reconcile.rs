@@ -88,21 +88,41 @@ async fn reconcile_job(cached: Arc<FineTuneJob>, ctx: Arc<Context>) -> Result<Ac
     let job = if finalizer::has_finalizer(&job) {
         job
     } else {
-        // The finalizer, and with it the first status (Pending), so that `kubectl get` shows
-        // the job before anything starts; then on with the object these writes returned.
-        let job = finalizer::add(&api, &job, &ctx).await?;
-        if job.status.is_none() {
-            act::patch_status(&job, &status::accepted(&job, &ctx.now()), &ctx).await?
-        } else {
-            job
+        finalizer::add(&api, &job, &ctx).await?
+    };
+    // A new job is decided from its first status (Pending, Accepted) without writing that
+    // status on its own: the same pass writes whatever follows. It is Pending itself when the
+    // job does wait (a queue, preprocessing, a missing kind), and otherwise the job goes
+    // straight to its child and Training, one status write sooner.
+    let mut stored = job.status.clone();
+    let mut job = job;
+    if stored.is_none() {
+        job.status = Some(status::accepted(&job, &ctx.now()));
+    }
+
+    let decided = async {
+        let observed = fetch::observe(&ctx, &job, status::needs(&job)).await?;
+        let decision = status::decide(&job, &observed);
+        let requeue = decision.requeue_after;
+        let training = decision.status.phase == Some(Phase::Training);
+        act::act(&job, &mut stored, decision, &ctx).await?;
+        Ok::<_, Error>((requeue, training))
+    }
+    .await;
+    let (requeue, training) = match decided {
+        Ok(done) => done,
+        Err(e) => {
+            // The pass failed before a new job had any status: it is shown Pending while the
+            // pass is retried, as it would have been with the first status written first.
+            if stored.is_none()
+                && let Some(first) = &job.status
+                && let Err(also) = act::patch_status(&job, first, &ctx).await
+            {
+                warn!(error = %also, "could not write the first status");
+            }
+            return Err(e);
         }
     };
-
-    let observed = fetch::observe(&ctx, &job, status::needs(&job)).await?;
-    let decision = status::decide(&job, &observed);
-    let requeue = decision.requeue_after;
-    let training = decision.status.phase == Some(Phase::Training);
-    act::act(&job, decision, &ctx).await?;
     if !training {
         ctx.followers.forget(&ObjectRef::from(&job));
     }

@@ -6,7 +6,7 @@ use crate::controller::Error;
 use crate::controller::cache::Freshness;
 
 #[tokio::test]
-async fn first_reconcile_adds_the_finalizer_writes_pending_and_goes_on() {
+async fn first_reconcile_adds_the_finalizer_and_goes_straight_on_to_training() {
     // The context's clock, not the system's, stamps the status.
     let (ctx, mut api) = setup_with(|ctx| ctx.with_clock(fixed_clock("2026-11-26T10:00:07Z")));
     let obj = ft().meta(json!({"finalizers": null})).json();
@@ -22,24 +22,68 @@ async fn first_reconcile_adds_the_finalizer_writes_pending_and_goes_on() {
                 {"op": "add", "path": "/metadata/finalizers", "value": ["finetune.dev/cleanup"]},
             ])
         );
-        // With it, the first status: Pending, so `kubectl get` shows it before anything starts.
+        // Then on, in the same reconcile, with the object the write returned: no separate
+        // Pending write, since nothing makes this job wait.
+        api.creates_the_pytorchjob().await;
         let (_, status) = api.echo_status(&with_finalizer, "12").await;
-        assert_eq!(status["status"]["phase"], "Pending");
+        assert_eq!(status["status"]["phase"], "Training");
+        // Decided from the first status: accepted at the context's time.
         assert_eq!(status["status"]["conditions"][0]["type"], "Accepted");
         assert_eq!(status["status"]["startTime"], "2026-11-26T10:00:07Z");
         assert_eq!(
             status["status"]["conditions"][0]["lastTransitionTime"],
             "2026-11-26T10:00:07Z"
         );
-        // Then on, in the same reconcile, with the object the writes returned.
-        api.creates_the_pytorchjob().await;
-        let (_, status) = api.echo_status(&with_finalizer, "13").await;
-        assert_eq!(status["status"]["phase"], "Training");
         assert_eq!(api.event().await["reason"], "TrainingStarted");
         api.no_more().await;
     });
     let action = run(ctx, &obj).await.unwrap();
     assert_eq!(action, Action::await_change());
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_new_job_that_waits_is_written_pending() {
+    // The PyTorchJob kind is not installed: the job waits, and says so from its first write.
+    let (ctx, mut api) = setup();
+    let obj = ft().json();
+    let reply = obj.clone();
+    let server = tokio::spawn(async move {
+        api.not_found(Method::GET, PYTORCHJOB_PATH).await;
+        api.not_found(Method::GET, "/apis/kubeflow.org/v1").await;
+        api.answer(Method::GET, PODS_PATH, 200, pod_list(vec![]))
+            .await;
+        let (_, status) = api.status_write(reply).await;
+        assert_eq!(status["status"]["phase"], "Pending");
+        assert_eq!(status["status"]["conditions"][0]["type"], "Accepted");
+        assert!(status["status"].get("pytorchJob").is_none(), "{status}");
+    });
+    let _ = run(ctx, &obj).await;
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_new_job_whose_first_pass_fails_is_still_shown_pending() {
+    let (ctx, mut api) = setup();
+    let obj = ft().json();
+    let reply = obj.clone();
+    let server = tokio::spawn(async move {
+        api.not_found(Method::GET, PYTORCHJOB_PATH).await;
+        api.answer(Method::GET, "/apis/kubeflow.org/v1", 200, discovery())
+            .await;
+        api.answer(Method::GET, PODS_PATH, 200, pod_list(vec![]))
+            .await;
+        let unavailable = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                                 "reason": "ServiceUnavailable", "code": 503, "message": "etcd is slow"});
+        api.answer(Method::POST, PYTORCHJOBS_PATH, 503, unavailable)
+            .await;
+        // The pass is retried with backoff; meanwhile `kubectl get` shows the job Pending.
+        let (_, status) = api.status_write(reply).await;
+        assert_eq!(status["status"]["phase"], "Pending");
+        api.no_more().await;
+    });
+    let result = run(ctx, &obj).await;
+    assert!(result.is_err(), "{result:?}");
     server.await.unwrap();
 }
 
