@@ -31,6 +31,13 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef};
 
 pub use discovery::pytorchjob_kind_installed;
+/// What the caches keep of each object, for the memory benchmark (`benches/cache_memory.rs`).
+#[doc(hidden)]
+pub mod cache_layout {
+    pub use super::cache::{
+        FinishedJobs, Packed, PackedStore, PodIndex, slim_finetune_job, slim_pod, slim_pytorch_job,
+    };
+}
 pub use error::Error;
 pub use reconcile::{error_policy, reconcile};
 pub use watches::run;

@@ -16,6 +16,7 @@ use tracing::{debug, info, warn};
 use super::{Context, Error, Settings, cache, error_policy, pytorchjob_kind_installed, reconcile};
 use crate::api::{FineTuneJob, PyTorchJob};
 use crate::names::JOB_NAME_LABEL;
+use crate::telemetry::JobRow;
 
 pub(super) fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
@@ -60,18 +61,20 @@ pub async fn run(
         .any_semantic()
         .page_size(LIST_PAGE_SIZE);
     let ours = listing.clone().labels(JOB_NAME_LABEL);
-    let (pytorch_jobs, pytorch_writer) = reflector::store();
-    let (preprocess_jobs, preprocess_writer) = reflector::store();
+    let pytorch_jobs = cache::PackedStore::default();
+    let preprocess_jobs = cache::PackedStore::default();
     let pods = cache::PodIndex::default();
+    let store = pytorch_jobs.clone();
     let pytorch_stream = watcher(api::<PyTorchJob>(&client, ns), ours.clone())
         .default_backoff()
         .modify(cache::slim_pytorch_job)
-        .reflect(pytorch_writer)
+        .inspect_ok(move |event| store.apply(event))
         .touched_objects();
+    let store = preprocess_jobs.clone();
     let preprocess_stream = watcher(api::<Job>(&client, ns), ours.clone())
         .default_backoff()
         .modify(cache::slim_job)
-        .reflect(preprocess_writer)
+        .inspect_ok(move |event| store.apply(event))
         .touched_objects();
     let index = pods.clone();
     let pod_stream = watcher(api::<Pod>(&client, ns), ours)
@@ -85,9 +88,17 @@ pub async fn run(
         pods,
     });
     let (job_store, job_writer) = reflector::store();
+    // Settled jobs leave the controller's store for a few figures each (see
+    // `cache::FinishedJobs`); with them go the per-job maps that only live jobs need.
+    let finished = cache::FinishedJobs::default();
+    let (divert, forget) = (finished.clone(), ctx.clone());
     let job_stream = watcher(jobs, listing)
         .default_backoff()
         .modify(cache::slim_finetune_job)
+        .try_filter_map(move |event| {
+            let event = divert.divert(event, |job| forget.forget(&ObjectRef::from(job)));
+            std::future::ready(Ok(event))
+        })
         .reflect(job_writer)
         .applied_objects();
     let _ = ctx.job_store.set(job_store.clone());
@@ -103,7 +114,12 @@ pub async fn run(
                 .concurrency(settings.concurrency)
                 .debounce(settings.debounce),
         );
-    ctx.metrics.watch_store(controller.store());
+    let live = controller.store();
+    ctx.metrics.watch_jobs(Arc::new(move || {
+        let mut rows: Vec<_> = live.state().iter().map(|job| JobRow::of(job)).collect();
+        rows.extend(finished.rows());
+        rows
+    }));
     info!(namespace = ns.unwrap_or("<all>"), "controller started");
     controller
         .graceful_shutdown_on(shutdown)

@@ -16,7 +16,6 @@
 //!   about 50,000 series), which a Prometheus should take only on purpose.
 
 use std::fmt;
-use std::sync::Arc;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -25,19 +24,63 @@ use prometheus_client::metrics::gauge::ConstGauge;
 
 use crate::api::{FineTuneJob, Phase};
 
-/// A job's phase as counted: a job without a phase yet is about to be Pending.
-pub(super) fn phase_of(job: &FineTuneJob) -> Phase {
-    job.status
-        .as_ref()
-        .and_then(|s| s.phase)
-        .unwrap_or(Phase::Pending)
+/// What the job metrics read of one job: its names and a few status figures. The controller
+/// keeps exactly this of a finished job, and builds it from the cached object of a live one.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct JobRow {
+    pub namespace: String,
+    pub name: String,
+    pub figures: JobFigures,
+}
+
+/// A job's status figures the metrics export.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct JobFigures {
+    /// None before the first status: about to be Pending.
+    pub phase: Option<Phase>,
+    pub percent: Option<i64>,
+    pub loss: Option<f64>,
+    pub validation_loss: Option<f64>,
+    pub gpu_seconds: Option<i64>,
+    /// When training is estimated to finish, in Unix milliseconds.
+    pub eta_ms: Option<i64>,
+}
+
+impl JobFigures {
+    pub fn of(job: &FineTuneJob) -> Self {
+        let status = job.status.as_ref();
+        let progress = status.and_then(|s| s.progress.as_ref());
+        Self {
+            phase: status.and_then(|s| s.phase),
+            percent: progress.and_then(|p| p.percent),
+            loss: progress.and_then(|p| p.loss),
+            validation_loss: progress.and_then(|p| p.validation_loss),
+            gpu_seconds: status.and_then(|s| Some(s.usage.as_ref()?.gpu_seconds)),
+            eta_ms: progress.and_then(|p| Some(p.eta.as_ref()?.0.as_millisecond())),
+        }
+    }
+}
+
+impl JobRow {
+    pub fn of(job: &FineTuneJob) -> Self {
+        Self {
+            namespace: job.metadata.namespace.clone().unwrap_or_default(),
+            name: job.metadata.name.clone().unwrap_or_default(),
+            figures: JobFigures::of(job),
+        }
+    }
+
+    /// The phase as counted: a job without a phase yet is about to be Pending.
+    fn phase(&self) -> Phase {
+        self.figures.phase.unwrap_or(Phase::Pending)
+    }
 }
 
 /// How many of `jobs` are in each phase, in the order of [`Phase::ALL`].
-pub(super) fn phase_counts(jobs: &[Arc<FineTuneJob>]) -> [i64; Phase::ALL.len()] {
+pub(super) fn phase_counts(jobs: &[JobRow]) -> [i64; Phase::ALL.len()] {
     let mut counts = [0; Phase::ALL.len()];
     for job in jobs {
-        let phase = phase_of(job);
+        let phase = job.phase();
         if let Some(i) = Phase::ALL.iter().position(|p| *p == phase) {
             counts[i] += 1;
         }
@@ -45,10 +88,10 @@ pub(super) fn phase_counts(jobs: &[Arc<FineTuneJob>]) -> [i64; Phase::ALL.len()]
     counts
 }
 
-/// The job metrics of one scrape: a snapshot of the cache (the `Arc`s, not copies of the jobs).
+/// The job metrics of one scrape, from one snapshot of the jobs.
 #[derive(Debug)]
 pub(super) struct JobMetrics {
-    pub jobs: Vec<Arc<FineTuneJob>>,
+    pub jobs: Vec<JobRow>,
     pub per_job: bool,
 }
 
@@ -57,7 +100,7 @@ pub(super) struct JobMetrics {
 struct PerJob {
     name: &'static str,
     help: &'static str,
-    value: fn(&FineTuneJob) -> Option<f64>,
+    value: fn(&JobRow) -> Option<f64>,
 }
 
 /// The per-job gauges besides `finetune_job_phase`.
@@ -65,47 +108,35 @@ const PER_JOB: &[PerJob] = &[
     PerJob {
         name: "job_progress_ratio",
         help: "Part of the run done, 0 to 1 (status.progress.percent / 100; 1 only once the last epoch ended)",
-        value: |job| progress(job)?.percent.map(|p| p as f64 / 100.0),
+        value: |job| job.figures.percent.map(|p| p as f64 / 100.0),
     },
     PerJob {
         name: "job_loss",
         help: "Latest training loss read from the rank-0 log (status.progress.loss)",
-        value: |job| progress(job)?.loss,
+        value: |job| job.figures.loss,
     },
     PerJob {
         name: "job_validation_loss",
         help: "Latest validation loss (status.progress.validationLoss, with training.validation)",
-        value: |job| progress(job)?.validation_loss,
+        value: |job| job.figures.validation_loss,
     },
     PerJob {
         name: "job_gpu_seconds",
         help: "GPU-seconds of the training attempts that ended (status.usage.gpuSeconds); the running attempt is added when it ends",
-        value: |job| Some(job.status.as_ref()?.usage.as_ref()?.gpu_seconds as f64),
+        value: |job| job.figures.gpu_seconds.map(|s| s as f64),
     },
     PerJob {
         name: "job_eta_timestamp_seconds",
         help: "When training is estimated to finish, in Unix seconds (status.progress.eta), while the job is neither finished nor suspended",
         value: |job| {
-            let phase = phase_of(job);
+            let phase = job.phase();
             if phase.is_finished() || phase == Phase::Suspended {
                 return None;
             }
-            let eta = progress(job)?.eta.as_ref()?.0;
-            Some(eta.as_millisecond() as f64 / 1000.0)
+            Some(job.figures.eta_ms? as f64 / 1000.0)
         },
     },
 ];
-
-fn progress(job: &FineTuneJob) -> Option<&crate::api::Progress> {
-    job.status.as_ref()?.progress.as_ref()
-}
-
-fn namespace_and_name(job: &FineTuneJob) -> (&str, &str) {
-    (
-        job.metadata.namespace.as_deref().unwrap_or_default(),
-        job.metadata.name.as_deref().unwrap_or_default(),
-    )
-}
 
 impl Collector for JobMetrics {
     fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
@@ -134,11 +165,10 @@ impl Collector for JobMetrics {
             MetricType::Gauge,
         )?;
         for job in &self.jobs {
-            let (namespace, name) = namespace_and_name(job);
             let labels = [
-                ("namespace", namespace),
-                ("name", name),
-                ("phase", phase_of(job).as_str()),
+                ("namespace", job.namespace.as_str()),
+                ("name", job.name.as_str()),
+                ("phase", job.phase().as_str()),
             ];
             ConstGauge::new(1i64).encode(family.encode_family(&labels)?)?;
         }
@@ -149,8 +179,10 @@ impl Collector for JobMetrics {
                 let Some(value) = (gauge.value)(job) else {
                     continue;
                 };
-                let (namespace, name) = namespace_and_name(job);
-                let labels = [("namespace", namespace), ("name", name)];
+                let labels = [
+                    ("namespace", job.namespace.as_str()),
+                    ("name", job.name.as_str()),
+                ];
                 ConstGauge::new(value).encode(family.encode_family(&labels)?)?;
             }
         }

@@ -13,7 +13,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use super::jobs::{JobMetrics, phase_counts};
+use super::jobs::{JobMetrics, JobRow, phase_counts};
 use super::requests::RequestLabels;
 use crate::api::{FineTuneJob, Phase, Usage};
 
@@ -27,6 +27,9 @@ pub struct PhaseLabels {
     pub phase: String,
 }
 
+/// The jobs, read once per scrape: the controller's live jobs and what it keeps of finished ones.
+pub type JobsSource = Arc<dyn Fn() -> Vec<JobRow> + Send + Sync>;
+
 pub struct Metrics {
     pub registry: Registry,
     pub reconciles: Counter,
@@ -37,8 +40,8 @@ pub struct Metrics {
     /// GPU time and attempts, summed over every job from what each status write added to
     /// `status.usage` (no per-job label: one series each, whatever the number of jobs).
     pub usage: UsageCounters,
-    /// The controller's cache of FineTuneJobs, counted by phase at scrape time.
-    store: OnceLock<Store<FineTuneJob>>,
+    /// The jobs the controller's caches hold, read at scrape time.
+    jobs_source: OnceLock<JobsSource>,
     /// Whether a scrape has per-job series (`--per-job-metrics`).
     per_job: bool,
 }
@@ -78,7 +81,7 @@ impl Default for Metrics {
             reconcile_duration,
             jobs,
             api_requests,
-            store: OnceLock::new(),
+            jobs_source: OnceLock::new(),
             per_job: false,
         }
     }
@@ -165,9 +168,16 @@ impl Metrics {
         self
     }
 
-    /// Lets the job metrics read the controller's cache.
+    /// Lets the job metrics read the jobs the controller holds, once per scrape.
+    pub fn watch_jobs(&self, source: JobsSource) {
+        let _ = self.jobs_source.set(source);
+    }
+
+    /// Lets the job metrics read a store of FineTuneJobs.
     pub fn watch_store(&self, store: Store<FineTuneJob>) {
-        let _ = self.store.set(store);
+        self.watch_jobs(Arc::new(move || {
+            store.state().iter().map(|job| JobRow::of(job)).collect()
+        }));
     }
 
     /// Starts timing a reconcile; the time is recorded when the guard drops.
@@ -191,7 +201,7 @@ impl Metrics {
     /// snapshot of the cache (a list of `Arc`s), taken once per scrape; without a cache (a
     /// replica waiting for the leader lease) there are none.
     pub fn render(&self) -> String {
-        let jobs = self.store.get().map(Store::state);
+        let jobs = self.jobs_source.get().map(|source| source());
         if let Some(jobs) = &jobs {
             for (phase, count) in Phase::ALL.iter().zip(phase_counts(jobs)) {
                 self.jobs

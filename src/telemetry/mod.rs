@@ -5,7 +5,8 @@ mod metrics;
 mod requests;
 mod server;
 
-pub use metrics::{Metrics, ReconcileTimer};
+pub use jobs::{JobFigures, JobRow};
+pub use metrics::{JobsSource, Metrics, ReconcileTimer};
 pub use requests::{CountRequests, RequestLabels, classify};
 pub use server::{Health, serve};
 

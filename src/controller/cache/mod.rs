@@ -7,34 +7,35 @@
 //!   A child missing from the cache is looked up in the apiserver: it may just have been created,
 //!   and deciding "deleted" on a stale cache would fail the job.
 
+mod finished;
+mod packed;
 mod pod_index;
 mod slim;
 mod written;
 
 use k8s_openapi::api::batch::v1::Job;
-use kube::runtime::reflector::{ObjectRef, Store};
 
 use crate::api::PyTorchJob;
 
+pub use finished::FinishedJobs;
+pub use packed::{Packed, PackedStore};
 pub use pod_index::PodIndex;
 pub use slim::{slim_finetune_job, slim_job, slim_pod, slim_pytorch_job};
 pub use written::{Freshness, Written};
 
 /// The watch caches of the children and pods, set when the controller starts.
 pub struct Caches {
-    pub pytorch_jobs: Store<PyTorchJob>,
-    pub preprocess_jobs: Store<Job>,
+    pub pytorch_jobs: PackedStore<PyTorchJob>,
+    pub preprocess_jobs: PackedStore<Job>,
     pub pods: PodIndex,
 }
 
 impl Caches {
     pub fn pytorch_job(&self, ns: &str, name: &str) -> Option<PyTorchJob> {
-        let key = ObjectRef::new(name).within(ns);
-        self.pytorch_jobs.get(&key).map(|p| (*p).clone())
+        self.pytorch_jobs.get(ns, name)
     }
 
     pub fn preprocess_job(&self, ns: &str, name: &str) -> Option<Job> {
-        let key = ObjectRef::new(name).within(ns);
-        self.preprocess_jobs.get(&key).map(|j| (*j).clone())
+        self.preprocess_jobs.get(ns, name)
     }
 }

@@ -7,6 +7,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use kube::runtime::watcher;
 
+use super::packed::Packed;
 use crate::names::JOB_NAME_LABEL;
 
 /// Pods by namespace and FineTuneJob (their `finetune.dev/job-name` label), kept from the pod
@@ -16,8 +17,8 @@ pub struct PodIndex {
     inner: Arc<RwLock<IndexState>>,
 }
 
-/// Pods by (namespace, job name), then by pod name.
-type PodsByJob = HashMap<(String, String), HashMap<String, Arc<Pod>>>;
+/// Pods by (namespace, job name), then by pod name; packed, see [`Packed`].
+type PodsByJob = HashMap<(String, String), HashMap<String, Packed<Pod>>>;
 
 #[derive(Default)]
 struct IndexState {
@@ -41,12 +42,8 @@ impl PodIndex {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         match event {
             watcher::Event::Apply(pod) => {
-                if let Some((job, name)) = key_of(pod) {
-                    state
-                        .pods
-                        .entry(job)
-                        .or_default()
-                        .insert(name, Arc::new(pod.clone()));
+                if let (Some((job, name)), Some(packed)) = (key_of(pod), Packed::pack(pod)) {
+                    state.pods.entry(job).or_default().insert(name, packed);
                 }
             }
             watcher::Event::Delete(pod) => {
@@ -61,11 +58,10 @@ impl PodIndex {
             }
             watcher::Event::Init => state.relist = Some(HashMap::new()),
             watcher::Event::InitApply(pod) => {
-                if let (Some((job, name)), Some(relist)) = (key_of(pod), state.relist.as_mut()) {
-                    relist
-                        .entry(job)
-                        .or_default()
-                        .insert(name, Arc::new(pod.clone()));
+                if let (Some((job, name)), Some(packed), Some(relist)) =
+                    (key_of(pod), Packed::pack(pod), state.relist.as_mut())
+                {
+                    relist.entry(job).or_default().insert(name, packed);
                 }
             }
             watcher::Event::InitDone => {
@@ -91,7 +87,7 @@ impl PodIndex {
             state
                 .pods
                 .get(&key)
-                .map(|pods| pods.values().map(|p| (**p).clone()).collect())
+                .map(|pods| pods.values().filter_map(Packed::unpack).collect())
                 .unwrap_or_default(),
         )
     }
