@@ -149,12 +149,11 @@ mod tests {
         let mut deleted = job("a", "Succeeded");
         deleted.metadata.deletion_timestamp = Some(crate::controller::system_now());
         assert_eq!(names(&pass(Event::Apply(deleted))), ("apply", "a".into()));
-        drop(pass);
         assert_eq!(settled, ["a"]);
         assert!(finished.rows().is_empty());
 
         // A list: settled jobs are left out of it, and kept here.
-        let mut pass = |event| finished.divert(event, |_| {});
+        let pass = |event| finished.divert(event, |_| {});
         assert_eq!(names(&pass(Event::Init)).0, "init");
         assert_eq!(names(&pass(Event::InitApply(job("b", "Failed")))).0, "none");
         assert_eq!(
