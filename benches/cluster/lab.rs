@@ -3,7 +3,7 @@
 //! counters.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use finetune_operator::api::FineTuneJob;
@@ -52,16 +52,17 @@ impl Lab {
     /// Starts the release operator, watching `namespace` only, under its ServiceAccount; returns
     /// it once /readyz answers ([`Operator::ready_after`] says how long that took).
     pub fn operator(&self, namespace: &str) -> Res<Operator> {
+        self.operator_from(&self.operator_bin, namespace)
+    }
+
+    /// [`Lab::operator`] with another binary (an older build, measured as "before").
+    pub fn operator_from(&self, binary: &Path, namespace: &str) -> Res<Operator> {
         let log = self
             .cluster
             .work_dir
             .join(format!("operator-{namespace}.log"));
-        let mut options = OperatorOptions::new(
-            &self.operator_bin,
-            namespace,
-            &self.cluster.operator_kubeconfig,
-            &log,
-        );
+        let mut options =
+            OperatorOptions::new(binary, namespace, &self.cluster.operator_kubeconfig, &log);
         options.log_format = "json".to_string();
         options.ready_timeout = Duration::from_secs(120);
         Operator::launch(options)

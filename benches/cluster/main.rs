@@ -1,23 +1,33 @@
-//! Benchmarks of the operator on the local control plane (tests/cluster/): throughput and
-//! latency beside "the limit", API cost per job, memory beside the Kubeflow training operator,
-//! restart cost, and the CPU cost of following training logs.
+//! Benchmarks of the operator on the local control plane (tests/cluster/): latency of single
+//! applies and throughput of the start path beside "the limit", API cost per job, the whole
+//! lifecycle, memory beside the Kubeflow training operator, restart cost, and the CPU cost and
+//! progress lag of following training logs.
 //!
 //! Nothing here asserts a time: it measures and reports. `make bench` (scripts/bench.sh) builds
 //! the release operator, starts the cluster and runs this driver, which writes a JSON file of the
 //! figures and BENCHMARKS.md. Run it by hand against a running cluster with
 //! `cargo bench --bench cluster` and the variables below.
 //!
+//! Scenarios, in the order they run: `single` (single applies on an idle cluster), `throughput`
+//! (the start path: N jobs whose pods run 1 h, until every one is in Training, beside the limit),
+//! `lifecycle` (N jobs whose pods run 1 s, until every one has Succeeded), `logs`, `scale`.
+//!
 //! Environment (all optional):
 //! - `FTO_BENCH_OPERATOR`: the operator binary (default: the release build next to this bench).
-//! - `FTO_BENCH_RUNS` (3): runs per throughput size; `FTO_BENCH_SIZES` ("100,1000");
-//!   `FTO_BENCH_SCALE` ("1000,10000"): job counts of the memory and restart scenario;
+//! - `FTO_BENCH_SINGLE_RUNS` (20): single applies per side.
+//! - `FTO_BENCH_RUNS` (3): runs per start-path size; `FTO_BENCH_SIZES` ("100,1000"): the sizes of
+//!   the start path and the lifecycle; `FTO_BENCH_LIFECYCLE_RUNS` (1): runs per lifecycle size.
+//! - `FTO_BENCH_BEFORE_OPERATOR`: an older operator binary, measured as a third side "operator,
+//!   before" in `single` and `throughput` (`FTO_BENCH_BEFORE_RUNS` (1) runs per size there);
+//!   scripts/bench.sh sets it from `FTO_BENCH_BEFORE_REV`.
+//! - `FTO_BENCH_SCALE` ("1000,10000"): job counts of the memory and restart scenario;
 //!   `FTO_BENCH_RESTARTS` (3); `FTO_BENCH_LOG_JOBS` (100); `FTO_BENCH_LOG_WINDOWS` (3) windows of
 //!   `FTO_BENCH_LOG_WINDOW_SECONDS` (30).
-//! - `FTO_BENCH_ONLY`: a comma list of scenarios to run (`throughput,logs,scale`).
+//! - `FTO_BENCH_ONLY`: a comma list of scenarios to run (`single,throughput,lifecycle,logs,scale`).
 //! - `FTO_BENCH_JSON` (benches/results/results.json), `FTO_BENCH_MD` (BENCHMARKS.md),
-//!   `FTO_BENCH_BASELINE` (a results file from an earlier run, shown as "before"),
-//!   `FTO_BENCH_COMMAND` (the command line to print in the report), `FTO_BENCH_PARSER` (the
-//!   JSON lines benches/parser.rs printed, reported as section 6).
+//!   `FTO_BENCH_BASELINE` (a results file from an earlier run, shown as "before" where it holds
+//!   the same measurement), `FTO_BENCH_COMMAND` (the command line to print in the report),
+//!   `FTO_BENCH_PARSER` (the JSON lines benches/parser.rs printed, reported as section 6).
 //! - `FTO_BENCH_REPORT_ONLY=1`: no measurement, only BENCHMARKS.md again from the JSON file.
 //!
 //! Layout: `settings` (the variables above), `lab` (the cluster and the operator as the driver
@@ -56,6 +66,18 @@ use settings::Settings;
 
 type Res<T> = testkit::Result<T>;
 
+/// Writes the figures so far to the JSON file.
+fn save(settings: &Settings, results: &serde_json::Map<String, Value>) -> Res<()> {
+    if let Some(dir) = settings.json.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(
+        &settings.json,
+        serde_json::to_string_pretty(results)? + "\n",
+    )?;
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
     START.get_or_init(Instant::now);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -83,6 +105,12 @@ async fn run() -> Res<()> {
     }
     let lab = Lab::connect().await?;
     say!("operator binary: {}", lab.operator_bin.display());
+    if let Some(before) = &settings.before_operator {
+        if !before.exists() {
+            return Err(format!("no operator binary at {}", before.display()).into());
+        }
+        say!("operator binary, before: {}", before.display());
+    }
     lab.cluster.install("bench")?;
     lab.add_nodes(10, 2000)?;
     lab.remove_leftovers().await?;
@@ -92,38 +120,41 @@ async fn run() -> Res<()> {
         results.insert("parser".into(), parser);
     }
     results.insert("settings".into(), settings.to_json());
-    let save = |results: &serde_json::Map<String, Value>| -> Res<()> {
-        if let Some(dir) = settings.json.parent() {
-            std::fs::create_dir_all(dir)?;
-        }
-        std::fs::write(
-            &settings.json,
-            serde_json::to_string_pretty(results)? + "\n",
-        )?;
-        Ok(())
-    };
+    if settings.wants("single") {
+        let single = scenarios::single::run(&lab, &settings).await?;
+        results.insert("single".into(), single);
+        save(&settings, &results)?;
+    }
     if settings.wants("throughput") {
         let t = scenarios::throughput::run(&lab, &settings).await?;
-        results.insert("throughput".into(), t["throughput"].clone());
-        results.insert("api_cost".into(), t["api_cost"].clone());
-        save(&results)?;
+        results.insert("start_path".into(), t["start_path"].clone());
+        results.insert("start_path_cost".into(), t["start_path_cost"].clone());
+        save(&settings, &results)?;
+    }
+    if settings.wants("lifecycle") {
+        let l = scenarios::lifecycle::run(&lab, &settings).await?;
+        results.insert("lifecycle".into(), l["lifecycle"].clone());
+        results.insert("api_cost".into(), l["api_cost"].clone());
+        save(&settings, &results)?;
     }
     if settings.wants("logs") {
         let logs = scenarios::logs::run(&lab, &settings).await?;
         results.insert("log_following".into(), logs);
-        save(&results)?;
+        save(&settings, &results)?;
     }
     if settings.wants("scale") {
-        results.insert(
-            "scale".into(),
-            scenarios::scale::run(&lab, &settings).await?,
-        );
+        let scale = scenarios::scale::run(&lab, &settings, |partial| {
+            results.insert("scale".into(), partial.clone());
+            save(&settings, &results)
+        })
+        .await?;
+        results.insert("scale".into(), scale);
     }
     results.insert(
         "total_minutes".into(),
         stats::round(START.get().unwrap().elapsed().as_secs_f64() / 60.0),
     );
-    save(&results)?;
+    save(&settings, &results)?;
     report::write(&Value::Object(results), &settings)?;
     say!(
         "wrote {} and {}",

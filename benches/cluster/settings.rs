@@ -20,6 +20,11 @@ pub const LONG_WAIT: Duration = Duration::from_secs(30 * 60);
 pub struct Settings {
     pub runs: usize,
     pub sizes: Vec<usize>,
+    pub lifecycle_runs: usize,
+    pub single_runs: usize,
+    /// An older operator binary, measured as a third side ("operator, before").
+    pub before_operator: Option<PathBuf>,
+    pub before_runs: usize,
     pub scale: Vec<usize>,
     pub restarts: usize,
     pub log_jobs: usize,
@@ -53,6 +58,13 @@ impl Settings {
         Self {
             runs: env_or("FTO_BENCH_RUNS", 3),
             sizes: env_list("FTO_BENCH_SIZES", "100,1000"),
+            lifecycle_runs: env_or("FTO_BENCH_LIFECYCLE_RUNS", 1),
+            single_runs: env_or("FTO_BENCH_SINGLE_RUNS", 20),
+            before_operator: std::env::var("FTO_BENCH_BEFORE_OPERATOR")
+                .ok()
+                .filter(|s| !s.is_empty())
+                .map(|p| root.join(p)),
+            before_runs: env_or("FTO_BENCH_BEFORE_RUNS", 1),
             scale: env_list("FTO_BENCH_SCALE", "1000,10000"),
             restarts: env_or("FTO_BENCH_RESTARTS", 3),
             log_jobs: env_or("FTO_BENCH_LOG_JOBS", 100),
@@ -79,6 +91,12 @@ impl Settings {
     /// What the JSON file records of the settings.
     pub fn to_json(&self) -> Value {
         json!({"runs": self.runs, "sizes": self.sizes, "scale": self.scale,
+               "lifecycle_runs": self.lifecycle_runs, "single_runs": self.single_runs,
+               // The revision scripts/bench.sh built it from (a path would name this machine).
+               "before_operator": self.before_operator.as_ref().map(|_| {
+                   std::env::var("FTO_BENCH_BEFORE_REV").unwrap_or_else(|_| "given".to_string())
+               }),
+               "before_runs": self.before_runs,
                "restarts": self.restarts, "log_jobs": self.log_jobs,
                "log_windows": self.log_windows,
                "apply_concurrency": APPLY_CONCURRENCY, "operator_concurrency": OPERATOR_CONCURRENCY})

@@ -75,3 +75,16 @@ pub fn writes(requests: &Requests) -> f64 {
 pub fn reads(requests: &Requests) -> f64 {
     sum_where(requests, |v, _| !is_write(v))
 }
+
+/// Percentiles and extremes of many samples of one run (latencies).
+pub fn spread(values: &[f64]) -> Value {
+    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    json!({
+        "p50": round(percentile(values, 50.0)),
+        "p99": round(percentile(values, 99.0)),
+        "min": round(min),
+        "max": round(max),
+        "count": values.len(),
+    })
+}

@@ -1,5 +1,6 @@
 //! The jobs of a measurement: what the driver creates, and when it saw each job's PyTorchJob,
-//! phase Training and phase Succeeded, through watches it holds on the namespace.
+//! phase Training and phase Succeeded, and each rise of its progress step, through watches it
+//! holds on the namespace.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -55,6 +56,19 @@ pub struct Seen {
     pub pytorch_job: HashMap<String, Instant>,
     pub training: HashMap<String, Instant>,
     pub succeeded: HashMap<String, Instant>,
+    /// Per job, each `status.progress.step` higher than the last, and when it was first seen.
+    pub progress: HashMap<String, Vec<(i64, Instant)>>,
+}
+
+impl Seen {
+    /// When the job's progress step was first seen at `step` or above.
+    pub fn step_seen(&self, name: &str, step: i64) -> Option<Instant> {
+        self.progress
+            .get(name)?
+            .iter()
+            .find(|(s, _)| *s >= step)
+            .map(|(_, at)| *at)
+    }
 }
 
 pub struct Tracker {
@@ -110,6 +124,17 @@ impl Tracker {
                         }
                         if matches!(phase, Some(Phase::Succeeded | Phase::Failed)) {
                             seen.succeeded.entry(j.name_any()).or_insert(now);
+                        }
+                        let step = j
+                            .status
+                            .as_ref()
+                            .and_then(|s| s.progress.as_ref())
+                            .and_then(|p| p.step);
+                        if let Some(step) = step {
+                            let steps = seen.progress.entry(j.name_any()).or_default();
+                            if steps.last().is_none_or(|(last, _)| step > *last) {
+                                steps.push((step, now));
+                            }
                         }
                     }
                     Ok(watcher::Event::InitDone) => {

@@ -18,7 +18,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 
-use super::throughput::{RunResult, create_and_time};
+use super::throughput::{RunResult, START_PATH_DURATION, apiserver_delta, create_and_time};
 use crate::Res;
 use crate::lab::Lab;
 use crate::settings::OPERATOR_CONCURRENCY;
@@ -31,7 +31,7 @@ fn now() -> Time {
 }
 
 /// The minimal controller: handles the first `n` FineTuneJobs it sees, then returns.
-async fn limit_controller(client: Client, namespace: String, n: usize) -> Res<()> {
+pub async fn limit_controller(client: Client, namespace: String, n: usize) -> Res<()> {
     let jobs: Api<FineTuneJob> = Api::namespaced(client.clone(), &namespace);
     let children: Api<PyTorchJob> = Api::namespaced(client.clone(), &namespace);
     let mut handled = HashSet::new();
@@ -83,7 +83,8 @@ async fn limit_controller(client: Client, namespace: String, n: usize) -> Res<()
     Ok(())
 }
 
-/// One limit run of `n` jobs in a fresh namespace.
+/// One limit run of `n` jobs in a fresh namespace; their pods run as long as the operator's in
+/// the start-path runs. The apiserver's requests are counted until every job is in Training.
 pub async fn run(lab: &Lab, n: usize, run: usize) -> Res<RunResult> {
     let ns = format!("bench-limit-n{n}-r{run}");
     lab.namespace(&ns).await?;
@@ -93,9 +94,14 @@ pub async fn run(lab: &Lab, n: usize, run: usize) -> Res<RunResult> {
     // Let its watch start, as the operator's has by the time it is ready.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let names = names("job", n);
-    let jobs = names.iter().map(|name| job(name, &ns, "1s")).collect();
+    let jobs = names
+        .iter()
+        .map(|name| job(name, &ns, START_PATH_DURATION))
+        .collect();
+    let api_before = lab.apiserver_requests().await?;
 
     let (seconds, latencies) = create_and_time(lab, &tracker, &names, jobs).await?;
+    let api_delta = apiserver_delta(lab, &api_before, n).await?;
     limit.await??;
     drop(tracker);
     lab.delete_namespace(&ns).await?;
@@ -103,8 +109,9 @@ pub async fn run(lab: &Lab, n: usize, run: usize) -> Res<RunResult> {
         seconds,
         p50_ms: percentile(&latencies, 50.0),
         p99_ms: percentile(&latencies, 99.0),
+        succeeded_seconds: None,
         operator_requests: None,
-        apiserver_requests: None,
+        apiserver_requests: Some(api_delta),
         reconciles: None,
         peak_rss_mib: None,
     })

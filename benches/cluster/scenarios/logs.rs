@@ -1,9 +1,10 @@
 //! Scenario 5: following training logs. Jobs in Training whose rank-0 logs grow by one
-//! InstructLab v0.12 step every 2 s; the operator's CPU and requests over a few windows.
+//! InstructLab v0.12 step every 2 s; the operator's CPU and requests over a few windows, and the
+//! lag from a step's append to the job's status showing it.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use finetune_operator::api::FineTuneJob;
@@ -18,12 +19,15 @@ use crate::Res;
 use crate::lab::Lab;
 use crate::measure::{cpu_seconds, memory_mib, pid};
 use crate::settings::Settings;
-use crate::stats::{delta, round, stats, sum_where};
+use crate::stats::{delta, round, spread, stats, sum_where};
 use crate::tracker::{Tracker, apply, child_and_training, job, names};
 
 /// Lines of one training step (see `step_lines`), and how often the driver appends one.
 const STEP_LINES: usize = 3;
 const STEP_INTERVAL: Duration = Duration::from_secs(2);
+/// Steps appended this close to the end of the windows are not counted in the progress lag:
+/// the operator reads a log at most every 10 s, so they may not have been read yet.
+const LAG_TAIL: Duration = Duration::from_secs(15);
 
 /// One training step of an InstructLab v0.12 rank-0 log, as Rich prints it at COLUMNS=512 (the
 /// operator's pods set it): the per-rank loss lines and the metrics line, padded.
@@ -81,8 +85,10 @@ pub async fn run(lab: &Lab, settings: &Settings) -> Res<Value> {
         .await?;
 
     let stop = Arc::new(AtomicBool::new(false));
+    // Each step, and when it had been appended to every log.
+    let appended: Arc<Mutex<Vec<(u64, Instant)>>> = Arc::default();
     let appender = {
-        let (stop, files) = (stop.clone(), files.clone());
+        let (stop, files, appended) = (stop.clone(), files.clone(), appended.clone());
         tokio::task::spawn_blocking(move || {
             let mut step = 1;
             while !stop.load(Ordering::Relaxed) {
@@ -91,6 +97,7 @@ pub async fn run(lab: &Lab, settings: &Settings) -> Res<Value> {
                 for f in &files {
                     let _ = append(f, &lines);
                 }
+                appended.lock().unwrap().push((step, Instant::now()));
                 step += 1;
                 std::thread::sleep(STEP_INTERVAL.saturating_sub(t.elapsed()));
             }
@@ -100,6 +107,7 @@ pub async fn run(lab: &Lab, settings: &Settings) -> Res<Value> {
     tokio::time::sleep(Duration::from_secs(20)).await;
     let requests = || op.requests().unwrap_or_default();
     let (mut cpu, mut rps, mut wps, mut logs_ps) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let windows_start = Instant::now();
     for w in 1..=settings.log_windows {
         let (c0, r0, t0) = (cpu_seconds(pid(&op)), requests(), Instant::now());
         tokio::time::sleep(settings.log_window).await;
@@ -121,8 +129,16 @@ pub async fn run(lab: &Lab, settings: &Settings) -> Res<Value> {
             logs_ps[logs_ps.len() - 1]
         );
     }
+    let windows_end = Instant::now();
     stop.store(true, Ordering::Relaxed);
     appender.await?;
+    let lag = progress_lag(
+        &tracker,
+        &names,
+        &appended.lock().unwrap(),
+        windows_start,
+        windows_end,
+    );
     let progressed = {
         let jobs: Api<FineTuneJob> = Api::namespaced(lab.admin.clone(), &ns);
         jobs.list(&ListParams::default())
@@ -162,5 +178,43 @@ pub async fn run(lab: &Lab, settings: &Settings) -> Res<Value> {
         "jobs_with_progress": progressed,
         "rss_mib": round(rss),
         "peak_rss_mib": round(hwm),
+        "progress_lag_seconds": lag,
     }))
+}
+
+/// Over every (job, step) appended during the windows, except in their last [`LAG_TAIL`]: the
+/// seconds from the step's append to the job's `status.progress.step` first seen at or above it.
+fn progress_lag(
+    tracker: &Tracker,
+    names: &[String],
+    appended: &[(u64, Instant)],
+    start: Instant,
+    end: Instant,
+) -> Value {
+    let cutoff = end.checked_sub(LAG_TAIL).unwrap_or(start);
+    let seen = tracker.seen.lock().unwrap();
+    let (mut lags, mut unseen) = (Vec::new(), 0);
+    for &(step, at) in appended
+        .iter()
+        .filter(|(_, at)| *at >= start && *at < cutoff)
+    {
+        for name in names {
+            match seen.step_seen(name, step as i64) {
+                Some(shown) => lags.push(shown.saturating_duration_since(at).as_secs_f64()),
+                None => unseen += 1,
+            }
+        }
+    }
+    let lag = spread(&lags);
+    say!(
+        "  progress lag: p50 {} s, p99 {} s, max {} s over {} (job, step) pairs ({unseen} not shown by the end)",
+        lag["p50"],
+        lag["p99"],
+        lag["max"],
+        lags.len()
+    );
+    json!({
+        "p50": lag["p50"], "p99": lag["p99"], "min": lag["min"], "max": lag["max"],
+        "pairs": lags.len(), "unseen": unseen, "tail_dropped_seconds": LAG_TAIL.as_secs(),
+    })
 }

@@ -1,7 +1,10 @@
-//! The scenarios, one module each, in the order of the report: throughput and API cost (with
-//! the limit they are measured against), log following, then memory and restart at scale.
+//! The scenarios, one module each, in the order they run: single applies on an idle cluster,
+//! the start path beside the limit (with the limit itself), the whole lifecycle, log following,
+//! then memory and restart at scale.
 
+pub mod lifecycle;
 pub mod limit;
 pub mod logs;
 pub mod scale;
+pub mod single;
 pub mod throughput;

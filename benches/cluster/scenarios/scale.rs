@@ -43,7 +43,13 @@ async fn restart(lab: &Lab, op: &mut Operator, jobs: usize) -> Res<Value> {
     }))
 }
 
-pub async fn run(lab: &Lab, settings: &Settings) -> Res<Value> {
+/// Every job count of `settings.scale`, in one namespace filled step by step; `saved` gets the
+/// figures so far after each job count, so that an interrupted run keeps them.
+pub async fn run(
+    lab: &Lab,
+    settings: &Settings,
+    mut saved: impl FnMut(&Value) -> Res<()>,
+) -> Res<Value> {
     let ns = "bench-scale".to_string();
     lab.namespace(&ns).await?;
     let mut op = lab.operator(&ns)?;
@@ -107,6 +113,7 @@ pub async fn run(lab: &Lab, settings: &Settings) -> Res<Value> {
                 },
             }),
         );
+        saved(&Value::Object(out.clone()))?;
     }
     drop(tracker);
     drop(op);
