@@ -96,6 +96,8 @@ cleanup() {
   # goes, recreating their log files: remove them without a grace period first.
   [[ -z "${STOP_PODS[*]:-}" ]] || k delete pod "${STOP_PODS[@]}" --grace-period=0 --force \
     --ignore-not-found --wait=false >/dev/null 2>&1 || true
+  k delete pod -l 'jobset.sigs.k8s.io/jobset-name in (tj-term, tj-ckpt)' --grace-period=0 --force \
+    --wait=false >/dev/null 2>&1 || true
   # The namespace controller deletes everything in it; no need to wait.
   kubectl delete namespace "$NS" --wait=false >/dev/null 2>&1 || true
   rm -f "$POD_LOG_DIR/$LOG_FILE" "$RUN_DIR/smoke-follow-$ID.out" "$POD_LOG_DIR/smoke-$ID-"*.log \
@@ -496,9 +498,10 @@ echo "cluster-smoke: Trainer v2 (TrainJobs on the ClusterTrainingRuntime $TRAINE
 T_TRAINER=$SECONDS
 # The Kueue part's PyTorchJob holds 24 of the GPUs.
 k delete pytorchjobs --all --wait=false >/dev/null
-# trainjob <name> <suspend> <pod annotations-yaml> <pod labels-yaml>: 2 nodes of the runtime.
-# The pods' annotations and labels (the pod behaviour contract) come through a runtime patch,
-# the only way to put metadata on a TrainJob's pods.
+# trainjob <name> <suspend> <pod annotations-yaml> <pod labels-yaml> [nodes] [runtime kind]
+# [runtime name] [args-json]: by default 2 nodes of the ClusterTrainingRuntime. The pods'
+# annotations and labels (the pod behaviour contract) come through a runtime patch, the only
+# way to put metadata on a TrainJob's pods.
 trainjob() {
   cat <<EOF
 apiVersion: trainer.kubeflow.org/v1alpha1
@@ -506,12 +509,12 @@ kind: TrainJob
 metadata:
   name: $1
 spec:
-  runtimeRef: {name: $TRAINER_TORCH_RUNTIME, kind: ClusterTrainingRuntime, apiGroup: trainer.kubeflow.org}
+  runtimeRef: {name: ${7:-$TRAINER_TORCH_RUNTIME}, kind: ${6:-ClusterTrainingRuntime}, apiGroup: trainer.kubeflow.org}
   suspend: $2
   trainer:
-    numNodes: 2
+    numNodes: ${5:-2}
     command: ["torchrun", "-m", "instructlab.training.main_ds"]
-    args: ["--model_name_or_path", "/model"]
+    args: ${8:-["--model_name_or_path", "/model"]}
     resourcesPerNode:
       limits: {nvidia.com/gpu: "1", cpu: "2", memory: 8Gi}
   runtimePatches:
@@ -529,7 +532,42 @@ spec:
                     labels: {$4}
 EOF
 }
+# How a running TrainJob pod stops when its TrainJob is suspended (as Kueue does to preempt
+# it): its training container is `node`. With the runtime as shipped (no preStop hook): the
+# SIGTERM lines, exit 1; with a runtime of our own whose `node` has the operator's preStop
+# hook: the on-demand checkpoint lines, exit 0. One node each: pods that share a log file
+# share their stop lines.
+"$CLUSTER_DIR/sim-log.sh" "$(stop_log tj-term)" "pod of tj-term started"
+"$CLUSTER_DIR/sim-log.sh" "$(stop_log tj-ckpt)" "pod of tj-ckpt started"
 {
+  cat <<EOF
+apiVersion: trainer.kubeflow.org/v1alpha1
+kind: TrainingRuntime
+metadata:
+  name: torch-prestop
+spec:
+  mlPolicy: {numNodes: 1, torch: {}}
+  template:
+    spec:
+      replicatedJobs:
+      - name: node
+        template:
+          metadata:
+            labels: {trainer.kubeflow.org/trainjob-ancestor-step: trainer}
+          spec:
+            template:
+              spec:
+                containers:
+                - name: node
+                  image: registry.invalid/finetune-operator/smoke:1
+                  lifecycle: $PRESTOP
+EOF
+  echo ---
+  trainjob tj-term false '"sim.finetune.dev/duration": "10m"' "\"sim.finetune.dev/log\": \"$(stop_log tj-term)\"" 1
+  echo ---
+  trainjob tj-ckpt false '"sim.finetune.dev/duration": "10m"' "\"sim.finetune.dev/log\": \"$(stop_log tj-ckpt)\"" 1 \
+    TrainingRuntime torch-prestop '["--model_name_or_path", "/model", "--on_demand_checkpointing"]'
+  echo ---
   trainjob tj-ok false '"sim.finetune.dev/duration": "6s"' "\"sim.finetune.dev/log\": \"$LOG_FILE\""
   echo ---
   trainjob tj-bad false '"sim.finetune.dev/duration": "1s", "sim.finetune.dev/exit-code": "3"' ''
@@ -582,6 +620,32 @@ check "TrainJob tj-held resumed: Suspended False, reason Resumed" eventually 30 
   tj_cond_is tj-held Suspended "False Resumed: TrainJob is resumed"
 check "TrainJob tj-held resumed: its 2 pods run and it completes" eventually 60 \
   tj_cond_is tj-held Complete "True AllJobsCompleted: jobset completed successfully"
+check "TrainJobs tj-term and tj-ckpt run (1 pod each)" eventually 30 \
+  eval 'tj_phases_are tj-term Running && tj_phases_are tj-ckpt Running'
+k patch trainjob tj-term tj-ckpt --type=merge -p '{"spec": {"suspend": true}}' >/dev/null
+# The first terminated status each pod shows, and whether it is gone after.
+declare -A tj_term=() tj_gone=()
+deadline=$((SECONDS + 40))
+while (( SECONDS < deadline )); do
+  for t in tj-term tj-ckpt; do
+    line="$(k get pods -l "jobset.sigs.k8s.io/jobset-name=$t" -o 'jsonpath={range .items[*]}{.status.phase}|{.status.containerStatuses[0].name}|{.status.containerStatuses[0].state.terminated.exitCode}|{.status.containerStatuses[0].state.terminated.reason}|{.metadata.deletionTimestamp}{"\n"}{end}' 2>/dev/null)"
+    if [[ -z "$line" ]]; then tj_gone[$t]=1; continue; fi
+    IFS='|' read -r phase cname code reason deleting <<<"$line"
+    [[ -z "$code" || -n "${tj_term[$t]:-}" ]] || tj_term[$t]="$phase $cname $code $reason deleting=$([[ -n "$deleting" ]] && echo yes || echo no)"
+  done
+  [[ -z "${tj_gone[tj-term]:-}" || -z "${tj_gone[tj-ckpt]:-}" ]] || break
+  sleep 0.2
+done
+check "TrainJob tj-term suspended: its pod Failed, node exit 1 Error, before it goes (seen: ${tj_term[tj-term]:-nothing})" \
+  test "${tj_term[tj-term]:-}" == "Failed node 1 Error deleting=yes"
+check "TrainJob tj-term suspended: the genuine SIGTERM lines appended to its log" \
+  appended_is tj-term train-0.16-sigterm.log "$TERM_FROM"
+check "TrainJob tj-ckpt (runtime with the preStop hook) suspended: Succeeded, node exit 0 (seen: ${tj_term[tj-ckpt]:-nothing})" \
+  test "${tj_term[tj-ckpt]:-}" == "Succeeded node 0 Completed deleting=yes"
+check "TrainJob tj-ckpt suspended: the on-demand checkpoint lines appended to its log" \
+  appended_is tj-ckpt train-0.16-ondemand.log "$CKPT_FROM"
+check "TrainJobs tj-term and tj-ckpt: the stopped pods are gone, Suspended True" eval \
+  '[[ -n "${tj_gone[tj-term]:-}" && -n "${tj_gone[tj-ckpt]:-}" ]] && tj_cond_is tj-term Suspended "True Suspended: TrainJob is suspended"'
 k delete trainjob tj-ok --wait=false >/dev/null
 tj_gone() { [[ -z "$(k get jobset tj-ok -o name 2>/dev/null)$(k get job tj-ok-node-0 -o name 2>/dev/null)$(tj_pods tj-ok)" ]]; }
 check "deleting TrainJob tj-ok removes its JobSet, Job and pods (garbage collector)" eventually 60 tj_gone
