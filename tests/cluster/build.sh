@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build the local control plane (etcd, kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl, kwok, kwokctl, training-operator, kueue, helm) from the Go modules in
+# kube-scheduler, kubectl, kwok, kwokctl, training-operator, kueue, trainer-controller-manager,
+# jobset-controller-manager, helm) from the Go modules in
 # tests/cluster/*/go.mod, and assemble the bin dir $FTO_CACHE/cluster-bin/<key>/.
 #
 # Each module is cached on its own, in $FTO_CACHE/cluster-bin/<module>-<module key>/ (the
@@ -82,7 +83,7 @@ Free some space (e.g. 'go clean -cache', or remove old keys under $CACHE_DIR/) a
   done
 
   log "building test-cluster modules: ${MISSING[*]} ($(go version | cut -d' ' -f3))"
-  log "cold, on 2 cores: k8s ~10 min, kueue ~8 min, helm ~6 min, kwok and training-operator ~3 min each, etcd and crane ~1 min; later builds reuse the Go build cache"
+  log "cold, on 2 cores: k8s ~10 min, kueue ~8 min, helm ~6 min, trainer and jobset ~5-7 min each, kwok and training-operator ~3 min each, etcd and crane ~1 min; later builds reuse the Go build cache"
 
   # Download first (about 1.8 GB for all, ~30 s when the proxy is fast), so a network
   # problem shows up as such and not as a compile error.

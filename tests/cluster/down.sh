@@ -61,8 +61,10 @@ else
   stopped=1
   # Reverse start order: clients before the apiserver, the apiserver before etcd, so
   # each can shut down cleanly instead of retrying a dead dependency.
-  for (( i=${#COMPONENTS[@]}-1; i>=0; i-- )); do
-    name="${COMPONENTS[i]}"
+  # All of them, whatever FTO_CLUSTER_TRAINER says now (the cluster may have been started
+  # with the other setting).
+  for (( i=${#ALL_COMPONENTS[@]}-1; i>=0; i-- )); do
+    name="${ALL_COMPONENTS[i]}"
     pid="$(cat "$RUN_DIR/pids/$name.pid" 2>/dev/null || true)"
     if [[ -n "$pid" ]] && is_ours "$pid"; then stop "$pid" "$name"; fi
   done

@@ -31,12 +31,32 @@ TO_WEBHOOK_PORT=$((PORT_BASE + 93))       # training-operator webhook (unused) 2
 KUEUE_METRICS_PORT=$((PORT_BASE + 83))    # kueue /metrics (HTTPS)             26483
 KUEUE_HEALTH_PORT=$((PORT_BASE + 84))     # kueue /healthz, /readyz            26484
 KUEUE_WEBHOOK_PORT=$((PORT_BASE + 94))    # kueue webhooks (HTTPS)             26494
+JOBSET_METRICS_PORT=$((PORT_BASE + 85))   # jobset /metrics (HTTPS)            26485
+JOBSET_HEALTH_PORT=$((PORT_BASE + 86))    # jobset /healthz, /readyz           26486
+JOBSET_WEBHOOK_PORT=$((PORT_BASE + 95))   # jobset webhooks (HTTPS)            26495
+TRAINER_METRICS_PORT=$((PORT_BASE + 87))  # trainer /metrics (HTTPS)           26487
+TRAINER_HEALTH_PORT=$((PORT_BASE + 89))   # trainer /healthz, /readyz          26489
+# (26488 is taken by the operator's metrics in scripts/demo.sh.)
+TRAINER_WEBHOOK_PORT=$((PORT_BASE + 96))  # trainer webhooks (HTTPS)           26496
 ALL_PORTS=("$APISERVER_PORT" "$ETCD_PORT" "$ETCD_PEER_PORT" "$KCM_PORT" "$SCHEDULER_PORT"
            "$KWOK_PORT" "$TO_METRICS_PORT" "$TO_HEALTH_PORT" "$TO_WEBHOOK_PORT"
            "$KUEUE_METRICS_PORT" "$KUEUE_HEALTH_PORT" "$KUEUE_WEBHOOK_PORT")
 
-# Started by up.sh in this order; down.sh stops them in reverse.
-COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok log-router training-operator kueue)
+# Kubeflow Trainer v2 and JobSet (see README, "Trainer v2 and JobSet"): on unless
+# FTO_CLUSTER_TRAINER=0, which gives the cluster without them (as the benchmarks measure it).
+TRAINER_ENABLED=1
+[[ "${FTO_CLUSTER_TRAINER:-1}" != 0 ]] || TRAINER_ENABLED=0
+if (( TRAINER_ENABLED )); then
+  ALL_PORTS+=("$JOBSET_METRICS_PORT" "$JOBSET_HEALTH_PORT" "$JOBSET_WEBHOOK_PORT"
+              "$TRAINER_METRICS_PORT" "$TRAINER_HEALTH_PORT" "$TRAINER_WEBHOOK_PORT")
+fi
+
+# Started by up.sh in this order (jobset and trainer unless FTO_CLUSTER_TRAINER=0); down.sh
+# stops all of them in reverse.
+ALL_COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok log-router training-operator kueue
+                jobset trainer)
+COMPONENTS=("${ALL_COMPONENTS[@]}")
+(( TRAINER_ENABLED )) || COMPONENTS=("${ALL_COMPONENTS[@]:0:8}")
 
 # The training operator's cert rotator waits for its serving cert at this fixed path
 # (hard-coded in training-operator v1.9.x, normally a mounted Secret).
@@ -63,18 +83,39 @@ KUEUE_LOCAL_QUEUE=fto-queue
 KUEUE_PRIORITY_LOW=fto-low
 KUEUE_PRIORITY_HIGH=fto-high
 
+# Trainer v2 and JobSet (see README, "Trainer v2 and JobSet"). As for Kueue, the apiserver
+# reaches their webhooks through ExternalName Services pointing at 127.0.0.1; the serving
+# certs (for those Services' names, signed by the cluster CA) come from up.sh, their own cert
+# managers are off. The namespaces and names are those of their own installs.
+JOBSET_NAMESPACE=jobset-system
+JOBSET_WEBHOOK_SERVICE=jobset-webhook-service
+# Webhooks registered (names from JobSet's generated manifests): its JobSet defaulter and
+# validator, and the two for the pods of JobSets (only pods labelled jobset.sigs.k8s.io/jobset-name,
+# as upstream's kustomize patch selects them).
+JOBSET_WEBHOOKS=(mjobset.kb.io vjobset.kb.io mpod.kb.io vpod.kb.io)
+TRAINER_NAMESPACE=kubeflow-system
+TRAINER_WEBHOOK_SERVICE=kubeflow-trainer-controller-manager
+# All of Trainer's: the TrainJob defaulter and validator, the (Cluster)TrainingRuntime validators.
+TRAINER_WEBHOOKS=(defaulter.trainjob.trainer.kubeflow.org validator.trainjob.trainer.kubeflow.org
+                  validator.trainingruntime.trainer.kubeflow.org
+                  validator.clustertrainingruntime.trainer.kubeflow.org)
+# The ClusterTrainingRuntime up.sh installs, as Trainer ships it (the testkit may name it too).
+TRAINER_TORCH_RUNTIME=torch-distributed
+
 # Pod log files served through `kubectl logs` (see README, "Logs").
 POD_LOG_DIR="$RUN_DIR/pod-logs"
 
 # One Go module per upstream, so bumping one never disturbs the others. Each module is built
 # and cached on its own (below), so adding or bumping one builds that one only.
-MODULES=(k8s etcd kwok training-operator kueue helm crane)
+MODULES=(k8s etcd kwok training-operator kueue trainer jobset helm crane)
 
 # Versions stamped into the binaries; they must match the go.mod files (kwok and the
 # training operator stamp themselves). The keys below cover go.mod and these flags.
 K8S_VERSION=v1.36.3
 ETCD_VERSION=v3.6.16
 KUEUE_VERSION=v0.17.0
+TRAINER_VERSION=v2.3.0
+JOBSET_VERSION=v0.12.0
 HELM_VERSION=v4.3.1
 CRANE_VERSION=v0.22.1
 
@@ -98,6 +139,13 @@ training_operator_ldflags() { echo "-s -w"; }
 kueue_ldflags() {
   echo "-s -w -X sigs.k8s.io/kueue/pkg/version.GitVersion=$KUEUE_VERSION" \
     "-X sigs.k8s.io/kueue/pkg/version.GitCommit=module-$KUEUE_VERSION"
+}
+# Trainer has no version variable; its module version is in the binary's build info (VERSIONS).
+trainer_ldflags() { echo "-s -w"; }
+# JobSet logs its version at start ("Initializing" ... gitVersion); unstamped it says v0.0.0-main.
+jobset_ldflags() {
+  echo "-s -w -X sigs.k8s.io/jobset/pkg/version.GitVersion=$JOBSET_VERSION" \
+    "-X sigs.k8s.io/jobset/pkg/version.GitCommit=module-$JOBSET_VERSION"
 }
 # `helm version` says v4.3.1 (unstamped: v4.3). Helm takes the Kubernetes version it renders for
 # (.Capabilities.KubeVersion) from client-go's version in its build info, so nothing to stamp there.
@@ -165,6 +213,28 @@ recipe_kueue() {
   cp "$src/config/components/webhook/manifests.yaml" "$1/kueue-webhooks.yaml"
   modversion "$1/kueue" sigs.k8s.io/kueue >"$1/VERSIONS"
 }
+recipe_trainer() {
+  gobuild trainer "$(trainer_ldflags)" "$1/trainer-controller-manager" \
+    github.com/kubeflow/trainer/v2/cmd/trainer-controller-manager
+  local src; src="$(moddir trainer github.com/kubeflow/trainer/v2)"
+  # TrainJob, TrainingRuntime, ClusterTrainingRuntime.
+  cp "$src"/manifests/base/crds/trainer.kubeflow.org_*.yaml "$1/"
+  # The ClusterTrainingRuntime torch-distributed as Trainer ships it.
+  cp "$src/manifests/base/runtimes/torch_distributed.yaml" "$1/trainer-runtime-torch-distributed.yaml"
+  cp "$src/manifests/base/webhook/manifests.yaml" "$1/trainer-webhooks.yaml"
+  modversion "$1/trainer-controller-manager" github.com/kubeflow/trainer/v2 >"$1/VERSIONS"
+  grep -qx "github.com/kubeflow/trainer/v2 $TRAINER_VERSION" "$1/VERSIONS" \
+    || die "trainer is not $TRAINER_VERSION: $(cat "$1/VERSIONS")"
+}
+# JobSet's main package is its module root.
+recipe_jobset() {
+  gobuild jobset "$(jobset_ldflags)" "$1/jobset-controller-manager" sigs.k8s.io/jobset
+  local src; src="$(moddir jobset sigs.k8s.io/jobset)"
+  cp "$src/config/components/crd/bases/jobset.x-k8s.io_jobsets.yaml" "$1/"
+  cp "$src/config/components/webhook/manifests.yaml" "$1/jobset-webhooks.yaml"
+  modversion "$1/jobset-controller-manager" sigs.k8s.io/jobset >"$1/VERSIONS"
+  grep -qx "sigs.k8s.io/jobset $JOBSET_VERSION" "$1/VERSIONS" || die "jobset is not $JOBSET_VERSION: $(cat "$1/VERSIONS")"
+}
 # Helm renders and lints the chart in charts/ (tests/chart/); it never installs anything here.
 recipe_helm() {
   gobuild helm "$(helm_ldflags)" "$1/helm" helm.sh/helm/v4/cmd/helm
@@ -186,6 +256,8 @@ module_binaries() {
     kwok) echo kwok kwokctl ;;
     training-operator) echo training-operator ;;
     kueue) echo kueue ;;
+    trainer) echo trainer-controller-manager ;;
+    jobset) echo jobset-controller-manager ;;
     helm) echo helm ;;
     crane) echo crane ;;
     *) die "unknown module $1" ;;

@@ -13,20 +13,21 @@
 #    ClusterLogs (default.log).
 #
 # 2. Stopping. kwok's Stages decide exit codes and phases but cannot write a file, and the
-#    log is what tells a real stop apart: for a routed pod whose `pytorch` container runs
-#    (phase Running), this loop appends the genuine InstructLab 0.16.2 lines (from
-#    tests/fixtures/instructlab/realrun/) to the pod's log file, then annotates the pod
+#    log is what tells a real stop apart: for a routed pod whose training container runs
+#    (phase Running; `pytorch`, or `node` in a JobSet's pod, i.e. a TrainJob's), this loop
+#    appends the genuine InstructLab 0.16.2 lines (from tests/fixtures/instructlab/realrun/)
+#    to the pod's log file, then annotates the pod
 #      sim.finetune.dev/stop=checkpoint|sigterm
 #    and the Stages in config/kwok.yaml end the container accordingly (see the README,
 #    "Pod behaviour contract"):
 #    - the pod is being deleted (deletionTimestamp: deleted, evicted, drained, preempted,
-#      or its PyTorchJob suspended) and `pytorch` has a lifecycle.preStop hook (the hook
-#      writes InstructLab's on-demand checkpoint trigger file): the on-demand checkpoint
-#      lines, `checkpoint` (exit 0 after the save);
+#      or its PyTorchJob or TrainJob suspended) and the training container has a
+#      lifecycle.preStop hook (the hook writes InstructLab's on-demand checkpoint trigger
+#      file): the on-demand checkpoint lines, `checkpoint` (exit 0 after the save);
 #    - being deleted without a preStop hook: kubelet's SIGTERM reaches torchrun, which
 #      prints a SignalException traceback: the SIGTERM lines, `sigterm` (exit 1);
 #    - not being deleted, annotated sim.finetune.dev/checkpoint-requested=true (someone
-#      wrote the trigger file with `kubectl exec`) and `pytorch` runs with
+#      wrote the trigger file with `kubectl exec`) and the training container runs with
 #      --on_demand_checkpointing: the on-demand lines, `checkpoint`.
 #    Once per pod: never twice for the same pod UID (remembered across watch restarts, and
 #    a pod that already carries the annotation is left alone). The annotation is patched
@@ -148,9 +149,12 @@ stop_pod() {
 
 say "watching pods for sim.finetune.dev/log labels (log dir $LOG_DIR)"
 # One line per watch event, fields separated by US (\x1f, which no JSON value printed here
-# holds raw); the container's args come last since they may hold anything else.
+# holds raw); the container's args come last since they may hold anything else. The
+# training container: `pytorch`, or in a JobSet's pod (a TrainJob's) `node`; the fields
+# of both are printed, and the loop takes `node`'s where there is no `pytorch`.
 o='.object'
 pytorch="$o.spec.containers[?(@.name==\"pytorch\")]"
+node="$o.spec.containers[?(@.name==\"node\")]"
 fmt="{.type}{\"\x1f\"}{$o.metadata.namespace}{\"\x1f\"}{$o.metadata.name}{\"\x1f\"}{$o.metadata.uid}"
 fmt+="{\"\x1f\"}{$o.metadata.labels.sim\.finetune\.dev/log}"
 fmt+="{\"\x1f\"}{$o.metadata.annotations.sim\.finetune\.dev/log-path}"
@@ -158,14 +162,21 @@ fmt+="{\"\x1f\"}{$o.metadata.deletionTimestamp}{\"\x1f\"}{$o.status.phase}"
 fmt+="{\"\x1f\"}{$o.status.containerStatuses[?(@.name==\"pytorch\")].state.running.startedAt}"
 fmt+="{\"\x1f\"}{$o.metadata.annotations.sim\.finetune\.dev/stop}"
 fmt+="{\"\x1f\"}{$o.metadata.annotations.sim\.finetune\.dev/checkpoint-requested}"
+fmt+="{\"\x1f\"}{$o.metadata.labels.jobset\.sigs\.k8s\.io/jobset-name}"
+fmt+="{\"\x1f\"}{$o.status.containerStatuses[?(@.name==\"node\")].state.running.startedAt}"
+fmt+="{\"\x1f\"}{$node.lifecycle.preStop}{\"\x1f\"}{$node.command}{$node.args}"
 fmt+="{\"\x1f\"}{$pytorch.lifecycle.preStop}{\"\x1f\"}{$pytorch.command}{$pytorch.args}{\"\n\"}"
 # The watch ends when the apiserver closes it (every 30-60 min) or restarts; then
 # it is simply opened again, which lists every pod anew (applying is idempotent; the
 # stops already done are remembered in `stopped`, and marked on the pods).
 while true; do
   declare -A routed=()
-  while IFS=$'\x1f' read -r type ns name uid label path deleting phase running marked trigger prestop argv; do
+  while IFS=$'\x1f' read -r type ns name uid label path deleting phase running marked trigger \
+      jobset node_running node_prestop node_argv prestop argv; do
     [[ "$type" != DELETED && -n "$uid" && ( -n "$label" || -n "$path" ) ]] || continue
+    if [[ -z "$running" && -n "$jobset" && -n "$node_running" ]]; then
+      running="$node_running" prestop="$node_prestop" argv="$node_argv"
+    fi
     file="$(log_path "$label" "$path")"
     if [[ -z "${routed[$uid]:-}" ]]; then
       routed[$uid]=1

@@ -20,6 +20,11 @@
 #   - Kueue: a PyTorchJob labelled with a queue is suspended by Kueue's webhook, admitted
 #     and unsuspended, its pods run; a higher-priority one that needs its GPUs preempts it
 #     (evicted, suspended again, pods gone), and it is admitted again once that one is gone.
+#   - Trainer v2 and JobSet (unless FTO_CLUSTER_TRAINER=0): a TrainJob of 2 nodes on the
+#     ClusterTrainingRuntime torch-distributed makes a JobSet, a batch Job and 2 pods with the
+#     torch env; kwok runs them and the TrainJob ends Complete; one whose pods exit with a
+#     code ends Failed; a suspended one has no pods, and runs once resumed; deleting a
+#     TrainJob removes its JobSet, Job and pods.
 # Never skips: if the cluster is not reachable it fails with a message saying so.
 #
 # Usage: tests/cluster/smoke.sh     (cluster started by tests/cluster/up.sh)
@@ -43,6 +48,16 @@ Restart the cluster: make cluster-down cluster-up; see build/cluster/logs/traini
 curl -sf "http://127.0.0.1:$KUEUE_HEALTH_PORT/readyz" >/dev/null 2>&1 || die "Kueue in the test \
 cluster is not ready (http://127.0.0.1:$KUEUE_HEALTH_PORT/readyz).
 Restart the cluster: make cluster-down cluster-up; see build/cluster/logs/kueue.log."
+if (( TRAINER_ENABLED )); then
+  [[ "$(cat "$RUN_DIR/trainer-enabled" 2>/dev/null)" == 1 ]] || die "the test cluster runs without \
+Trainer and JobSet (started with FTO_CLUSTER_TRAINER=0): smoke-test it with FTO_CLUSTER_TRAINER=0,
+or start it with them (tests/cluster/up.sh restarts it)."
+  for c in jobset:$JOBSET_HEALTH_PORT trainer:$TRAINER_HEALTH_PORT; do
+    curl -sf "http://127.0.0.1:${c#*:}/readyz" >/dev/null 2>&1 || die "${c%%:*} in the test cluster \
+is not ready (http://127.0.0.1:${c#*:}/readyz).
+Restart the cluster: make cluster-down cluster-up; see build/cluster/logs/${c%%:*}.log."
+  done
+fi
 
 T0=$SECONDS
 ID="$(date +%s)-$$"
@@ -81,6 +96,8 @@ cleanup() {
   # goes, recreating their log files: remove them without a grace period first.
   [[ -z "${STOP_PODS[*]:-}" ]] || k delete pod "${STOP_PODS[@]}" --grace-period=0 --force \
     --ignore-not-found --wait=false >/dev/null 2>&1 || true
+  k delete pod -l 'jobset.sigs.k8s.io/jobset-name in (tj-term, tj-ckpt)' --grace-period=0 --force \
+    --wait=false >/dev/null 2>&1 || true
   # The namespace controller deletes everything in it; no need to wait.
   kubectl delete namespace "$NS" --wait=false >/dev/null 2>&1 || true
   rm -f "$POD_LOG_DIR/$LOG_FILE" "$RUN_DIR/smoke-follow-$ID.out" "$POD_LOG_DIR/smoke-$ID-"*.log \
@@ -475,6 +492,165 @@ check "with high deleted, low's Workload is admitted again" eventually 60 wl_con
 check "low is unsuspended and its 3 pods run again" eventually 60 pods_running low 3
 check "high's pods are gone" eventually 30 no_job_pods high
 echo "cluster-smoke: the Kueue part took $((SECONDS - T_KUEUE))s"
+
+if (( TRAINER_ENABLED )); then
+echo "cluster-smoke: Trainer v2 (TrainJobs on the ClusterTrainingRuntime $TRAINER_TORCH_RUNTIME, through JobSet)"
+T_TRAINER=$SECONDS
+# The Kueue part's PyTorchJob holds 24 of the GPUs.
+k delete pytorchjobs --all --wait=false >/dev/null
+# trainjob <name> <suspend> <pod annotations-yaml> <pod labels-yaml> [nodes] [runtime kind]
+# [runtime name] [args-json]: by default 2 nodes of the ClusterTrainingRuntime. The pods'
+# annotations and labels (the pod behaviour contract) come through a runtime patch, the only
+# way to put metadata on a TrainJob's pods.
+trainjob() {
+  cat <<EOF
+apiVersion: trainer.kubeflow.org/v1alpha1
+kind: TrainJob
+metadata:
+  name: $1
+spec:
+  runtimeRef: {name: ${7:-$TRAINER_TORCH_RUNTIME}, kind: ${6:-ClusterTrainingRuntime}, apiGroup: trainer.kubeflow.org}
+  suspend: $2
+  trainer:
+    numNodes: ${5:-2}
+    command: ["torchrun", "-m", "instructlab.training.main_ds"]
+    args: ${8:-["--model_name_or_path", "/model"]}
+    resourcesPerNode:
+      limits: {nvidia.com/gpu: "1", cpu: "2", memory: 8Gi}
+  runtimePatches:
+  - manager: finetune.dev/smoke
+    trainingRuntimeSpec:
+      template:
+        spec:
+          replicatedJobs:
+          - name: node
+            template:
+              spec:
+                template:
+                  metadata:
+                    annotations: {$3}
+                    labels: {$4}
+EOF
+}
+# How a running TrainJob pod stops when its TrainJob is suspended (as Kueue does to preempt
+# it): its training container is `node`. With the runtime as shipped (no preStop hook): the
+# SIGTERM lines, exit 1; with a runtime of our own whose `node` has the operator's preStop
+# hook: the on-demand checkpoint lines, exit 0. One node each: pods that share a log file
+# share their stop lines.
+"$CLUSTER_DIR/sim-log.sh" "$(stop_log tj-term)" "pod of tj-term started"
+"$CLUSTER_DIR/sim-log.sh" "$(stop_log tj-ckpt)" "pod of tj-ckpt started"
+{
+  cat <<EOF
+apiVersion: trainer.kubeflow.org/v1alpha1
+kind: TrainingRuntime
+metadata:
+  name: torch-prestop
+spec:
+  mlPolicy: {numNodes: 1, torch: {}}
+  template:
+    spec:
+      replicatedJobs:
+      - name: node
+        template:
+          metadata:
+            labels: {trainer.kubeflow.org/trainjob-ancestor-step: trainer}
+          spec:
+            template:
+              spec:
+                containers:
+                - name: node
+                  image: registry.invalid/finetune-operator/smoke:1
+                  lifecycle: $PRESTOP
+EOF
+  echo ---
+  trainjob tj-term false '"sim.finetune.dev/duration": "10m"' "\"sim.finetune.dev/log\": \"$(stop_log tj-term)\"" 1
+  echo ---
+  trainjob tj-ckpt false '"sim.finetune.dev/duration": "10m"' "\"sim.finetune.dev/log\": \"$(stop_log tj-ckpt)\"" 1 \
+    TrainingRuntime torch-prestop '["--model_name_or_path", "/model", "--on_demand_checkpointing"]'
+  echo ---
+  trainjob tj-ok false '"sim.finetune.dev/duration": "6s"' "\"sim.finetune.dev/log\": \"$LOG_FILE\""
+  echo ---
+  trainjob tj-bad false '"sim.finetune.dev/duration": "1s", "sim.finetune.dev/exit-code": "3"' ''
+  echo ---
+  trainjob tj-held true '"sim.finetune.dev/duration": "1s"' ''
+} | k apply -f - >/dev/null
+# tj_cond <trainjob> <type>: "<status> <reason>: <message>"
+tj_cond() {
+  jp "trainjob/$1" "{.status.conditions[?(@.type==\"$2\")].status} {.status.conditions[?(@.type==\"$2\")].reason}: {.status.conditions[?(@.type==\"$2\")].message}"
+}
+tj_cond_is() { [[ "$(tj_cond "$1" "$2")" == "$3" ]]; }
+# A TrainJob's pods: those of its JobSet, which has the TrainJob's name.
+tj_pods() { k get pods -l "jobset.sigs.k8s.io/jobset-name=$1" -o name; }
+tj_phases() { k get pods -l "jobset.sigs.k8s.io/jobset-name=$1" -o 'jsonpath={.items[*].status.phase}'; }
+tj_phases_are() { [[ "$(tj_phases "$1")" == "$2" ]]; }
+# rank0 <trainjob>: the pod of node 0 (completion index 0 of the only Job).
+rank0() { k get pods -l "jobset.sigs.k8s.io/jobset-name=$1,batch.kubernetes.io/job-completion-index=0" -o name; }
+check "TrainJob tj-ok: JobSet tj-ok owned by it" eventually 30 is jobset/tj-ok \
+  '{.metadata.ownerReferences[0].kind}/{.metadata.ownerReferences[0].name}' TrainJob/tj-ok
+check "TrainJob tj-ok: batch Job tj-ok-node-0 owned by the JobSet, Indexed, 2 completions" eventually 30 is job/tj-ok-node-0 \
+  '{.metadata.ownerReferences[0].kind} {.spec.completionMode} {.spec.completions} {.spec.parallelism}' "JobSet Indexed 2 2"
+check "TrainJob tj-ok: 2 pods Running" eventually 30 tj_phases_are tj-ok "Running Running"
+r0="$(rank0 tj-ok)"
+check "TrainJob tj-ok: the node-0 pod (job-completion-index 0) is $r0, hostname tj-ok-node-0-0, subdomain tj-ok" is "$r0" \
+  '{.metadata.labels.jobset\.sigs\.k8s\.io/replicatedjob-name} {.spec.hostname} {.spec.subdomain}' "node tj-ok-node-0-0 tj-ok"
+check "TrainJob tj-ok: container node runs the TrainJob's command and args" is "$r0" \
+  '{.spec.containers[*].name} {.spec.containers[0].command} {.spec.containers[0].args}' \
+  'node ["torchrun","-m","instructlab.training.main_ds"] ["--model_name_or_path","/model"]'
+env_of() { jp "$r0" "{.spec.containers[0].env[?(@.name==\"$1\")].value}{.spec.containers[0].env[?(@.name==\"$1\")].valueFrom.fieldRef.fieldPath}"; }
+check "TrainJob tj-ok: torch env PET_NNODES=2 PET_NPROC_PER_NODE=auto PET_MASTER_ADDR=tj-ok-node-0-0.tj-ok PET_MASTER_PORT=29500" \
+  test "$(env_of PET_NNODES) $(env_of PET_NPROC_PER_NODE) $(env_of PET_MASTER_ADDR) $(env_of PET_MASTER_PORT)" == \
+  "2 auto tj-ok-node-0-0.tj-ok 29500"
+check "TrainJob tj-ok: PET_NODE_RANK is the pod's job-completion-index" \
+  test "$(env_of PET_NODE_RANK)" == "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+check "TrainJob tj-ok: the runtime patch's annotation and label reach the pods" is "$r0" \
+  '{.metadata.annotations.sim\.finetune\.dev/duration} {.metadata.labels.sim\.finetune\.dev/log}' "6s $LOG_FILE"
+check "kubectl logs of the node-0 pod serves the file chosen by its label" \
+  eventually 10 bash -c "kubectl -n '$NS' logs '$r0' | grep -qF '$MARKER: training started'"
+check "TrainJob tj-ok completes: Complete True, reason AllJobsCompleted" eventually 60 \
+  tj_cond_is tj-ok Complete "True AllJobsCompleted: jobset completed successfully"
+check "TrainJob tj-ok: both pods Succeeded" tj_phases_are tj-ok "Succeeded Succeeded"
+check "TrainJob tj-bad (exit code 3) fails: Failed True, reason FailedJobs" eventually 60 tj_cond_is tj-bad Failed \
+  "True FailedJobs: jobset failed due to one or more job failures (first failed job: tj-bad-node-0)"
+check "TrainJob tj-held (suspend: true): Suspended True, reason Suspended" eventually 30 \
+  tj_cond_is tj-held Suspended "True Suspended: TrainJob is suspended"
+check "TrainJob tj-held: JobSet suspended, no pods" eval \
+  '[[ "$(jp jobset/tj-held "{.spec.suspend}")" == true && -z "$(tj_pods tj-held)" ]]'
+k patch trainjob tj-held --type=merge -p '{"spec": {"suspend": false}}' >/dev/null
+check "TrainJob tj-held resumed: Suspended False, reason Resumed" eventually 30 \
+  tj_cond_is tj-held Suspended "False Resumed: TrainJob is resumed"
+check "TrainJob tj-held resumed: its 2 pods run and it completes" eventually 60 \
+  tj_cond_is tj-held Complete "True AllJobsCompleted: jobset completed successfully"
+check "TrainJobs tj-term and tj-ckpt run (1 pod each)" eventually 30 \
+  eval 'tj_phases_are tj-term Running && tj_phases_are tj-ckpt Running'
+k patch trainjob tj-term tj-ckpt --type=merge -p '{"spec": {"suspend": true}}' >/dev/null
+# The first terminated status each pod shows, and whether it is gone after.
+declare -A tj_term=() tj_gone=()
+deadline=$((SECONDS + 40))
+while (( SECONDS < deadline )); do
+  for t in tj-term tj-ckpt; do
+    line="$(k get pods -l "jobset.sigs.k8s.io/jobset-name=$t" -o 'jsonpath={range .items[*]}{.status.phase}|{.status.containerStatuses[0].name}|{.status.containerStatuses[0].state.terminated.exitCode}|{.status.containerStatuses[0].state.terminated.reason}|{.metadata.deletionTimestamp}{"\n"}{end}' 2>/dev/null)"
+    if [[ -z "$line" ]]; then tj_gone[$t]=1; continue; fi
+    IFS='|' read -r phase cname code reason deleting <<<"$line"
+    [[ -z "$code" || -n "${tj_term[$t]:-}" ]] || tj_term[$t]="$phase $cname $code $reason deleting=$([[ -n "$deleting" ]] && echo yes || echo no)"
+  done
+  [[ -z "${tj_gone[tj-term]:-}" || -z "${tj_gone[tj-ckpt]:-}" ]] || break
+  sleep 0.2
+done
+check "TrainJob tj-term suspended: its pod Failed, node exit 1 Error, before it goes (seen: ${tj_term[tj-term]:-nothing})" \
+  test "${tj_term[tj-term]:-}" == "Failed node 1 Error deleting=yes"
+check "TrainJob tj-term suspended: the genuine SIGTERM lines appended to its log" \
+  appended_is tj-term train-0.16-sigterm.log "$TERM_FROM"
+check "TrainJob tj-ckpt (runtime with the preStop hook) suspended: Succeeded, node exit 0 (seen: ${tj_term[tj-ckpt]:-nothing})" \
+  test "${tj_term[tj-ckpt]:-}" == "Succeeded node 0 Completed deleting=yes"
+check "TrainJob tj-ckpt suspended: the on-demand checkpoint lines appended to its log" \
+  appended_is tj-ckpt train-0.16-ondemand.log "$CKPT_FROM"
+check "TrainJobs tj-term and tj-ckpt: the stopped pods are gone, Suspended True" eval \
+  '[[ -n "${tj_gone[tj-term]:-}" && -n "${tj_gone[tj-ckpt]:-}" ]] && tj_cond_is tj-term Suspended "True Suspended: TrainJob is suspended"'
+k delete trainjob tj-ok --wait=false >/dev/null
+tj_gone() { [[ -z "$(k get jobset tj-ok -o name 2>/dev/null)$(k get job tj-ok-node-0 -o name 2>/dev/null)$(tj_pods tj-ok)" ]]; }
+check "deleting TrainJob tj-ok removes its JobSet, Job and pods (garbage collector)" eventually 60 tj_gone
+echo "cluster-smoke: the Trainer part took $((SECONDS - T_TRAINER))s"
+fi
 
 echo "cluster-smoke: took $((SECONDS - T0))s"
 echo "cluster-smoke: $PASSED passed, $FAILED failed"

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Start the local test control plane: etcd, kube-apiserver, kube-controller-manager,
 # kube-scheduler, kwok (4 fake GPU nodes, simulated pods, `kubectl logs`), a small
-# log router, the Kubeflow training operator (PyTorchJob only), and Kueue (its PyTorchJob
-# integration, a ClusterQueue over the fake nodes' GPUs, two priority classes).
+# log router, the Kubeflow training operator (PyTorchJob only), Kueue (its PyTorchJob
+# integration, a ClusterQueue over the fake nodes' GPUs, two priority classes), and
+# Kubeflow Trainer v2 with JobSet (TrainJob; the ClusterTrainingRuntime torch-distributed).
 #
 # Builds the binaries first if needed. Idempotent: when the cluster is already up and
 # healthy it says so and exits 0; a half-dead cluster is stopped and started afresh.
@@ -11,7 +12,8 @@
 # Usage: tests/cluster/up.sh        (then: source tests/cluster/env.sh)
 # Env:   FTO_CACHE, FTO_CLUSTER_PORT_BASE, FTO_CLUSTER_CRDS (extra CRDs installed before
 #        the controllers start), FTO_TRAINING_OPERATOR_THREADS (its --controller-threads,
-#        default 1), FTO_KEEP_ON_FAILURE=1 (debug a failed start)
+#        default 1), FTO_CLUSTER_TRAINER=0 (without Trainer and JobSet),
+#        FTO_KEEP_ON_FAILURE=1 (debug a failed start)
 set -Eeuo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -33,6 +35,12 @@ healthy() {
   kubectl get --raw /readyz >/dev/null 2>&1 || return 1
   curl -sf "http://127.0.0.1:$TO_HEALTH_PORT/readyz" >/dev/null 2>&1 || return 1
   curl -sf "http://127.0.0.1:$KUEUE_HEALTH_PORT/readyz" >/dev/null 2>&1 || return 1
+  if (( TRAINER_ENABLED )); then
+    curl -sf "http://127.0.0.1:$JOBSET_HEALTH_PORT/readyz" >/dev/null 2>&1 || return 1
+    curl -sf "http://127.0.0.1:$TRAINER_HEALTH_PORT/readyz" >/dev/null 2>&1 || return 1
+  fi
+  # The same composition as asked for (a cluster started with FTO_CLUSTER_TRAINER=0 has none).
+  [[ "$(cat "$RUN_DIR/trainer-enabled" 2>/dev/null)" == "$TRAINER_ENABLED" ]] || return 1
 }
 
 if healthy; then
@@ -41,7 +49,12 @@ if healthy; then
 fi
 for c in "${COMPONENTS[@]}"; do
   if alive "$c"; then
-    log "test cluster is only partly running; stopping it to start afresh"
+    running_with="$(cat "$RUN_DIR/trainer-enabled" 2>/dev/null || true)"
+    if [[ -n "$running_with" && "$running_with" != "$TRAINER_ENABLED" ]]; then
+      log "test cluster runs $( ((TRAINER_ENABLED)) && echo without || echo with) Trainer and JobSet; stopping it to start afresh"
+    else
+      log "test cluster is only partly running; stopping it to start afresh"
+    fi
     "$CLUSTER_DIR/down.sh"
     break
   fi
@@ -52,13 +65,13 @@ for p in "${ALL_PORTS[@]}"; do
   if (( p >= eph_lo && p <= eph_hi )); then
     die "port $p is inside the ephemeral port range $eph_lo-$eph_hi, where outgoing
 connections may take it at random; choose FTO_CLUSTER_PORT_BASE so that ports
-n+43..n+94 stay below $eph_lo."
+n+43..n+96 stay below $eph_lo."
   fi
 done
 for p in "${ALL_PORTS[@]}"; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
     die "port $p on 127.0.0.1 is already in use (another cluster or program?).
-Stop it, or pick other ports with FTO_CLUSTER_PORT_BASE=<n> (ports n+43..n+94, below 32768)."
+Stop it, or pick other ports with FTO_CLUSTER_PORT_BASE=<n> (ports n+43..n+96, below 32768)."
   fi
 done
 
@@ -113,8 +126,9 @@ start() {
 
 # --- Fresh runtime directory (PKI kept) ----------------------------------------------
 mkdir -p "$RUN_DIR"
-rm -rf "$RUN_DIR/etcd" "$RUN_DIR/logs" "$RUN_DIR/pids" "$RUN_DIR/crds" "$POD_LOG_DIR"
+rm -rf "$RUN_DIR/etcd" "$RUN_DIR/logs" "$RUN_DIR/pids" "$RUN_DIR/crds" "$POD_LOG_DIR" "$RUN_DIR/trainer-tmp"
 mkdir -p "$RUN_DIR/logs" "$RUN_DIR/pids" "$RUN_DIR/pki" "$POD_LOG_DIR"
+echo "$TRAINER_ENABLED" >"$RUN_DIR/trainer-enabled"
 # Log fixtures are copied, so tests can append to them without touching the repo.
 cp "$FIXTURES_DIR"/*.log "$POD_LOG_DIR/"
 
@@ -185,6 +199,32 @@ if [[ ! -f "$KUEUE_PKI/tls.crt" ]]; then
   )
 fi
 
+# JobSet's and Trainer's webhook serving certs: for their webhook Services' names, signed by
+# the cluster CA (made again if that CA changed). Their own cert managers are off (README,
+# "Trainer v2 and JobSet"), so these are what they serve and the CA is what up.sh puts into
+# their webhook configurations.
+webhook_cert() { # <dir> <DNS name>
+  [[ -f "$1/tls.crt" ]] && openssl verify -CAfile "$PKI/ca.crt" "$1/tls.crt" >/dev/null 2>&1 && return
+  log "generating the webhook cert for $2 in ${1#"$REPO_ROOT"/}"
+  mkdir -p "$1"
+  (
+    cd "$1"
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out tls.key.tmp 2>/dev/null
+    openssl req -new -key tls.key.tmp -subj "/CN=$2" -out tls.csr
+    printf '%s\n' "basicConstraints=critical,CA:FALSE" "keyUsage=critical,digitalSignature" \
+      "extendedKeyUsage=serverAuth" "subjectAltName=DNS:$2" >tls.ext
+    openssl x509 -req -in tls.csr -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -CAcreateserial \
+      -CAserial ca.srl -sha256 -days 3650 -extfile tls.ext -out tls.crt.tmp 2>/dev/null
+    rm -f tls.csr tls.ext ca.srl
+    mv tls.key.tmp tls.key
+    mv tls.crt.tmp tls.crt
+  )
+}
+if (( TRAINER_ENABLED )); then
+  webhook_cert "$PKI/jobset" "$JOBSET_WEBHOOK_SERVICE.$JOBSET_NAMESPACE.svc"
+  webhook_cert "$PKI/trainer" "$TRAINER_WEBHOOK_SERVICE.$TRAINER_NAMESPACE.svc"
+fi
+
 # Self-contained admin kubeconfig (certs embedded), so it can be copied anywhere.
 b64() { base64 -w0 "$1"; }
 cat >"$KUBECONFIG_PATH.tmp" <<EOF
@@ -244,7 +284,11 @@ wait_for "kube-apiserver /readyz" 60 kubectl get --raw /readyz
 # The garbage collector only rediscovers API types every 30 s, so the PyTorchJob and Kueue
 # CRDs go in before kube-controller-manager starts. Server-side apply: the CRDs are too big
 # for client-side apply's last-applied annotation.
-log "installing PyTorchJob, kwok Logs and Kueue CRDs, namespaces kubeflow and $KUEUE_NAMESPACE, fake nodes"
+if (( TRAINER_ENABLED )); then
+  log "installing PyTorchJob, kwok Logs, Kueue, JobSet and Trainer CRDs, namespaces kubeflow, $KUEUE_NAMESPACE, $JOBSET_NAMESPACE and $TRAINER_NAMESPACE, fake nodes"
+else
+  log "installing PyTorchJob, kwok Logs and Kueue CRDs, namespaces kubeflow and $KUEUE_NAMESPACE, fake nodes"
+fi
 # Kueue's CRDs, those in KUEUE_CONVERSION_CRDS with their conversion webhook as Kueue's install
 # patches it in, through the same Service as its other webhooks (rendered here, in one
 # apply: each write of a CRD with a schema that big takes the apiserver a while).
@@ -271,6 +315,12 @@ done
 if (( $(grep -l "path: /convert" "$RUN_DIR"/crds/*.yaml | wc -l) != ${#KUEUE_CONVERSION_CRDS[@]} )); then
   log "not every CRD in KUEUE_CONVERSION_CRDS (${KUEUE_CONVERSION_CRDS[*]}) is among Kueue's CRDs"
   false
+fi
+# JobSet's CRD and Trainer's three (TrainJob, TrainingRuntime, ClusterTrainingRuntime), as
+# they ship them: no conversion webhooks.
+if (( TRAINER_ENABLED )); then
+  crd_args+=(-f "$BIN_DIR/jobset.x-k8s.io_jobsets.yaml")
+  for crd in "$BIN_DIR"/trainer.kubeflow.org_*.yaml; do crd_args+=(-f "$crd"); done
 fi
 kubectl apply --server-side --field-manager=fto-test-cluster "${crd_args[@]}" >/dev/null
 # More CRDs for the same reason, e.g. the operator's own, so that deleting one of its
@@ -328,35 +378,101 @@ spec:
   type: ExternalName
   externalName: 127.0.0.1
 EOF
-# Kueue's webhook configurations, from its generated manifests: only the webhooks in
-# KUEUE_WEBHOOKS, named kueue-{mutating,validating}-webhook-configuration as its cert manager
-# expects, each pointing at the Service above with the CA filled in.
-awk -v keep="${KUEUE_WEBHOOKS[*]}" -v svc="$KUEUE_WEBHOOK_SERVICE" -v ns="$KUEUE_NAMESPACE" \
-    -v port="$KUEUE_WEBHOOK_PORT" -v ca="$KUEUE_CA_BUNDLE" '
-  function flush() {
-    if (block != "" && (name in wanted)) { printf "%s", block; kept++ }
-    block = ""; name = ""
-  }
-  BEGIN { n = split(keep, k, " "); for (i = 1; i <= n; i++) wanted[k[i]] = 1 }
-  /^- / { flush(); inblock = 1 }
-  !/^- / && !/^ / { flush(); inblock = 0 }
-  inblock {
-    line = $0
-    if (line ~ /^  name: /) name = substr(line, 9)
-    if (line == "      name: webhook-service") line = "      name: " svc
-    if (line == "      namespace: system") line = "      namespace: " ns
-    block = block line "\n"
-    if (line == "  clientConfig:") block = block "    caBundle: " ca "\n"
-    if (line ~ /^      path: /) block = block "      port: " port "\n"
-    next
-  }
-  /^  name: (mutating|validating)-webhook-configuration$/ { sub(/name: /, "name: kueue-") }
-  { print }
-  END {
-    flush()
-    if (kept != n) { printf "found %d of the %d webhooks in Kueue'"'"'s manifests\n", kept, n > "/dev/stderr"; exit 1 }
-  }' "$BIN_DIR/kueue-webhooks.yaml" >"$RUN_DIR/kueue-webhooks.yaml"
+# render_webhooks <generated manifests> <Service> <namespace> <port> <CA bundle> <mutating
+# configuration name> <validating configuration name> <selectors> <webhook>...: the webhook
+# configurations of a controller-runtime project's generated manifests (Kueue's, JobSet's,
+# Trainer's), only the named webhooks, the two configurations renamed, each webhook pointing
+# at the Service on the port with the CA filled in. <selectors>: "<webhook>=<label> ...", an
+# objectSelector "<label> exists" for those webhooks (what JobSet's install patches in).
+render_webhooks() {
+  local file="$1" svc="$2" ns="$3" port="$4" ca="$5" mname="$6" vname="$7" sel="$8"; shift 8
+  awk -v keep="$*" -v svc="$svc" -v ns="$ns" -v port="$port" -v ca="$ca" -v mname="$mname" \
+      -v vname="$vname" -v sel="$sel" -v file="$(basename "$file")" '
+    function flush() {
+      if (block != "" && (name in wanted)) { printf "%s", block; kept++ }
+      block = ""; name = ""
+    }
+    BEGIN {
+      n = split(keep, k, " "); for (i = 1; i <= n; i++) wanted[k[i]] = 1
+      m = split(sel, s, " "); for (i = 1; i <= m; i++) { split(s[i], kv, "="); selector[kv[1]] = kv[2] }
+    }
+    /^- / { flush(); inblock = 1 }
+    !/^- / && !/^ / { flush(); inblock = 0 }
+    inblock {
+      line = $0
+      if (line == "      name: webhook-service") line = "      name: " svc
+      if (line == "      namespace: system") line = "      namespace: " ns
+      block = block line "\n"
+      if (line ~ /^  name: /) {
+        name = substr(line, 9)
+        if (name in selector)
+          block = block "  objectSelector: {matchExpressions: [{key: " selector[name] ", operator: Exists}]}\n"
+      }
+      if (line == "  clientConfig:") block = block "    caBundle: " ca "\n"
+      if (line ~ /^      path: /) block = block "      port: " port "\n"
+      next
+    }
+    /^  name: mutating-webhook-configuration$/ { $0 = "  name: " mname }
+    /^  name: validating-webhook-configuration$/ { $0 = "  name: " vname }
+    { print }
+    END {
+      flush()
+      if (kept != n) { printf "found %d of the %d webhooks in %s\n", kept, n, file > "/dev/stderr"; exit 1 }
+    }' "$file"
+}
+# Kueue's webhook configurations: only the webhooks in KUEUE_WEBHOOKS, named
+# kueue-{mutating,validating}-webhook-configuration as its cert manager expects.
+render_webhooks "$BIN_DIR/kueue-webhooks.yaml" "$KUEUE_WEBHOOK_SERVICE" "$KUEUE_NAMESPACE" \
+  "$KUEUE_WEBHOOK_PORT" "$KUEUE_CA_BUNDLE" kueue-mutating-webhook-configuration \
+  kueue-validating-webhook-configuration "" "${KUEUE_WEBHOOKS[@]}" >"$RUN_DIR/kueue-webhooks.yaml"
 kubectl apply --server-side --field-manager=fto-test-cluster -f "$RUN_DIR/kueue-webhooks.yaml" >/dev/null
+# JobSet and Trainer: their namespaces, the ExternalName Services their webhooks are called
+# through (as Kueue's), and their webhook configurations (names as in their own installs)
+# with the cluster CA, which signed the certs they serve.
+if (( TRAINER_ENABLED )); then
+  kubectl apply --server-side --field-manager=fto-test-cluster -f - >/dev/null <<EOF
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: $JOBSET_NAMESPACE
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: $JOBSET_WEBHOOK_SERVICE
+  namespace: $JOBSET_NAMESPACE
+spec:
+  type: ExternalName
+  externalName: 127.0.0.1
+---
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: $TRAINER_NAMESPACE
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: $TRAINER_WEBHOOK_SERVICE
+  namespace: $TRAINER_NAMESPACE
+spec:
+  type: ExternalName
+  externalName: 127.0.0.1
+EOF
+  CLUSTER_CA_BUNDLE="$(b64 "$PKI/ca.crt")"
+  {
+    render_webhooks "$BIN_DIR/jobset-webhooks.yaml" "$JOBSET_WEBHOOK_SERVICE" "$JOBSET_NAMESPACE" \
+      "$JOBSET_WEBHOOK_PORT" "$CLUSTER_CA_BUNDLE" jobset-mutating-webhook-configuration \
+      jobset-validating-webhook-configuration \
+      "mpod.kb.io=jobset.sigs.k8s.io/jobset-name vpod.kb.io=jobset.sigs.k8s.io/jobset-name" \
+      "${JOBSET_WEBHOOKS[@]}"
+    echo ---
+    render_webhooks "$BIN_DIR/trainer-webhooks.yaml" "$TRAINER_WEBHOOK_SERVICE" "$TRAINER_NAMESPACE" \
+      "$TRAINER_WEBHOOK_PORT" "$CLUSTER_CA_BUNDLE" defaulter.trainer.kubeflow.org \
+      validator.trainer.kubeflow.org "" "${TRAINER_WEBHOOKS[@]}"
+  } >"$RUN_DIR/trainer-webhooks.yaml"
+  kubectl apply --server-side --field-manager=fto-test-cluster -f "$RUN_DIR/trainer-webhooks.yaml" >/dev/null
+fi
 # Node status (capacity, allocatable) is kept on create, so creating the nodes sets it.
 kubectl create -f "$CLUSTER_DIR/config/nodes.yaml" >/dev/null
 
@@ -404,6 +520,32 @@ if grep -E "@[A-Z_]+@" "$RUN_DIR/kueue-config.yaml" >&2; then
 fi
 start kueue env KUBECONFIG="$KUBECONFIG_PATH" kueue --config="$RUN_DIR/kueue-config.yaml" \
   --zap-encoder=console --zap-log-level=info
+
+# --- JobSet and Trainer -----------------------------------------------------------------
+# Started early too; their CRDs (and JobSet's, which Trainer watches) are in. No leader
+# election, everything on 127.0.0.1, webhooks served with the certs made above.
+if (( TRAINER_ENABLED )); then
+  log "starting jobset and trainer (TrainJob)"
+  sed -e "s|@JOBSET_HEALTH_PORT@|$JOBSET_HEALTH_PORT|" -e "s|@JOBSET_METRICS_PORT@|$JOBSET_METRICS_PORT|" \
+      -e "s|@JOBSET_WEBHOOK_PORT@|$JOBSET_WEBHOOK_PORT|" -e "s|@JOBSET_CERT_DIR@|$PKI/jobset|" \
+      "$CLUSTER_DIR/config/jobset-config.yaml" >"$RUN_DIR/jobset-config.yaml"
+  sed -e "s|@TRAINER_HEALTH_PORT@|$TRAINER_HEALTH_PORT|" -e "s|@TRAINER_METRICS_PORT@|$TRAINER_METRICS_PORT|" \
+      -e "s|@TRAINER_WEBHOOK_PORT@|$TRAINER_WEBHOOK_PORT|" \
+      "$CLUSTER_DIR/config/trainer-config.yaml" >"$RUN_DIR/trainer-config.yaml"
+  if grep -E "@[A-Z_]+@" "$RUN_DIR/jobset-config.yaml" "$RUN_DIR/trainer-config.yaml" >&2; then
+    log "config/jobset-config.yaml or config/trainer-config.yaml has a placeholder that up.sh does not fill (above)"
+    false
+  fi
+  # JobSet's --kube-api-qps/--kube-api-burst flags would override its config; not given.
+  start jobset jobset-controller-manager --kubeconfig="$KUBECONFIG_PATH" \
+    --config="$RUN_DIR/jobset-config.yaml" --zap-devel=false --zap-log-level=info
+  # Trainer's webhook server reads its cert from os.TempDir()/k8s-webhook-server/serving-certs.
+  TRAINER_CERT_DIR="$RUN_DIR/trainer-tmp/k8s-webhook-server/serving-certs"
+  mkdir -p "$TRAINER_CERT_DIR"
+  cp "$PKI/trainer/tls.crt" "$PKI/trainer/tls.key" "$TRAINER_CERT_DIR/"
+  start trainer env TMPDIR="$RUN_DIR/trainer-tmp" trainer-controller-manager \
+    --kubeconfig="$KUBECONFIG_PATH" --config="$RUN_DIR/trainer-config.yaml" --zap-log-level=info
+fi
 
 # --- Training operator -----------------------------------------------------------------
 log "starting training-operator (PyTorchJob only)"
@@ -479,6 +621,50 @@ EOF
   )" == true ]]
 }
 wait_for "Kueue's PyTorchJob webhook to suspend a queued PyTorchJob" 30 suspended_by_kueue
+if (( TRAINER_ENABLED )); then
+  # Ready means their webhook servers are up. The runtime goes through Trainer's validating
+  # webhook; the dry runs check that the apiserver reaches the JobSet and TrainJob webhooks.
+  wait_for "jobset /readyz" 90 curl -sf "http://127.0.0.1:$JOBSET_HEALTH_PORT/readyz"
+  wait_for "trainer /readyz" 90 curl -sf "http://127.0.0.1:$TRAINER_HEALTH_PORT/readyz"
+  kubectl apply --server-side --field-manager=fto-test-cluster \
+    -f "$BIN_DIR/trainer-runtime-torch-distributed.yaml" >/dev/null
+  defaulted_by_jobset() {
+    [[ "$(kubectl create --dry-run=server -o jsonpath='{.spec.startupPolicy.startupPolicyOrder}' -f - <<EOF
+apiVersion: jobset.x-k8s.io/v1alpha2
+kind: JobSet
+metadata:
+  name: jobset-webhook-check
+  namespace: default
+spec:
+  replicatedJobs:
+  - name: node
+    template:
+      spec:
+        template:
+          spec:
+            containers: [{name: node, image: registry.invalid/check:1}]
+EOF
+    )" == AnyOrder ]]
+  }
+  wait_for "JobSet's webhook to default a JobSet" 30 defaulted_by_jobset
+  # Trainer's defaulter writes the time of each runtime patch.
+  defaulted_by_trainer() {
+    [[ -n "$(kubectl create --dry-run=server -o jsonpath='{.spec.runtimePatches[0].time}' -f - <<EOF
+apiVersion: trainer.kubeflow.org/v1alpha1
+kind: TrainJob
+metadata:
+  name: trainer-webhook-check
+  namespace: default
+spec:
+  runtimeRef: {name: $TRAINER_TORCH_RUNTIME}
+  runtimePatches:
+  - manager: finetune.dev/test-cluster
+    trainingRuntimeSpec: {template: {metadata: {labels: {check: "1"}}}}
+EOF
+    )" ]]
+  }
+  wait_for "Trainer's webhooks to default and validate a TrainJob" 30 defaulted_by_trainer
+fi
 alive log-router || die "log-router exited; see ${RUN_DIR#"$REPO_ROOT"/}/logs/log-router.log"
 
 trap - ERR
