@@ -9,6 +9,7 @@
 #
 # Builds the release operator, starts the local cluster (tests/cluster/) unless one is running,
 # and stops it again if it started it. About 90 minutes on 2 cores (more with FTO_BENCH_BEFORE_REV); progress is printed.
+# Also prints what the caches hold per finished job (benches/cache_memory.rs), for section 7.
 # Env: the FTO_BENCH_* variables of benches/cluster/main.rs (e.g. FTO_BENCH_RUNS=1 for a quick look;
 # FTO_BENCH_BASELINE=benches/results/baseline.json to show an earlier run as "before"), FTO_BENCH_SKIP_PARSER=1,
 # FTO_BENCH_BEFORE_REV=<git rev>: also measure the release build of that revision as "operator, before"
@@ -24,7 +25,7 @@ fi
 
 step "build: the release operator and the benchmarks"
 cargo build --locked --release
-cargo bench --locked --no-run --bench cluster --bench parser
+cargo bench --locked --no-run --bench cluster --bench parser --bench cache_memory
 
 if [[ -n "${FTO_BENCH_BEFORE_REV:-}" ]]; then
   rev=$(git rev-parse --verify "${FTO_BENCH_BEFORE_REV}^{commit}")
@@ -64,6 +65,10 @@ if [[ "${FTO_BENCH_SKIP_PARSER:-}" != 1 ]]; then
   export FTO_BENCH_PARSER=build/bench/parser.jsonl
 fi
 
+step "what the caches hold per finished job (benches/cache_memory.rs)"
+mkdir -p build/bench
+cargo bench --locked --bench cache_memory | tee build/bench/cache_memory.jsonl
+
 step "local control plane"
 kubeconfig=build/cluster/kubeconfig
 if [ -f "$kubeconfig" ] && tests/cluster/bin-dir.sh >/dev/null 2>&1 \
@@ -72,8 +77,9 @@ if [ -f "$kubeconfig" ] && tests/cluster/bin-dir.sh >/dev/null 2>&1 \
   echo "training operator finishes jobs slowly (make cluster-down first to let this start one)"
 else
   trap 'step "stopping the cluster"; tests/cluster/down.sh' EXIT
-  # The training operator with as many workers as the operator has (--concurrency 8).
-  FTO_TRAINING_OPERATOR_THREADS=8 FTO_CLUSTER_CRDS=crds/finetune.dev_finetunejobs.yaml \
+  # The training operator with as many workers as the operator has (--concurrency 8); without
+  # Trainer v2 and JobSet, which the benchmarks do not use (the cluster of earlier runs).
+  FTO_TRAINING_OPERATOR_THREADS=8 FTO_CLUSTER_TRAINER=0 FTO_CLUSTER_CRDS=crds/finetune.dev_finetunejobs.yaml \
     tests/cluster/up.sh
 fi
 
