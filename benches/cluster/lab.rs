@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use finetune_operator::api::FineTuneJob;
+use finetune_operator::names::master_pod_name;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -130,6 +131,22 @@ impl Lab {
             )
             .await?;
         self.cluster.create_volumes(name, CLASS, "Retain")
+    }
+
+    /// Makes the master pods of the jobs `names` in `ns` serve a log of one line, as a run that
+    /// has only just started: the start path is then measured without the progress reads and
+    /// writes that the default log (training steps and a checkpoint) would add to its window.
+    pub fn quiet_logs(&self, ns: &str, names: &[String]) -> Res<()> {
+        let file = self.cluster.pod_logs.join("bench-start-path.log");
+        if !file.exists() {
+            std::fs::write(&file, "")?;
+            testkit::pod_logs::append(&file, &["[rank0]: bench: training starts"])?;
+        }
+        let pods: Vec<(String, std::path::PathBuf)> = names
+            .iter()
+            .map(|name| (master_pod_name(name), file.clone()))
+            .collect();
+        self.cluster.serve_logs(ns, &pods)
     }
 
     /// Deletes the namespaces an interrupted run left behind.

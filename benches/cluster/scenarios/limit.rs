@@ -94,6 +94,7 @@ pub async fn run(lab: &Lab, n: usize, run: usize) -> Res<RunResult> {
     // Let its watch start, as the operator's has by the time it is ready.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let names = names("job", n);
+    lab.quiet_logs(&ns, &names)?;
     let jobs = names
         .iter()
         .map(|name| job(name, &ns, START_PATH_DURATION))

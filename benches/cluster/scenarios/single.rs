@@ -25,6 +25,8 @@ const PAUSE: Duration = Duration::from_secs(1);
 /// `count` single applies in `ns`, with the operator `binary`, or the limit when `None`.
 async fn side(lab: &Lab, binary: Option<&Path>, ns: &str, count: usize) -> Res<Value> {
     lab.namespace(ns).await?;
+    let names: Vec<String> = (0..count).map(|i| format!("single-{i:05}")).collect();
+    lab.quiet_logs(ns, &names)?;
     let tracker = Tracker::start(&lab.admin, ns).await?;
     let (op, limit) = match binary {
         Some(bin) => (Some(lab.operator_from(bin, ns)?), None),
@@ -38,8 +40,7 @@ async fn side(lab: &Lab, binary: Option<&Path>, ns: &str, count: usize) -> Res<V
     };
     let api: Api<FineTuneJob> = Api::namespaced(lab.admin.clone(), ns);
     let (mut to_child, mut to_training) = (Vec::new(), Vec::new());
-    for i in 0..count {
-        let name = format!("single-{i:05}");
+    for name in names {
         let body = job(&name, ns, START_PATH_DURATION);
         let t0 = Instant::now();
         api.create(&PostParams::default(), &body).await?;

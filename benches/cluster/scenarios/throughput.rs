@@ -60,6 +60,9 @@ pub async fn operator_run(
     let tracker = Tracker::start(&lab.admin, ns).await?;
     let names = names("job", n);
     let duration = if lifecycle { "1s" } else { START_PATH_DURATION };
+    if !lifecycle {
+        lab.quiet_logs(ns, &names)?;
+    }
     let jobs = names.iter().map(|name| job(name, ns, duration)).collect();
     let op_before = op.requests().unwrap_or_default();
     let reconciles_before = reconciles(&op);
