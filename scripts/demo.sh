@@ -308,7 +308,7 @@ play_training_log() {
 }
 
 # --- 6. Watch ------------------------------------------------------------------------------
-step "Apply examples/finetune.yaml and watch: Pending → Initializing → Training → Succeeded" run
+step "Apply examples/finetune.yaml and watch: Initializing → Training → Succeeded" run
 cmd "kubectl apply -n $NS -f examples/finetune.yaml   # with spec.podTemplate for kwok: $DEMO_DIR/$JOB.json"
 cmd "kubectl get finetunejobs -n $NS -w"
 # The watch starts first, so that it shows every phase (it says "No resources found" until then).

@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct FineTuneJobStatus {
-    /// Pending → Initializing → Training → Succeeded | Failed, or Suspended while suspended.
+    /// Pending (only while the job waits: a queue, a missing kind) → Initializing → Training →
+    /// Succeeded | Failed, or Suspended while suspended.
     /// Never moves backwards; Succeeded and Failed are final.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub phase: Option<Phase>,
