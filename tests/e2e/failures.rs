@@ -6,7 +6,7 @@
 use finetune_operator::api::{Phase, PyTorchJob};
 use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, PostParams};
 use serde_json::json;
 use testkit::e2e::*;
 
