@@ -29,6 +29,8 @@
 //!   the same measurement), `FTO_BENCH_COMMAND` (the command line to print in the report),
 //!   `FTO_BENCH_PARSER` (the JSON lines benches/parser.rs printed, reported as section 6).
 //! - `FTO_BENCH_REPORT_ONLY=1`: no measurement, only BENCHMARKS.md again from the JSON file.
+//! - `FTO_BENCH_MERGE=1`: the scenarios run (`FTO_BENCH_ONLY`) replace theirs in the existing JSON
+//!   file, whose other figures stay; the run is listed under `merged_runs`.
 //!
 //! Layout: `settings` (the variables above), `lab` (the cluster and the operator as the driver
 //! uses them, on `testkit`), `measure` (the operator's memory, CPU and reconciles), `tracker`
@@ -114,12 +116,43 @@ async fn run() -> Res<()> {
     lab.cluster.install("bench")?;
     lab.add_nodes(10, 2000)?;
     lab.remove_leftovers().await?;
-    let mut results = serde_json::Map::new();
-    results.insert("machine".into(), machine::machine(&lab.cluster));
+    // With FTO_BENCH_MERGE=1 the scenarios run now replace theirs in the existing results, and
+    // the others stay (the machine and commit of the first run stay too).
+    let merged: Option<serde_json::Map<String, Value>> =
+        if std::env::var("FTO_BENCH_MERGE").is_ok_and(|v| v == "1") {
+            Some(serde_json::from_str(&std::fs::read_to_string(
+                &settings.json,
+            )?)?)
+        } else {
+            None
+        };
+    let earlier_minutes = merged
+        .as_ref()
+        .and_then(|m| m.get("total_minutes"))
+        .and_then(Value::as_f64)
+        .unwrap_or(0.0);
+    let mut results = merged.unwrap_or_default();
+    if !results.contains_key("machine") {
+        results.insert("machine".into(), machine::machine(&lab.cluster));
+    } else {
+        let runs = results
+            .entry("merged_runs")
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Some(runs) = runs.as_array_mut() {
+            runs.push(serde_json::json!({
+                "scenarios": std::env::var("FTO_BENCH_ONLY").unwrap_or_default(),
+                "machine": machine::machine(&lab.cluster),
+            }));
+        }
+    }
     if let Some(parser) = report::parser_results() {
         results.insert("parser".into(), parser);
     }
-    results.insert("settings".into(), settings.to_json());
+    // A merged run keeps the settings the other scenarios were measured with (the report reads
+    // them, e.g. the "before" operator's revision); the scenarios run now use the same defaults.
+    results
+        .entry("settings")
+        .or_insert_with(|| settings.to_json());
     if settings.wants("single") {
         let single = scenarios::single::run(&lab, &settings).await?;
         results.insert("single".into(), single);
@@ -152,7 +185,7 @@ async fn run() -> Res<()> {
     }
     results.insert(
         "total_minutes".into(),
-        stats::round(START.get().unwrap().elapsed().as_secs_f64() / 60.0),
+        stats::round(earlier_minutes + START.get().unwrap().elapsed().as_secs_f64() / 60.0),
     );
     save(&settings, &results)?;
     report::write(&Value::Object(results), &settings)?;

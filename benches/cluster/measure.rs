@@ -1,5 +1,5 @@
 //! The operator process as the driver measures it: memory and CPU from /proc, and waits on its
-//! reconcile counter.
+//! metrics (the jobs it knows, its reconcile counter).
 
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -14,16 +14,30 @@ pub fn reconciles(op: &Operator) -> f64 {
     op.reconciles().unwrap_or(0.0)
 }
 
-/// Waits until at least `n` reconciles have run: a restarted operator reconciles every job
-/// once, after its initial lists, which with thousands of jobs take longer than [`QUIET`].
-/// Fails rather than let a restart be measured before its first pass.
-pub async fn wait_reconciles(op: &Operator, n: usize) -> Res<()> {
+/// Jobs the operator's caches hold, live and finished (the sum of its `finetune_jobs{phase}`
+/// gauges), 0 while its metrics do not answer.
+pub fn jobs_known(op: &Operator) -> f64 {
+    op.metrics()
+        .map(|text| {
+            testkit::prom::samples(&text, "finetune_jobs")
+                .iter()
+                .map(|(_, v)| v)
+                .sum()
+        })
+        .unwrap_or(0.0)
+}
+
+/// Waits until the operator's caches hold all `n` jobs: a restarted operator lists them first,
+/// which with thousands of jobs takes longer than [`QUIET`]. The reconcile counter cannot say
+/// it: a settled job is only counted, never reconciled. Fails rather than let a restart be
+/// measured before its caches are full.
+pub async fn wait_known(op: &Operator, n: usize) -> Res<()> {
     let deadline = Instant::now() + LONG_WAIT;
-    while reconciles(op) < n as f64 {
+    while jobs_known(op) < n as f64 {
         if Instant::now() > deadline {
             return Err(format!(
-                "only {} of {n} jobs reconciled after {LONG_WAIT:?}; see {}",
-                reconciles(op),
+                "the operator knows only {} of {n} jobs after {LONG_WAIT:?}; see {}",
+                jobs_known(op),
                 op.log().display()
             )
             .into());

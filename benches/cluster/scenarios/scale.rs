@@ -8,7 +8,7 @@ use testkit::Operator;
 
 use crate::Res;
 use crate::lab::Lab;
-use crate::measure::{memory_mib, pid, reconciles, wait_quiet, wait_reconciles};
+use crate::measure::{memory_mib, pid, reconciles, wait_known, wait_quiet};
 use crate::settings::Settings;
 use crate::stats::{reads, requests_json, round, stats, writes};
 use crate::tracker::{Tracker, apply, job, succeeded};
@@ -20,7 +20,7 @@ async fn restart(lab: &Lab, op: &mut Operator, jobs: usize) -> Res<Value> {
     let spawned = Instant::now();
     *op = lab.operator(&ns)?;
     let ready = op.ready_after();
-    wait_reconciles(op, jobs).await?;
+    wait_known(op, jobs).await?;
     let last = wait_quiet(op).await;
     let requests = op.requests().unwrap_or_default();
     let (hwm, rss) = memory_mib(pid(op));
