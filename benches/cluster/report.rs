@@ -44,71 +44,74 @@ fn ms(s: &Value) -> String {
     }
 }
 
-/// The operator's request label, the apiserver's name for the same requests, and the least the
-/// design needs per job lifecycle without preprocessing. `a|b`: either request (the operator
-/// creates the PyTorchJob; older builds and the limit apply it), counted together.
-const COST_ROWS: &[(&str, &str, &str)] = &[
-    ("get finetunejobs", "GET finetune.dev/finetunejobs", "0"),
-    (
+/// One request of the API cost tables: the operator's label, the apiserver's name for the same
+/// requests, and the least the design needs per job, over the whole lifecycle (without
+/// preprocessing) and on the start path (creation to Training). `a|b`: either request (the
+/// operator creates the PyTorchJob; older builds and the limit apply it), counted together.
+struct CostRow {
+    ours: &'static str,
+    theirs: &'static str,
+    lifecycle: &'static str,
+    start: &'static str,
+}
+
+const fn row(
+    ours: &'static str,
+    theirs: &'static str,
+    lifecycle: &'static str,
+    start: &'static str,
+) -> CostRow {
+    CostRow {
+        ours,
+        theirs,
+        lifecycle,
+        start,
+    }
+}
+
+const COST_ROWS: &[CostRow] = &[
+    row(
+        "get finetunejobs",
+        "GET finetune.dev/finetunejobs",
+        "0",
+        "0",
+    ),
+    row(
         "patch finetunejobs",
         "PATCH finetune.dev/finetunejobs",
         "1 (finalizer)",
+        "1 (finalizer)",
     ),
-    (
+    row(
         "patch finetunejobs/status",
         "APPLY finetune.dev/finetunejobs/status",
         "2 (Training, Succeeded) + 1 per progress change",
+        "1 (Training)",
     ),
-    ("get pytorchjobs", "GET kubeflow.org/pytorchjobs", "0"),
-    (
+    row("get pytorchjobs", "GET kubeflow.org/pytorchjobs", "0", "0"),
+    row(
         "create pytorchjobs|patch pytorchjobs",
         "POST kubeflow.org/pytorchjobs|APPLY kubeflow.org/pytorchjobs",
         "1 (create)",
+        "1 (create)",
     ),
-    ("list pods", "LIST pods", "0"),
-    ("list discovery", "", "0"),
-    (
+    row("list pods", "LIST pods", "0", "0"),
+    row("list discovery", "", "0", "0"),
+    row(
         "get pods/log",
         "CONNECT pods/log",
         "1 per log read while training",
+        "0",
     ),
-    (
+    row(
         "create events",
         "POST events.k8s.io/events",
         "2 (TrainingStarted, TrainingSucceeded) + progress events",
-    ),
-];
-
-/// As [`COST_ROWS`], for the start path: from creation to Training.
-const START_ROWS: &[(&str, &str, &str)] = &[
-    ("get finetunejobs", "GET finetune.dev/finetunejobs", "0"),
-    (
-        "patch finetunejobs",
-        "PATCH finetune.dev/finetunejobs",
-        "1 (finalizer)",
-    ),
-    (
-        "patch finetunejobs/status",
-        "APPLY finetune.dev/finetunejobs/status",
-        "1 (Training)",
-    ),
-    ("get pytorchjobs", "GET kubeflow.org/pytorchjobs", "0"),
-    (
-        "create pytorchjobs|patch pytorchjobs",
-        "POST kubeflow.org/pytorchjobs|APPLY kubeflow.org/pytorchjobs",
-        "1 (create)",
-    ),
-    ("list pods", "LIST pods", "0"),
-    ("list discovery", "", "0"),
-    ("get pods/log", "CONNECT pods/log", "0"),
-    (
-        "create events",
-        "POST events.k8s.io/events",
         "1 (TrainingStarted)",
     ),
 ];
 
-/// Writes per job on the start path, as the design needs them (see [`START_ROWS`]).
+/// Writes per job on the start path, as the design needs them (see [`COST_ROWS`]).
 const START_MINIMUM_WRITES: u32 = 4;
 
 /// BENCHMARKS.md for the results `r`, beside `baseline` when there is one.
@@ -613,7 +616,13 @@ fn start_path_cost(r: &Value, sizes: &[String]) -> Vec<String> {
             "| --- | --- | --- | --- | {}--- |",
             if with_before { "--- | " } else { "" }
         ));
-        for (ours, theirs, min) in START_ROWS {
+        for CostRow {
+            ours,
+            theirs,
+            start: min,
+            ..
+        } in COST_ROWS
+        {
             let before = if with_before {
                 format!("{} | ", cell(&bc["operator"], ours, true))
             } else {
@@ -710,7 +719,13 @@ fn api_cost(r: &Value, b: &Value, has_b: bool, sizes: &[String]) -> Vec<String> 
             out.push("| request | operator | apiserver | minimum |".to_string());
             out.push("| --- | --- | --- | --- |".to_string());
         }
-        for (ours, theirs, min) in COST_ROWS {
+        for CostRow {
+            ours,
+            theirs,
+            lifecycle: min,
+            ..
+        } in COST_ROWS
+        {
             if with_before {
                 out.push(format!(
                     "| `{}` | {} | {} | {} | {} | {min} |",
