@@ -92,8 +92,8 @@ async fn reconcile_job(cached: Arc<FineTuneJob>, ctx: Arc<Context>) -> Result<Ac
     };
     // A new job is decided from its first status (Pending, Accepted) without writing that
     // status on its own: the same pass writes whatever follows. It is Pending itself when the
-    // job does wait (a queue, preprocessing, a missing kind), and otherwise the job goes
-    // straight to its child and Training, one status write sooner.
+    // job does wait (a queue, a missing kind, another job on its output), and otherwise the job
+    // goes straight to its first child (Initializing or Training), one status write sooner.
     let mut stored = job.status.clone();
     let mut job = job;
     if stored.is_none() {
