@@ -97,20 +97,20 @@ async fn create_children(
         let (kind, result) = match action {
             ChildAction::Create(NewChild::Preprocess(child)) => (
                 ChildKind::Preprocess,
-                create_child(&**child, owner_uid, ctx, &ns).await,
+                create_child(&**child, owner_uid, ctx, ns).await,
             ),
             ChildAction::Create(NewChild::PyTorchJob(child)) => (
                 ChildKind::PyTorchJob,
-                create_child(&**child, owner_uid, ctx, &ns).await,
+                create_child(&**child, owner_uid, ctx, ns).await,
             ),
             ChildAction::SetSuspended(kind, suspend) => {
                 let (kind, suspend) = (*kind, *suspend);
                 match kind {
                     ChildKind::Preprocess => {
-                        set_suspended::<Job>(suspend, uid(kind), ctx, &ns, &name).await?
+                        set_suspended::<Job>(suspend, uid(kind), ctx, ns, name).await?
                     }
                     ChildKind::PyTorchJob => {
-                        set_suspended::<PyTorchJob>(suspend, uid(kind), ctx, &ns, &name).await?
+                        set_suspended::<PyTorchJob>(suspend, uid(kind), ctx, ns, name).await?
                     }
                 }
                 continue;
