@@ -230,7 +230,8 @@ async fn operate(args: RunArgs) -> Result<(), BoxError> {
             metrics,
             Duration::from_secs(args.progress_interval_seconds.max(1)),
         )
-        .with_log_tails(args.event_log_tails),
+        .with_log_tails(args.event_log_tails)
+        .with_background_events(),
     );
     let settings = Settings {
         namespace: args.namespace.clone(),

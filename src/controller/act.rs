@@ -27,17 +27,69 @@ use crate::status::{self, ChildAction, Decision, OwnedChildren, PlannedEvent};
 /// `stored`: the status the apiserver holds, which `job` (the object decided on) may not yet
 /// carry: a new job is decided from its first status before that is written. Updated when the
 /// status is written, so that a caller seeing an error knows whether it was.
+///
+/// `finalizing`: the finalizer's write for a new job (or nothing), sent together with the
+/// children's: neither needs the other, and the status, which names the children, is written
+/// once both are in. So a new job's first reconcile takes two round trips to the apiserver
+/// (finalizer and child, then status), not three.
 pub async fn act(
     job: &FineTuneJob,
     stored: &mut Option<FineTuneJobStatus>,
-    mut decision: Decision,
+    decision: Decision,
     ctx: &Context,
+    finalizing: impl Future<Output = Result<(), Error>>,
 ) -> Result<(), Error> {
     let ns = job.namespace().ok_or(Error::MissingNamespace)?;
     let name = job.name_any();
+    let (finalized, created) =
+        futures::join!(finalizing, create_children(job, decision, ctx, &ns, &name));
+    finalized?;
+    // A create the apiserver forbids: reported in the status, then retried with backoff.
+    let (decision, forbidden) = created?;
+
+    if stored.as_ref() != Some(&decision.status) {
+        patch_status(job, &decision.status, ctx).await?;
+        let old_usage = stored.as_ref().and_then(|s| s.usage.as_ref());
+        ctx.metrics
+            .usage
+            .record(old_usage, decision.status.usage.as_ref());
+        *stored = Some(decision.status.clone());
+    }
+
+    publish_all(job, &decision.events, ctx, &ns).await;
+
+    if let Some(e) = forbidden {
+        return Err(e);
+    }
+    let background = DeleteParams::background();
+    for action in &decision.actions {
+        if let ChildAction::Delete(kind) = *action {
+            let uid = decision.owned.uid(kind);
+            match kind {
+                ChildKind::Preprocess => {
+                    delete_child::<Job>(uid, ctx, &ns, &name, &background).await?
+                }
+                ChildKind::PyTorchJob => {
+                    delete_child::<PyTorchJob>(uid, ctx, &ns, &name, &background).await?
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Creates the decision's children and changes their suspension, in order. A refused create
+/// replaces the decision with what follows from it (a conflict, a rejection, a forbidden create:
+/// the latter is also returned, to be retried once the status says so).
+async fn create_children(
+    job: &FineTuneJob,
+    mut decision: Decision,
+    ctx: &Context,
+    ns: &str,
+    name: &str,
+) -> Result<(Decision, Option<Error>), Error> {
     let now = ctx.now();
     let owner_uid = job.metadata.uid.as_deref();
-    // A create the apiserver forbids: reported in the status, then retried with backoff.
     let mut forbidden = None;
 
     for action in &decision.actions {
@@ -45,20 +97,20 @@ pub async fn act(
         let (kind, result) = match action {
             ChildAction::Create(NewChild::Preprocess(child)) => (
                 ChildKind::Preprocess,
-                create_child(&**child, owner_uid, ctx, &ns).await,
+                create_child(&**child, owner_uid, ctx, ns).await,
             ),
             ChildAction::Create(NewChild::PyTorchJob(child)) => (
                 ChildKind::PyTorchJob,
-                create_child(&**child, owner_uid, ctx, &ns).await,
+                create_child(&**child, owner_uid, ctx, ns).await,
             ),
             ChildAction::SetSuspended(kind, suspend) => {
                 let (kind, suspend) = (*kind, *suspend);
                 match kind {
                     ChildKind::Preprocess => {
-                        set_suspended::<Job>(suspend, uid(kind), ctx, &ns, &name).await?
+                        set_suspended::<Job>(suspend, uid(kind), ctx, ns, name).await?
                     }
                     ChildKind::PyTorchJob => {
-                        set_suspended::<PyTorchJob>(suspend, uid(kind), ctx, &ns, &name).await?
+                        set_suspended::<PyTorchJob>(suspend, uid(kind), ctx, ns, name).await?
                     }
                 }
                 continue;
@@ -96,36 +148,7 @@ pub async fn act(
             Err(e) => return Err(e),
         }
     }
-
-    if stored.as_ref() != Some(&decision.status) {
-        patch_status(job, &decision.status, ctx).await?;
-        let old_usage = stored.as_ref().and_then(|s| s.usage.as_ref());
-        ctx.metrics
-            .usage
-            .record(old_usage, decision.status.usage.as_ref());
-        *stored = Some(decision.status.clone());
-    }
-
-    publish_all(job, &decision.events, ctx, &ns).await;
-
-    if let Some(e) = forbidden {
-        return Err(e);
-    }
-    let background = DeleteParams::background();
-    for action in &decision.actions {
-        if let ChildAction::Delete(kind) = *action {
-            let uid = decision.owned.uid(kind);
-            match kind {
-                ChildKind::Preprocess => {
-                    delete_child::<Job>(uid, ctx, &ns, &name, &background).await?
-                }
-                ChildKind::PyTorchJob => {
-                    delete_child::<PyTorchJob>(uid, ctx, &ns, &name, &background).await?
-                }
-            }
-        }
-    }
-    Ok(())
+    Ok((decision, forbidden))
 }
 
 /// 4xx answers that mean "this object will never be accepted as it is".

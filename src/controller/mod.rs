@@ -67,6 +67,9 @@ pub struct Context {
     job_store: OnceLock<reflector::Store<FineTuneJob>>,
     /// Whether Event notes end with the last log lines (see [`Context::with_log_tails`]).
     log_tails: bool,
+    /// Where events go once composed: sent by their own task, or, without it, by the
+    /// reconcile itself (see [`Context::with_background_events`]).
+    event_queue: Option<events::EventQueue>,
     /// The reconcile clock (see [`Context::now`]).
     clock: Clock,
 }
@@ -100,6 +103,7 @@ impl Context {
             kind_seen: discovery::KindSeen::default(),
             job_store: OnceLock::new(),
             log_tails: true,
+            event_queue: None,
             clock: Arc::new(system_now),
         }
     }
@@ -114,6 +118,14 @@ impl Context {
     /// a status compared with its stored copy must not differ in a fraction.
     pub fn now(&self) -> Time {
         (self.clock)()
+    }
+
+    /// Sends events from a task of their own, after the reconcile that planned them has moved
+    /// on, instead of within it (the unit tests keep them in the reconcile, where the order of
+    /// requests is fixed). Must be called within a tokio runtime.
+    pub fn with_background_events(mut self) -> Self {
+        self.event_queue = Some(events::EventQueue::start(self.recorder.clone()));
+        self
     }
 
     /// Whether Event notes end with the failing container's last log lines (redacted; the

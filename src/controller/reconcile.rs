@@ -85,11 +85,8 @@ async fn reconcile_job(cached: Arc<FineTuneJob>, ctx: Arc<Context>) -> Result<Ac
             false => Ok(Action::await_change()),
         };
     }
-    let job = if finalizer::has_finalizer(&job) {
-        job
-    } else {
-        finalizer::add(&api, &job, &ctx).await?
-    };
+    // A new job's finalizer is written together with its first children (see `act::act`).
+    let needs_finalizer = !finalizer::has_finalizer(&job);
     // A new job is decided from its first status (Pending, Accepted) without writing that
     // status on its own: the same pass writes whatever follows. It is Pending itself when the
     // job does wait (a queue, a missing kind, another job on its output), and otherwise the job
@@ -105,7 +102,13 @@ async fn reconcile_job(cached: Arc<FineTuneJob>, ctx: Arc<Context>) -> Result<Ac
         let decision = status::decide(&job, &observed);
         let requeue = decision.requeue_after;
         let training = decision.status.phase == Some(Phase::Training);
-        act::act(&job, &mut stored, decision, &ctx).await?;
+        let finalizing = async {
+            if needs_finalizer {
+                finalizer::add(&api, &job, &ctx).await?;
+            }
+            Ok(())
+        };
+        act::act(&job, &mut stored, decision, &ctx, finalizing).await?;
         Ok::<_, Error>((requeue, training))
     }
     .await;

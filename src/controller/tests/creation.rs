@@ -6,15 +6,19 @@ use crate::controller::Error;
 use crate::controller::cache::Freshness;
 
 #[tokio::test]
-async fn first_reconcile_adds_the_finalizer_and_goes_straight_on_to_training() {
+async fn first_reconcile_writes_the_finalizer_with_the_child_then_training() {
     // The context's clock, not the system's, stamps the status.
     let (ctx, mut api) = setup_with(|ctx| ctx.with_clock(fixed_clock("2026-11-26T10:00:07Z")));
     let obj = ft().meta(json!({"finalizers": null})).json();
     let with_finalizer = ft().meta(json!({"resourceVersion": "11"})).json();
     let server = tokio::spawn(async move {
-        let (_, patch) = api
-            .answer(Method::PATCH, NS_PATH, 200, with_finalizer.clone())
+        // What the decision needs: the PyTorchJob (not created yet), discovery, the pods.
+        api.not_found(Method::GET, PYTORCHJOB_PATH).await;
+        api.answer(Method::GET, "/apis/kubeflow.org/v1", 200, discovery())
             .await;
+        api.answer(Method::GET, PODS_PATH, 200, pod_list(vec![]))
+            .await;
+        let (_, patch, finalized) = api.expect(Method::PATCH, NS_PATH).await;
         assert_eq!(
             patch,
             json!([
@@ -22,9 +26,12 @@ async fn first_reconcile_adds_the_finalizer_and_goes_straight_on_to_training() {
                 {"op": "add", "path": "/metadata/finalizers", "value": ["finetune.dev/cleanup"]},
             ])
         );
-        // Then on, in the same reconcile, with the object the write returned: no separate
-        // Pending write, since nothing makes this job wait.
-        api.creates_the_pytorchjob().await;
+        // With it, in the same round trip (the finalizer is not answered yet), the PyTorchJob:
+        // neither waits for the other. No separate Pending write: nothing makes this job wait.
+        let (_, ptj) = api.echo(Method::POST, PYTORCHJOBS_PATH).await;
+        assert_eq!(ptj["kind"], "PyTorchJob");
+        respond(finalized, 200, &with_finalizer);
+        // The status, naming the child, only once both are in.
         let (_, status) = api.echo_status(&with_finalizer, "12").await;
         assert_eq!(status["status"]["phase"], "Training");
         // Decided from the first status: accepted at the context's time.
@@ -317,5 +324,30 @@ async fn a_rejected_create_fails_the_job_with_the_apiservers_message() {
         api.no_more().await;
     });
     run(ctx, &obj).await.unwrap();
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn with_background_events_a_reconcile_does_not_wait_for_its_events() {
+    let (ctx, mut api) = setup_with(Context::with_background_events);
+    let obj = ft().json();
+    let reply = obj.clone();
+    let (returned, reconcile_returned) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        api.creates_the_pytorchjob().await;
+        let (_, status) = api.status_write(reply).await;
+        assert_eq!(status["status"]["phase"], "Training");
+        // The event is sent, and not answered until the reconcile has returned.
+        let (_, event, send) = api.expect(Method::POST, EVENTS_PATH).await;
+        assert_eq!(event["reason"], "TrainingStarted");
+        reconcile_returned.await.unwrap();
+        respond(send, 201, &event);
+        api.no_more().await;
+    });
+    tokio::time::timeout(Duration::from_secs(2), run(ctx, &obj))
+        .await
+        .expect("the reconcile waited for its event")
+        .unwrap();
+    returned.send(()).unwrap();
     server.await.unwrap();
 }
