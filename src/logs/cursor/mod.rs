@@ -37,8 +37,9 @@ pub fn since_time(cursor: &LogCursor) -> Option<Timestamp> {
 ///
 /// `cut` says the read stopped at `limitBytes`: its last line is then incomplete and is left
 /// for the next read. When a cut read holds no whole new line, its cut line is taken as it is
-/// if it is new (a line longer than the limit, or one behind lines of its second already
-/// read: either would come cut again); otherwise the cursor moves to the next second.
+/// if it is new and would come cut again (a line longer than the limit, or one of the cursor's
+/// second behind lines of that second already read); otherwise the cursor moves to the next
+/// second, from which a cut line of a later second comes whole.
 pub fn after_cursor<'a>(
     text: &'a str,
     pod_uid: &str,
@@ -70,9 +71,16 @@ pub fn after_cursor<'a>(
         }
         position = Some(Position::of(&line, count));
     }
+    // A cut line of a later second than the cursor's, behind lines read before, comes whole
+    // once the read starts at a later second (below): taking it now would keep a cut text and
+    // skip the whole one.
+    let comes_whole_later = |line: &Stamped| {
+        position.is_some() && start.is_some_and(|(t, _)| line.time.as_second() > t.as_second())
+    };
     if cut
         && lines.is_empty()
         && let Some(line) = unfinished.and_then(Stamped::parse)
+        && !comes_whole_later(&line)
     {
         let count = line.count_after(position.as_ref());
         if is_new(line.time, count) {

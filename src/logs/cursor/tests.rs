@@ -326,3 +326,14 @@ fn following_a_log_never_freezes(
     prop_assert_eq!(lines.last().map(String::as_str), Some("END"), "{} reads", reads);
 }
 }
+
+#[test]
+fn a_line_cut_behind_lines_read_before_is_read_whole_from_its_own_second() {
+    // The read ends inside the next second's line, just after its timestamp: that line is not
+    // taken cut (it would be, empty, and the whole one skipped as read); the next read, from
+    // the next second, has it whole.
+    let log = vec![entry(T0 + 1, "𝕒𐬹𞅀𐠷® "), entry(T0 + 2 * SECOND, "END")];
+    let (lines, reads) = follow(&log, 82);
+    assert_eq!(lines, ["𝕒𐬹𞅀𐠷® ", "END"]);
+    assert!(reads <= 4, "{reads} reads");
+}
