@@ -85,6 +85,12 @@ struct RunArgs {
     /// updates of its status.
     #[arg(long, default_value_t = 10)]
     progress_interval_seconds: u64,
+    /// Most reads of training logs a second, over all jobs: with more training jobs than
+    /// progress-interval-seconds × this, each job's log is read less often than the interval
+    /// (1,000 jobs at the defaults: every 50 s). Each read is a request the API server passes
+    /// on to a kubelet.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    log_reads_per_second: u32,
     /// Seconds a request to the API server may take to connect, to send, or to wait for the
     /// next bytes of its answer, before it fails and the reconcile is retried; so a hung log read
     /// cannot hold a worker. Watches are exempt: kube restarts a watch silent for 295 s itself.
@@ -231,6 +237,7 @@ async fn operate(args: RunArgs) -> Result<(), BoxError> {
             Duration::from_secs(args.progress_interval_seconds.max(1)),
         )
         .with_log_tails(args.event_log_tails)
+        .with_log_read_budget(args.log_reads_per_second)
         .with_background_events(),
     );
     let settings = Settings {

@@ -1,5 +1,8 @@
 //! Following the rank-0 log of training jobs: one bounded, incremental read per job at most
-//! every `interval`, from the cursor the status holds.
+//! every `interval`, from the cursor the status holds, and no more than a budget of reads per
+//! second over all jobs: each read is a request the apiserver proxies to a kubelet, so a
+//! thousand training jobs read every 10 s would cost it 100 such requests a second, and more
+//! still while the apiserver is slow, since a slower start leaves more jobs to read.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -41,15 +44,35 @@ struct Follower {
 
 pub struct Followers {
     interval: Duration,
+    /// Most reads a second over all followed jobs (see [`spacing`]).
+    reads_per_second: u32,
     jobs: Mutex<HashMap<ObjectRef<FineTuneJob>, Follower>>,
+}
+
+/// The default of [`Followers::with_budget`]: the reads 200 training jobs make at a 10 s
+/// interval.
+pub const READS_PER_SECOND: u32 = 20;
+
+/// The time between two reads of one job's log while `followed` jobs are followed: `interval`,
+/// or longer when the jobs would otherwise read more than `reads_per_second` in all.
+pub fn spacing(interval: Duration, reads_per_second: u32, followed: usize) -> Duration {
+    let budgeted = Duration::from_secs_f64(followed as f64 / f64::from(reads_per_second.max(1)));
+    interval.max(budgeted)
 }
 
 impl Followers {
     pub fn new(interval: Duration) -> Self {
         Self {
             interval,
+            reads_per_second: READS_PER_SECOND,
             jobs: Mutex::default(),
         }
+    }
+
+    /// At most `reads_per_second` log reads a second over all jobs.
+    pub fn with_budget(mut self, reads_per_second: u32) -> Self {
+        self.reads_per_second = reads_per_second.max(1);
+        self
     }
 
     /// Reads the new lines of the job's rank-0 container when a read is due. Returns them (if
@@ -67,11 +90,15 @@ impl Followers {
         finished: bool,
     ) -> (Option<LogRead>, Duration) {
         let key = ObjectRef::from(job);
-        let previous = self
-            .jobs
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .remove(&key);
+        let (previous, followed) = {
+            let mut jobs = self
+                .jobs
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let previous = jobs.remove(&key);
+            (previous, jobs.len() + 1)
+        };
+        let interval = spacing(self.interval, self.reads_per_second, followed);
         let now = Instant::now();
         if let Some(f) = &previous
             && !finished
@@ -107,7 +134,7 @@ impl Followers {
                 cursor: status_cursor.clone(),
                 next_due: now,
             });
-        follower.next_due = now + self.interval;
+        follower.next_due = now + interval;
 
         let ns = job.namespace().unwrap_or_default();
         let api = Api::<Pod>::namespaced(client.clone(), &ns);
@@ -154,7 +181,7 @@ impl Followers {
                 break;
             }
         }
-        let next = if cut { CATCH_UP } else { self.interval };
+        let next = if cut { CATCH_UP } else { interval };
         if finished && !cut {
             // The end of the log: a message still open (a wrapped Rich line) is complete.
             // Nothing is kept: a later read, if any, starts over at the status's cursor.
@@ -236,4 +263,22 @@ pub(super) const LOG_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// Whether a read stopped at `limit` bytes (and so may end inside a line or a character).
 fn is_cut(bytes: &[u8], limit: i64) -> bool {
     u64::try_from(bytes.len()).unwrap_or(u64::MAX) >= u64::try_from(limit).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_are_spread_so_that_all_jobs_together_stay_within_the_budget() {
+        let ten = Duration::from_secs(10);
+        // Up to interval × budget jobs, each is read every interval.
+        assert_eq!(spacing(ten, 20, 1), ten);
+        assert_eq!(spacing(ten, 20, 200), ten);
+        // Beyond, each less often: 1,000 jobs at 20 reads a second, every 50 s.
+        assert_eq!(spacing(ten, 20, 1000), Duration::from_secs(50));
+        assert_eq!(spacing(ten, 1, 15), Duration::from_secs(15));
+        // A zero budget counts as one read a second.
+        assert_eq!(spacing(ten, 0, 30), Duration::from_secs(30));
+    }
 }

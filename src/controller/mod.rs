@@ -128,6 +128,14 @@ impl Context {
         self
     }
 
+    /// At most `reads_per_second` rank-0 log reads a second over all training jobs: beyond
+    /// `progress_interval × reads_per_second` jobs, each job's log is read less often than the
+    /// interval ([`follow::spacing`]).
+    pub fn with_log_read_budget(mut self, reads_per_second: u32) -> Self {
+        self.followers = self.followers.with_budget(reads_per_second);
+        self
+    }
+
     /// Whether Event notes end with the failing container's last log lines (redacted; the
     /// default). Off, events carry no log line at all.
     pub fn with_log_tails(mut self, on: bool) -> Self {
