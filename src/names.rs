@@ -18,6 +18,16 @@ pub const PREPROCESS_CONTAINER: &str = "preprocess";
 /// Name of the training container; the training operator requires exactly this name.
 pub const PYTORCH_CONTAINER: &str = "pytorch";
 
+/// The ClusterTrainingRuntime a FineTuneJob's TrainJob runs on (deploy/trainer/runtimes.yaml):
+/// Trainer's torch runtime with exit codes read as the PyTorchJob's `ExitCode` policy reads
+/// them.
+pub const TRAINJOB_RUNTIME: &str = "finetune-instructlab";
+/// The same runtime with the preStop hook that asks for an on-demand checkpoint
+/// (`training.onDemandCheckpointing`): a runtime patch cannot carry a lifecycle hook.
+pub const TRAINJOB_CHECKPOINT_RUNTIME: &str = "finetune-instructlab-checkpoint";
+/// The manager of the operator's runtime patch on a TrainJob (Trainer requires a domain).
+pub const RUNTIME_PATCH_MANAGER: &str = "finetune.dev/operator";
+
 /// The labels the Job controller puts its Job's name in (the second is the older one).
 pub const BATCH_JOB_LABELS: [&str; 2] = ["batch.kubernetes.io/job-name", "job-name"];
 /// The label the training operator puts its PyTorchJob's name in.

@@ -263,3 +263,61 @@ fn the_charts_app_version_is_the_crate_version() {
     let chart: Value = serde_saphyr::from_str(&text).unwrap();
     assert_eq!(chart["appVersion"], env!("CARGO_PKG_VERSION"));
 }
+
+/// The two ClusterTrainingRuntimes a TrainJob of the operator names: one container `node`
+/// (the torch plugin's), exit codes 1-127 final, and the preStop hook, the operator's own
+/// constant, only on the runtime chosen for training.onDemandCheckpointing.
+#[test]
+fn the_trainjob_runtimes_are_the_ones_the_operator_names() {
+    use finetune_operator::children::CHECKPOINT_BEFORE_STOP;
+    use finetune_operator::names::{TRAINJOB_CHECKPOINT_RUNTIME, TRAINJOB_RUNTIME};
+
+    let runtimes = rendered("trainer");
+    assert_eq!(runtimes.len(), 2, "{runtimes:#?}");
+    for (name, hook) in [
+        (TRAINJOB_RUNTIME, None),
+        (
+            TRAINJOB_CHECKPOINT_RUNTIME,
+            Some(CHECKPOINT_BEFORE_STOP.to_vec()),
+        ),
+    ] {
+        let runtime = named(&runtimes, "ClusterTrainingRuntime", name)
+            .unwrap_or_else(|| panic!("no ClusterTrainingRuntime {name}"));
+        assert_eq!(
+            runtime["metadata"]["labels"]["trainer.kubeflow.org/framework"],
+            "torch"
+        );
+        let jobs = runtime["spec"]["template"]["spec"]["replicatedJobs"]
+            .as_array()
+            .unwrap();
+        assert_eq!(jobs.len(), 1, "{name}");
+        assert_eq!(jobs[0]["name"], "node");
+        let job = &jobs[0]["template"]["spec"];
+        let pod = &job["template"]["spec"];
+        assert_eq!(pod["restartPolicy"], "Never", "{name}: podFailurePolicy needs it");
+        let containers = pod["containers"].as_array().unwrap();
+        assert_eq!(containers.len(), 1, "{name}");
+        assert_eq!(containers[0]["name"], "node");
+        assert_eq!(
+            job["backoffLimit"], 100,
+            "{name}: the operator enforces spec.backoffLimit (at most 100) itself"
+        );
+        let rules = job["podFailurePolicy"]["rules"].as_array().unwrap();
+        assert_eq!(rules.len(), 1, "{name}");
+        assert_eq!(rules[0]["action"], "FailJob");
+        let codes = &rules[0]["onExitCodes"];
+        assert_eq!((&codes["containerName"], &codes["operator"]), (&"node".into(), &"In".into()));
+        let values: Vec<u64> = codes["values"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(Value::as_u64)
+            .collect();
+        assert_eq!(values, (1..=127).collect::<Vec<u64>>(), "{name}");
+        let pre_stop = strings(&containers[0]["lifecycle"]["preStop"]["exec"]["command"]);
+        match hook {
+            None => assert!(containers[0].get("lifecycle").is_none(), "{name}"),
+            Some(hook) => assert_eq!(pre_stop, hook, "{name}"),
+        }
+    }
+}

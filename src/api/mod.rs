@@ -6,12 +6,14 @@
 
 mod bounds;
 mod pytorchjob;
+mod trainjob;
 mod rules;
 mod spec;
 mod status;
 
 pub use bounds::{MAX_ANNOTATION_VALUE_LENGTH, MAX_ENV_VALUE_LENGTH, size_errors};
 pub use pytorchjob::*;
+pub use trainjob::*;
 pub use spec::*;
 pub use status::*;
 

@@ -1,5 +1,7 @@
 //! Pure functions from a FineTuneJob to the children it gets: the preprocess `batch/v1` Job and
-//! the Kubeflow PyTorchJob. No I/O here; `finetune-operator render` prints exactly these.
+//! the training child, a Kubeflow PyTorchJob or (for the TrainJob backend, not yet selectable in
+//! the spec) a Kubeflow Trainer v2 TrainJob, both rendered from one training pod (`training`).
+//! No I/O here; `finetune-operator render` prints exactly what `build_children` builds.
 //!
 //! Security rule: no user value reaches a shell or an interpreter as code. Containers start with
 //! `command` + `args` lists; each user value is exactly one argv element, with `$` doubled
@@ -12,16 +14,22 @@ mod child;
 mod pod;
 mod preprocess;
 mod pytorchjob;
+mod trainjob;
+mod training;
 
 use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
 use thiserror::Error;
 
 use crate::api::{FineTuneJob, PyTorchJob};
+use crate::names::{KUEUE_PRIORITY_CLASS_LABEL, KUEUE_QUEUE_LABEL};
 
 pub use child::{Child, ChildKind, NewChild, Outcome};
 pub use preprocess::build_preprocess_job;
 pub use pytorchjob::build_pytorch_job;
+pub use trainjob::build_train_job;
+pub use training::CHECKPOINT_BEFORE_STOP;
 
 /// One slot per child of a FineTuneJob, in the order they run: the built children by default,
 /// or anything else per child (the UIDs of those observed are `status::OwnedChildren`).
@@ -38,6 +46,13 @@ pub struct Children<P = Option<Job>, T = PyTorchJob> {
 pub enum BuildError {
     #[error("the FineTuneJob has no {0}; children need it for their owner reference")]
     MissingMetadata(&'static str),
+    /// A backend whose kind has no field for part of the pod (the CRD refuses such a spec at
+    /// admission; this keeps a builder from dropping it silently).
+    #[error("the {backend} backend cannot carry {what}")]
+    Unsupported {
+        backend: &'static str,
+        what: String,
+    },
 }
 
 /// Builds every child the FineTuneJob gets.
@@ -76,10 +91,7 @@ fn under(mount: &str, path: &str) -> String {
 /// Metadata of a child: our label, an owner reference with `controller: true` and
 /// `blockOwnerDeletion: true`, and nothing
 /// copied from the FineTuneJob's own labels or annotations (Argo CD would adopt the child).
-fn child_meta(
-    job: &FineTuneJob,
-    name: String,
-) -> Result<k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta, BuildError> {
+fn child_meta(job: &FineTuneJob, name: String) -> Result<ObjectMeta, BuildError> {
     let mut owner = job
         .controller_owner_ref(&())
         .ok_or(BuildError::MissingMetadata("name or uid"))?;
@@ -89,11 +101,30 @@ fn child_meta(
     let namespace = job
         .namespace()
         .ok_or(BuildError::MissingMetadata("namespace"))?;
-    Ok(k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta {
+    Ok(ObjectMeta {
         name: Some(name),
         namespace: Some(namespace),
         labels: Some(pod::job_labels(job)),
         owner_references: Some(vec![owner]),
         ..Default::default()
     })
+}
+
+/// A training child's metadata, with the labels Kueue reads when the job names a queue: the
+/// LocalQueue, and the WorkloadPriorityClass when one is set.
+fn queued_meta(job: &FineTuneJob, mut metadata: ObjectMeta) -> ObjectMeta {
+    let Some(queue) = job.spec.queue_name() else {
+        return metadata;
+    };
+    let labels = metadata.labels.get_or_insert_with(Default::default);
+    labels.insert(KUEUE_QUEUE_LABEL.to_string(), queue.to_string());
+    let priority = job
+        .spec
+        .scheduling
+        .as_ref()
+        .and_then(|s| s.workload_priority_class_name.as_ref());
+    if let Some(priority) = priority {
+        labels.insert(KUEUE_PRIORITY_CLASS_LABEL.to_string(), priority.clone());
+    }
+    metadata
 }
