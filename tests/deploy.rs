@@ -294,7 +294,10 @@ fn the_trainjob_runtimes_are_the_ones_the_operator_names() {
         assert_eq!(jobs[0]["name"], "node");
         let job = &jobs[0]["template"]["spec"];
         let pod = &job["template"]["spec"];
-        assert_eq!(pod["restartPolicy"], "Never", "{name}: podFailurePolicy needs it");
+        assert_eq!(
+            pod["restartPolicy"], "Never",
+            "{name}: podFailurePolicy needs it"
+        );
         let containers = pod["containers"].as_array().unwrap();
         assert_eq!(containers.len(), 1, "{name}");
         assert_eq!(containers[0]["name"], "node");
@@ -306,7 +309,10 @@ fn the_trainjob_runtimes_are_the_ones_the_operator_names() {
         assert_eq!(rules.len(), 1, "{name}");
         assert_eq!(rules[0]["action"], "FailJob");
         let codes = &rules[0]["onExitCodes"];
-        assert_eq!((&codes["containerName"], &codes["operator"]), (&"node".into(), &"In".into()));
+        assert_eq!(
+            (&codes["containerName"], &codes["operator"]),
+            (&"node".into(), &"In".into())
+        );
         let values: Vec<u64> = codes["values"]
             .as_array()
             .unwrap()

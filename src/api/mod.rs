@@ -6,16 +6,16 @@
 
 mod bounds;
 mod pytorchjob;
-mod trainjob;
 mod rules;
 mod spec;
 mod status;
+mod trainjob;
 
 pub use bounds::{MAX_ANNOTATION_VALUE_LENGTH, MAX_ENV_VALUE_LENGTH, size_errors};
 pub use pytorchjob::*;
-pub use trainjob::*;
 pub use spec::*;
 pub use status::*;
+pub use trainjob::*;
 
 /// API group of the FineTuneJob.
 pub const GROUP: &str = "finetune.dev";

@@ -14,8 +14,8 @@ mod child;
 mod pod;
 mod preprocess;
 mod pytorchjob;
-mod trainjob;
 mod training;
+mod trainjob;
 
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -28,8 +28,8 @@ use crate::names::{KUEUE_PRIORITY_CLASS_LABEL, KUEUE_QUEUE_LABEL};
 pub use child::{Child, ChildKind, NewChild, Outcome};
 pub use preprocess::build_preprocess_job;
 pub use pytorchjob::build_pytorch_job;
-pub use trainjob::build_train_job;
 pub use training::CHECKPOINT_BEFORE_STOP;
+pub use trainjob::build_train_job;
 
 /// One slot per child of a FineTuneJob, in the order they run: the built children by default,
 /// or anything else per child (the UIDs of those observed are `status::OwnedChildren`).
@@ -49,10 +49,7 @@ pub enum BuildError {
     /// A backend whose kind has no field for part of the pod (the CRD refuses such a spec at
     /// admission; this keeps a builder from dropping it silently).
     #[error("the {backend} backend cannot carry {what}")]
-    Unsupported {
-        backend: &'static str,
-        what: String,
-    },
+    Unsupported { backend: &'static str, what: String },
 }
 
 /// Builds every child the FineTuneJob gets.

@@ -67,8 +67,8 @@ pub fn build_pytorch_job(job: &FineTuneJob) -> Result<PyTorchJob, BuildError> {
 mod tests {
     use serde_json::json;
 
-    use super::*;
     use super::super::training::CHECKPOINT_BEFORE_STOP;
+    use super::*;
     use crate::names::{KUEUE_PRIORITY_CLASS_LABEL, KUEUE_QUEUE_LABEL};
     use crate::testing::JobFixture;
 

@@ -19,9 +19,7 @@ use crate::api::{
     MetadataPatch, NODE, PodSpecPatch, PodTemplatePatch, ReplicatedJobPatch, RuntimePatch,
     RuntimeRef, TrainJob, TrainJobSpec, Trainer, TrainingRuntimeSpecPatch,
 };
-use crate::names::{
-    RUNTIME_PATCH_MANAGER, TRAINJOB_CHECKPOINT_RUNTIME, TRAINJOB_RUNTIME,
-};
+use crate::names::{RUNTIME_PATCH_MANAGER, TRAINJOB_CHECKPOINT_RUNTIME, TRAINJOB_RUNTIME};
 
 /// What Trainer's torch plugin sets in every node's pod.
 const RENDEZVOUS: Rendezvous = Rendezvous {
@@ -196,7 +194,10 @@ mod tests {
         assert_eq!(trainer.command, ptj_container.command);
         assert_eq!(trainer.env, ptj_container.env);
         assert_eq!(trainer.resources_per_node, ptj_container.resources);
-        assert_eq!((trainer.num_nodes, trainer.num_proc_per_node), (Some(2), Some(8)));
+        assert_eq!(
+            (trainer.num_nodes, trainer.num_proc_per_node),
+            (Some(2), Some(8))
+        );
         // The argv is the same but for the variables each backend's controller sets.
         let renamed: Vec<String> = ptj_container
             .args
@@ -245,7 +246,10 @@ mod tests {
         assert_eq!(tj.spec.suspend, Some(true));
         let labels = tj.metadata.labels.unwrap();
         assert_eq!(labels[crate::names::KUEUE_QUEUE_LABEL], "gpus");
-        assert_eq!(tj.metadata.owner_references.unwrap()[0].controller, Some(true));
+        assert_eq!(
+            tj.metadata.owner_references.unwrap()[0].controller,
+            Some(true)
+        );
     }
 
     #[test]

@@ -24,7 +24,9 @@
 #     ClusterTrainingRuntime torch-distributed makes a JobSet, a batch Job and 2 pods with the
 #     torch env; kwok runs them and the TrainJob ends Complete; one whose pods exit with a
 #     code ends Failed; a suspended one has no pods, and runs once resumed; deleting a
-#     TrainJob removes its JobSet, Job and pods.
+#     TrainJob removes its JobSet, Job and pods. The project's ClusterTrainingRuntimes
+#     (deploy/trainer/) are accepted, fail a TrainJob at once on exit code 3 keeping the pod,
+#     and recreate the pod on exit code 137.
 # Never skips: if the cluster is not reachable it fails with a message saying so.
 #
 # Usage: tests/cluster/smoke.sh     (cluster started by tests/cluster/up.sh)
@@ -646,6 +648,28 @@ check "TrainJob tj-ckpt suspended: the on-demand checkpoint lines appended to it
   appended_is tj-ckpt train-0.16-ondemand.log "$CKPT_FROM"
 check "TrainJobs tj-term and tj-ckpt: the stopped pods are gone, Suspended True" eval \
   '[[ -n "${tj_gone[tj-term]:-}" && -n "${tj_gone[tj-ckpt]:-}" ]] && tj_cond_is tj-term Suspended "True Suspended: TrainJob is suspended"'
+# The project's own runtimes (deploy/trainer/, named by the operator's TrainJobs): accepted by
+# Trainer's validator, and their exit codes read as a PyTorchJob's restartPolicy ExitCode:
+# 1-127 fail the TrainJob at once with the failed pod kept (its log is the failure tail),
+# 128-255 recreate the pod.
+kubectl apply -k "$REPO_ROOT/deploy/trainer/" >/dev/null
+{
+  trainjob tj-py false '"sim.finetune.dev/duration": "1s", "sim.finetune.dev/exit-code": "3"' '' 1 \
+    ClusterTrainingRuntime finetune-instructlab
+  echo ---
+  trainjob tj-kill false '"sim.finetune.dev/duration": "1s", "sim.finetune.dev/exit-code": "137"' '' 1 \
+    ClusterTrainingRuntime finetune-instructlab-checkpoint
+} | k apply -f - >/dev/null
+check "TrainJob tj-py (runtime finetune-instructlab, exit code 3) fails: Failed True, reason FailedJobs" \
+  eventually 60 tj_cond_is tj-py Failed \
+  "True FailedJobs: jobset failed due to one or more job failures (first failed job: tj-py-node-0)"
+check "TrainJob tj-py: one pod, Failed and kept (not retried, not deleted)" tj_phases_are tj-py Failed
+check "TrainJob tj-kill (runtime finetune-instructlab-checkpoint, exit code 137): its pod is recreated" \
+  eventually 60 eval '[[ "$(tj_pods tj-kill | wc -l)" -ge 2 ]]'
+check "TrainJob tj-kill: not failed" eval '[[ "$(tj_cond tj-kill Failed)" != True* ]]'
+check "TrainJob tj-kill: node has the operator's preStop hook" is "$(rank0 tj-kill | head -1)" \
+  '{.spec.containers[0].lifecycle.preStop.exec.command[0]}' /bin/sh
+k delete trainjob tj-py tj-kill --wait=false >/dev/null
 k delete trainjob tj-ok --wait=false >/dev/null
 tj_gone() { [[ -z "$(k get jobset tj-ok -o name 2>/dev/null)$(k get job tj-ok-node-0 -o name 2>/dev/null)$(tj_pods tj-ok)" ]]; }
 check "deleting TrainJob tj-ok removes its JobSet, Job and pods (garbage collector)" eventually 60 tj_gone
