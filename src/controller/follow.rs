@@ -118,6 +118,17 @@ impl Followers {
             self.put(key, previous);
             return (None, self.interval);
         };
+        // A container that started less than an interval ago has printed only its start-up
+        // lines: the first read waits until it has run one interval, as every later read waits
+        // one after the last. Reading at once would cost a read and a status write per job just
+        // as jobs start, when the apiserver is busiest, for nothing a user would see.
+        if previous.is_none()
+            && !finished
+            && let Some(ran) = running_for(master)
+            && ran < interval
+        {
+            return (None, interval - ran);
+        }
 
         let status_cursor = job
             .status
@@ -222,6 +233,27 @@ fn container_started(pod: &Pod) -> bool {
         .filter(|c| c.name == PYTORCH_CONTAINER)
         .filter_map(|c| c.state.as_ref())
         .any(|s| s.running.is_some() || s.terminated.is_some())
+}
+
+/// How long the training container has run, when the pod says when it started (and that was
+/// not in the future of this clock).
+fn running_for(pod: &Pod) -> Option<Duration> {
+    let state = pod
+        .status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .iter()
+        .find(|c| c.name == PYTORCH_CONTAINER)?
+        .state
+        .as_ref()?;
+    let started = match (&state.running, &state.terminated) {
+        (Some(running), _) => running.started_at.as_ref()?,
+        (None, Some(terminated)) => terminated.started_at.as_ref()?,
+        (None, None) => return None,
+    };
+    let ran = jiff::Timestamp::now().duration_since(started.0);
+    Duration::try_from(ran).ok()
 }
 
 /// Reads at most `params.limit_bytes` of a container's log, as bytes. kube's text API refuses

@@ -55,9 +55,13 @@ async fn reconcile_job(cached: Arc<FineTuneJob>, ctx: Arc<Context>) -> Result<Ac
     let ns = cached.namespace().ok_or(Error::MissingNamespace)?;
     let api: Api<FineTuneJob> = Api::namespaced(ctx.client.clone(), &ns);
     // Deciding on a copy older than our own last status write could repeat an event or a
-    // transition. The cached copy is used when it holds that write; otherwise read the object.
-    let job = match ctx.written.check(&cached) {
+    // transition. The cached copy is used when it holds that write. When it does not yet, the
+    // watch event carrying the write is on its way and starts the next reconcile: wait for it
+    // rather than spend a read (the requeue is the fallback should it never come). Only a cache
+    // behind for longer than that is read from the apiserver.
+    let job = match ctx.written.check(&cached, std::time::Instant::now()) {
         cache::Freshness::Current => (*cached).clone(),
+        cache::Freshness::Behind(wait) => return Ok(Action::requeue(wait)),
         cache::Freshness::Stale => {
             let fresh = api
                 .get_opt(&cached.name_any())
@@ -68,7 +72,7 @@ async fn reconcile_job(cached: Arc<FineTuneJob>, ctx: Arc<Context>) -> Result<Ac
                 })?;
             match fresh {
                 Some(job) => {
-                    ctx.written.record(&job);
+                    ctx.written.record_read(&job);
                     job
                 }
                 None => {

@@ -166,7 +166,8 @@ async fn progress_is_read_past_bursts_long_lines_and_invalid_bytes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_last_lines_of_a_run_are_read_when_it_succeeds() {
-    // Reads are rare here (once an hour): only the read at the end can see the final lines.
+    // Reads are rare here (once an hour, and the first one an hour after the container
+    // started): only the read at the end can see any line.
     let ns = TestNamespace::new("lastlines").await;
     let _operator = Operator::start_with(&ns.name, &["--progress-interval-seconds", "3600"]);
     let log = format!("{}-train.log", ns.name);
@@ -174,7 +175,7 @@ async fn the_last_lines_of_a_run_are_read_when_it_succeeds() {
     let spec = finetunejob("last", json!({"sim.finetune.dev/duration": "12s"}))
         .set("/podTemplate/labels", json!({"sim.finetune.dev/log": log}));
     ns.create(spec).await;
-    wait_for_step(&ns, "last", 1).await;
+    ns.wait_for_phase("last", Phase::Training).await;
     ns.append_log(
         &log,
         &[

@@ -4,6 +4,7 @@
 use super::*;
 use crate::controller::Error;
 use crate::controller::cache::Freshness;
+use std::time::Instant;
 
 #[tokio::test]
 async fn first_reconcile_writes_the_finalizer_with_the_child_then_training() {
@@ -95,7 +96,7 @@ async fn a_new_job_whose_first_pass_fails_is_still_shown_pending() {
 }
 
 #[tokio::test]
-async fn a_cache_older_than_our_last_write_is_not_decided_on() {
+async fn a_cache_older_than_our_last_write_waits_for_the_watch() {
     let (ctx, mut api) = setup();
     let written = ft()
         .status_json(training_status())
@@ -103,7 +104,38 @@ async fn a_cache_older_than_our_last_write_is_not_decided_on() {
         .json();
     ctx.written
         .record(&serde_json::from_value(written.clone()).unwrap());
-    // The cache still holds version 10: the object is read.
+    // The cache still holds version 10, written a moment ago: nothing is read or decided; the
+    // watch event of version 11 reconciles the job again, the requeue if it never comes.
+    let cached = ft().status_json(training_status()).json();
+    let server = tokio::spawn(async move {
+        api.no_more().await;
+    });
+    let action = run(ctx.clone(), &cached).await.unwrap();
+    server.await.unwrap();
+    assert_ne!(action, Action::await_change(), "a fallback requeue is set");
+
+    // Once the cache holds version 11, it is decided on without reading the object.
+    let cached = ft()
+        .status_json(training_status())
+        .meta(json!({"resourceVersion": "11"}))
+        .json();
+    assert_eq!(
+        ctx.written
+            .check(&serde_json::from_value(cached).unwrap(), Instant::now()),
+        Freshness::Current
+    );
+}
+
+#[tokio::test]
+async fn a_cache_behind_for_longer_than_the_grace_is_read_not_decided_on() {
+    let (ctx, mut api) = setup();
+    let written = ft()
+        .status_json(training_status())
+        .meta(json!({"resourceVersion": "11"}))
+        .json();
+    // A version the operator read (or wrote longer than the grace ago) that the cache lacks.
+    ctx.written
+        .record_read(&serde_json::from_value(written.clone()).unwrap());
     let cached = ft().status_json(training_status()).json();
     let server = tokio::spawn(async move {
         api.answer(Method::GET, NS_PATH, 200, written).await;
@@ -112,16 +144,6 @@ async fn a_cache_older_than_our_last_write_is_not_decided_on() {
     });
     run(ctx.clone(), &cached).await.unwrap();
     server.await.unwrap();
-
-    // Once the cache holds version 11, it is decided on without reading the object.
-    let cached = ft()
-        .status_json(training_status())
-        .meta(json!({"resourceVersion": "11"}))
-        .json();
-    assert_eq!(
-        ctx.written.check(&serde_json::from_value(cached).unwrap()),
-        Freshness::Current
-    );
 }
 
 #[tokio::test]

@@ -213,3 +213,32 @@ async fn a_read_that_stops_at_the_limit_is_followed_by_another_a_second_later() 
     run(ctx, &obj).await.unwrap();
     server.await.unwrap();
 }
+
+#[tokio::test]
+async fn a_container_that_just_started_is_first_read_one_interval_later() {
+    // Its log holds only start-up lines: reading it at once would cost a read and a status
+    // write per job as jobs start, when the apiserver is busiest.
+    let (ctx, mut api) = setup();
+    let obj = ft().status_json(training_status()).json();
+    let mut master = master_pod(None);
+    let started = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(4);
+    master["status"]["containerStatuses"][0]["state"]["running"]["startedAt"] =
+        json!(started.to_string());
+    let server = tokio::spawn(async move {
+        api.training(pytorchjob("Running"), pod_list(vec![master]))
+            .await;
+        // No log read, no status write.
+        api.no_more().await;
+    });
+    let action = run(ctx, &obj).await.unwrap();
+    server.await.unwrap();
+    // Due once it has run the 10 s interval: about 6 s from now (less the test's own time).
+    let shown = format!("{action:?}");
+    let seconds: f64 = shown
+        .split("requeue_after: Some(")
+        .nth(1)
+        .and_then(|rest| rest.split("s)").next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no requeue: {shown}"));
+    assert!((4.0..=6.0).contains(&seconds), "{shown}");
+}
