@@ -1,11 +1,12 @@
 //! finetune-operator: runs InstructLab fine-tuning jobs on Kubernetes.
 //!
-//! A `FineTuneJob` becomes an optional preprocess `Job` and a Kubeflow `PyTorchJob`; the
-//! operator writes their story into the FineTuneJob's status and events.
+//! A `FineTuneJob` becomes an optional preprocess `Job` and a Kubeflow `PyTorchJob` or Trainer
+//! v2 `TrainJob` (`spec.backend`); the operator writes their story into the FineTuneJob's status
+//! and events.
 //!
-//! - [`api`]: the FineTuneJob types and the PyTorchJob subset we use.
+//! - [`api`]: the FineTuneJob types and the PyTorchJob and TrainJob subsets we use.
 //! - [`children`]: pure functions from a FineTuneJob to its children (preprocess Job,
-//!   PyTorchJob).
+//!   PyTorchJob or TrainJob).
 //! - [`names`]: every name, label and container name the operator sets or reads, in one place.
 //! - [`status`]: the pure phase machine (observed world → next status, actions, events).
 //! - [`logs`]: bounded log tails for event notes.

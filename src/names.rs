@@ -32,6 +32,14 @@ pub const RUNTIME_PATCH_MANAGER: &str = "finetune.dev/operator";
 pub const BATCH_JOB_LABELS: [&str; 2] = ["batch.kubernetes.io/job-name", "job-name"];
 /// The label the training operator puts its PyTorchJob's name in.
 pub const TRAINING_JOB_LABEL: &str = "training.kubeflow.org/job-name";
+/// The label JobSet puts its name in, on its Jobs and their pods (a TrainJob's JobSet has the
+/// TrainJob's name).
+pub const JOBSET_NAME_LABEL: &str = "jobset.sigs.k8s.io/jobset-name";
+/// The label JobSet puts its UID in, on its Jobs' pods.
+pub const JOBSET_UID_LABEL: &str = "jobset.sigs.k8s.io/jobset-uid";
+/// The label an Indexed Job puts a pod's completion index in: rank 0 of a TrainJob's nodes is
+/// the pod of index 0.
+pub const JOB_COMPLETION_INDEX_LABEL: &str = "batch.kubernetes.io/job-completion-index";
 /// Label Kueue reads to pick the LocalQueue of a workload.
 pub const KUEUE_QUEUE_LABEL: &str = "kueue.x-k8s.io/queue-name";
 /// The annotation `kubectl finetune checkpoint` sets on a FineTuneJob (an RFC 3339 time) when
@@ -61,7 +69,16 @@ pub fn pytorch_job_name(job_name: &str) -> String {
     job_name.to_string()
 }
 
-/// Name of the rank-0 pod, whose log carries progress and the failure tail.
+/// The training container of `backend`'s pods.
+pub fn training_container(backend: crate::api::Backend) -> &'static str {
+    match backend {
+        crate::api::Backend::PyTorchJob => PYTORCH_CONTAINER,
+        crate::api::Backend::TrainJob => crate::api::NODE,
+    }
+}
+
+/// Name of the rank-0 pod of a PyTorchJob, whose log carries progress and the failure tail (a
+/// TrainJob's has a random name: see `status::pods::rank0`).
 pub fn master_pod_name(job_name: &str) -> String {
     format!("{job_name}-master-0")
 }

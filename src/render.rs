@@ -82,7 +82,7 @@ pub fn render(yaml: &str) -> Result<String, RenderError> {
     if let Some(pre) = &children.preprocess {
         docs.push(to_yaml(pre));
     }
-    docs.push(to_yaml(&children.pytorch_job));
+    docs.push(to_yaml(&children.training));
     let mut out = String::new();
     if placeholder {
         out.push_str(&format!(

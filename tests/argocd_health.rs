@@ -65,7 +65,11 @@ fn step(
     pre: Lookup<k8s_openapi::api::batch::v1::Job>,
     ptj: Lookup<finetune_operator::api::PyTorchJob>,
 ) -> FineTuneJob {
-    let world = Observed::new(Time("2026-11-26T10:00:00Z".parse().unwrap()), pre, ptj);
+    let world = Observed::new(
+        Time("2026-11-26T10:00:00Z".parse().unwrap()),
+        pre,
+        ptj.map(Into::into),
+    );
     job.status = Some(decide(&job, &world).status);
     job
 }

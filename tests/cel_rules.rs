@@ -115,6 +115,7 @@ fn spec_is_immutable_except_suspend_and_cleanup() {
             "resources.nodes",
             with(valid(), "/spec/resources", json!({"nodes": 2})),
         ),
+        ("backend", with(valid(), "/spec/backend", json!("TrainJob"))),
     ];
     for (what, new) in refused {
         let errors = check(&new, Some(&old)).expect_err(what);
@@ -136,4 +137,20 @@ fn spec_is_immutable_except_suspend_and_cleanup() {
     for new in allowed {
         check(&new, Some(&old)).unwrap();
     }
+}
+
+/// What a TrainJob cannot carry is refused only with that backend: the PyTorchJob takes it.
+#[test]
+fn backend_limits_apply_to_their_backend_only() {
+    let limited: Vec<AdmissionCase> = rule_cases()
+        .into_iter()
+        .filter(|c| c.with.is_some())
+        .collect();
+    assert!(limited.len() >= 3, "{limited:?}");
+    for case in limited {
+        let on_pytorchjob = with(valid(), case.pointer, case.value.clone());
+        check(&on_pytorchjob, None)
+            .unwrap_or_else(|e| panic!("{}: refused on a PyTorchJob: {e:?}", case.name));
+    }
+    check(&with(valid(), "/spec/backend", json!("TrainJob")), None).unwrap();
 }

@@ -108,6 +108,13 @@ fn rbac_grants_exactly_the_verbs_the_operator_uses() {
             "pytorchjobs",
             &["get", "list", "watch", "create", "patch", "delete"],
         ),
+        (
+            "trainer.kubeflow.org",
+            "trainjobs",
+            &["get", "list", "watch", "create", "patch", "delete"],
+        ),
+        // The JobSet of a TrainJob, once: its UID tells the TrainJob's pods.
+        ("jobset.x-k8s.io", "jobsets", &["get"]),
         // The pod watch, and a list when the cache is not running; no single pod is read.
         ("", "pods", &["list", "watch"]),
         ("", "pods/log", &["get"]),

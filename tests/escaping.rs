@@ -160,7 +160,7 @@ fn hostile_strings_arrive_as_exactly_one_literal_argv_element() {
             let job = parse_finetunejob(&yaml)
                 .unwrap_or_else(|e| panic!("{pointer} = {hostile:?} refused: {e}"));
             let children = build_children(&job).unwrap();
-            let mut docs = vec![serde_json::to_value(&children.pytorch_job).unwrap()];
+            let mut docs = vec![serde_json::to_value(&children.training).unwrap()];
             docs.extend(
                 children
                     .preprocess
@@ -223,7 +223,7 @@ fn the_image_is_passed_through_unchanged_and_never_expanded() {
     let job = parse_finetunejob(&obj.to_string()).unwrap();
     let children = build_children(&job).unwrap();
     let docs = Value::Array(vec![
-        serde_json::to_value(&children.pytorch_job).unwrap(),
+        serde_json::to_value(&children.training).unwrap(),
         serde_json::to_value(children.preprocess.as_ref().unwrap()).unwrap(),
     ]);
     for c in containers(&docs) {
@@ -242,7 +242,7 @@ fn spec_env_keeps_kubernetes_semantics() {
     );
     let job = parse_finetunejob(&obj.to_string()).unwrap();
     let children = build_children(&job).unwrap();
-    let docs = Value::Array(vec![serde_json::to_value(&children.pytorch_job).unwrap()]);
+    let docs = Value::Array(vec![serde_json::to_value(&children.training).unwrap()]);
     for c in containers(&docs) {
         assert_eq!(c.env["OUT"], "512-wide");
     }

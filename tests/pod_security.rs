@@ -6,7 +6,7 @@
 //! pod-security-standards, Kubernetes 1.33), baseline and restricted controls alike, over every
 //! container of the pod.
 
-use finetune_operator::children::build_children;
+use finetune_operator::children::{TrainingJob, build_children};
 use finetune_operator::render::parse_finetunejob;
 use finetune_operator::testing::JobFixture;
 use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec, SELinuxOptions};
@@ -40,7 +40,10 @@ fn pod_templates(job: &Value) -> Vec<(String, PodTemplateSpec)> {
         "preprocess".to_string(),
         children.preprocess.unwrap().spec.unwrap().template,
     )];
-    for (replica, spec) in children.pytorch_job.spec.pytorch_replica_specs {
+    let TrainingJob::PyTorchJob(pytorch_job) = children.training else {
+        panic!("the default backend is PyTorchJob");
+    };
+    for (replica, spec) in pytorch_job.spec.pytorch_replica_specs {
         templates.push((replica, spec.template));
     }
     assert_eq!(templates.len(), 3, "preprocess, Master and Worker");

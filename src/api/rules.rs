@@ -280,14 +280,62 @@ pub(super) fn non_root_user() -> Rule {
     )
 }
 
-/// Label keys under finetune.dev/, training.kubeflow.org/ and kueue.x-k8s.io/ belong to this
-/// operator, the training operator and Kueue; a user's pod label must not set or shadow them.
+/// Label keys under finetune.dev/, training.kubeflow.org/, trainer.kubeflow.org/,
+/// jobset.sigs.k8s.io/ and kueue.x-k8s.io/ belong to this operator, the two Kubeflow backends,
+/// JobSet and Kueue; a user's pod label must not set or shadow them.
 pub(super) fn reserved_label_keys() -> Rule {
     Rule::new(
-        "self.all(k, !k.startsWith('finetune.dev/') && !k.startsWith('training.kubeflow.org/') && !k.startsWith('kueue.x-k8s.io/'))",
+        "self.all(k, !['finetune.dev/', 'training.kubeflow.org/', 'trainer.kubeflow.org/', 'jobset.sigs.k8s.io/', 'kueue.x-k8s.io/'].exists(p, k.startsWith(p)))",
     )
     .message(
-        "podTemplate.labels: keys under finetune.dev/, training.kubeflow.org/ and kueue.x-k8s.io/ are reserved for the operators",
+        "podTemplate.labels: keys under finetune.dev/, training.kubeflow.org/, trainer.kubeflow.org/, jobset.sigs.k8s.io/ and kueue.x-k8s.io/ are reserved for the operators",
+    )
+}
+
+/// What a TrainJob cannot carry (Trainer v2.3's runtime patches have no field for it), refused
+/// by name: `what` is the field, `why` how to do without it.
+fn trainjob_cannot(condition: &str, what: &str, why: &str) -> Rule {
+    Rule::new(format!("self.backend != 'TrainJob' || !({condition})")).message(
+        Message::Message(format!(
+            "{what} cannot be used with backend: TrainJob (Kubeflow Trainer v2 has no field for it); {why}"
+        )),
+    )
+}
+
+pub(super) fn trainjob_priority_class() -> Rule {
+    trainjob_cannot(
+        "has(self.scheduling) && has(self.scheduling.priorityClassName)",
+        "scheduling.priorityClassName",
+        "use backend: PyTorchJob, or scheduling.queueName with scheduling.workloadPriorityClassName (Kueue)",
+    )
+}
+
+pub(super) fn trainjob_scheduler_name() -> Rule {
+    trainjob_cannot(
+        "has(self.scheduling) && has(self.scheduling.schedulerName)",
+        "scheduling.schedulerName",
+        "use backend: PyTorchJob",
+    )
+}
+
+/// Kueue's TrainJob integration (v0.17) does not start a TrainJob with a runtime patch such as
+/// the operator's: on admission, Trainer v2.3's update of the JobSet is refused by JobSet v0.12
+/// (`spec.replicatedJobs: field is immutable`), and the job stays suspended for ever. Refused
+/// until that works, rather than accepted and never run.
+pub(super) fn trainjob_queue() -> Rule {
+    Rule::new(
+        "self.backend != 'TrainJob' || !has(self.scheduling) || !has(self.scheduling.queueName)",
+    )
+    .message(Message::Message(
+        "scheduling.queueName cannot be used with backend: TrainJob yet (Kueue admits such a TrainJob, but its JobSet is never started); use backend: PyTorchJob for jobs queued by Kueue".to_string(),
+    ))
+}
+
+pub(super) fn trainjob_image_pull_policy() -> Rule {
+    trainjob_cannot(
+        "has(self.imagePullPolicy)",
+        "imagePullPolicy",
+        "leave it out (the default applies: Always for a :latest tag, else IfNotPresent) or use backend: PyTorchJob",
     )
 }
 
@@ -296,6 +344,7 @@ const MUTABLE_SPEC_FIELDS: &[&str] = &["suspend", "cleanup"];
 
 /// Fields of `spec` that are always present once the schema defaults are applied.
 const DEFAULTED_SPEC_FIELDS: &[&str] = &[
+    "backend",
     "image",
     "model",
     "dataset",

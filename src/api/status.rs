@@ -36,9 +36,13 @@ pub struct FineTuneJobStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preprocess_job: Option<String>,
 
-    /// Name of the PyTorchJob, once created.
+    /// Name of the PyTorchJob, once created (backend PyTorchJob).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pytorch_job: Option<String>,
+
+    /// Name of the TrainJob, once created (backend TrainJob).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_job: Option<String>,
 
     /// When the operator first accepted the job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -150,6 +154,13 @@ pub enum Phase {
     Succeeded,
     Failed,
     Suspended,
+}
+
+impl FineTuneJobStatus {
+    /// The name of the training child (PyTorchJob or TrainJob), once created.
+    pub fn training_child(&self) -> Option<&str> {
+        self.pytorch_job.as_deref().or(self.train_job.as_deref())
+    }
 }
 
 impl Phase {

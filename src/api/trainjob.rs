@@ -78,7 +78,9 @@ pub struct Trainer {
     pub resources_per_node: Option<ResourceRequirements>,
 }
 
-/// One manager's patch of the runtime (`manager` must be domain-prefixed).
+/// One manager's patch of the runtime (`manager` must be domain-prefixed). Others patch too
+/// (Kueue adds its own, with the pod fields of its admission): every part of a patch the operator
+/// reads back is optional, so that any manager's patch reads.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct RuntimePatch {
@@ -88,45 +90,45 @@ pub struct RuntimePatch {
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct TrainingRuntimeSpecPatch {
     pub template: JobSetTemplatePatch,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct JobSetTemplatePatch {
     pub spec: JobSetSpecPatch,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct JobSetSpecPatch {
     pub replicated_jobs: Vec<ReplicatedJobPatch>,
 }
 
 /// The patch of one replicated job, by name.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct ReplicatedJobPatch {
     pub name: String,
     pub template: JobTemplatePatch,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct JobTemplatePatch {
     pub spec: JobSpecPatch,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct JobSpecPatch {
     pub template: PodTemplatePatch,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct PodTemplatePatch {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<MetadataPatch>,
@@ -195,4 +197,45 @@ pub struct JobStatus {
     pub active: i32,
     #[serde(default)]
     pub suspended: i32,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_trainjob_with_another_managers_patch_reads() {
+        // Kueue's patch of an admitted TrainJob: pod fields without containers or volumes.
+        let tj: TrainJob = serde_json::from_value(json!({
+            "apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": "TrainJob",
+            "metadata": {"name": "ft"},
+            "spec": {
+                "runtimeRef": {"name": "finetune-instructlab"},
+                "runtimePatches": [
+                    {"manager": "finetune.dev/operator", "time": "2026-11-30T15:05:53Z"},
+                    {"manager": "kueue.x-k8s.io/manager",
+                     "trainingRuntimeSpec": {"template": {"metadata": {"labels": {"a": "b"}},
+                                                          "spec": {}}}},
+                    {"manager": "example.com/other",
+                     "trainingRuntimeSpec": {"template": {"spec": {"replicatedJobs": [
+                         {"name": "node", "template": {"spec": {"template": {
+                             "spec": {"nodeSelector": {"zone": "a"}}}}}}]}}}},
+                ],
+            },
+            "status": {"conditions": [], "jobsStatus": [{"name": "node", "active": 2}]},
+        }))
+        .unwrap();
+        assert_eq!(tj.spec.runtime_patches.len(), 3);
+        let other = tj.spec.runtime_patches[2]
+            .training_runtime_spec
+            .as_ref()
+            .unwrap();
+        let pod = &other.template.spec.replicated_jobs[0]
+            .template
+            .spec
+            .template
+            .spec;
+        assert_eq!(pod.node_selector.as_ref().unwrap()["zone"], "a");
+    }
 }

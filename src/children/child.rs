@@ -1,7 +1,7 @@
 //! What the operator reads and changes on a child, whatever its kind: the [`Child`] trait,
-//! implemented for the preprocess `batch/v1` Job and the Kubeflow PyTorchJob (and the place to
-//! add a Kubeflow Trainer `TrainJob`), after Kueue's `GenericJob` (`IsSuspended`, `Suspend`,
-//! `Finished`).
+//! implemented for the preprocess `batch/v1` Job, the Kubeflow PyTorchJob and the Kubeflow
+//! Trainer `TrainJob`, after Kueue's `GenericJob` (`IsSuspended`, `Suspend`, `Finished`); and
+//! [`TrainingJob`], the training child of either backend.
 //!
 //! Pure: no I/O. The phase machine (`status`) reads children through it, and the controller
 //! creates, suspends and deletes them through it, generic over the kind. Each kind's condition
@@ -15,8 +15,12 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::api::{JobCondition as TrainingCondition, PyTorchJob};
-use crate::names::{BATCH_JOB_LABELS, TRAINING_JOB_LABEL, preprocess_job_name, pytorch_job_name};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, ObjectMeta};
+
+use crate::api::{Backend, JobCondition as TrainingCondition, PyTorchJob, TrainJob};
+use crate::names::{
+    BATCH_JOB_LABELS, JOBSET_NAME_LABEL, TRAINING_JOB_LABEL, preprocess_job_name, pytorch_job_name,
+};
 
 /// The children a FineTuneJob can have.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -25,6 +29,8 @@ pub enum ChildKind {
     Preprocess,
     /// The Kubeflow `kubeflow.org/v1` PyTorchJob.
     PyTorchJob,
+    /// The Kubeflow Trainer `trainer.kubeflow.org/v1alpha1` TrainJob.
+    TrainJob,
 }
 
 impl ChildKind {
@@ -33,7 +39,21 @@ impl ChildKind {
         match self {
             ChildKind::Preprocess => "Job",
             ChildKind::PyTorchJob => "PyTorchJob",
+            ChildKind::TrainJob => "TrainJob",
         }
+    }
+
+    /// The training child of `backend`.
+    pub fn training(backend: Backend) -> Self {
+        match backend {
+            Backend::PyTorchJob => ChildKind::PyTorchJob,
+            Backend::TrainJob => ChildKind::TrainJob,
+        }
+    }
+
+    /// Whether this is a training child (of either backend).
+    pub fn is_training(self) -> bool {
+        matches!(self, ChildKind::PyTorchJob | ChildKind::TrainJob)
     }
 }
 
@@ -211,12 +231,154 @@ fn true_training_condition<'a>(job: &'a PyTorchJob, type_: &str) -> Option<&'a T
         .find(|c| c.type_ == type_ && c.status == "True")
 }
 
+impl Child for TrainJob {
+    const KIND: ChildKind = ChildKind::TrainJob;
+
+    /// The TrainJob, and the JobSet Trainer makes of it, take the FineTuneJob's name.
+    fn name(job_name: &str) -> String {
+        pytorch_job_name(job_name)
+    }
+
+    /// `spec.suspend`, set by us, or by Kueue for a queued job.
+    fn is_suspended(&self) -> bool {
+        self.spec.suspend.unwrap_or(false)
+    }
+
+    fn suspend_patch(suspend: bool) -> Value {
+        json!({"spec": {"suspend": suspend}})
+    }
+
+    fn condition(&self, type_: &str) -> bool {
+        true_trainjob_condition(self, type_).is_some()
+    }
+
+    fn succeeded(&self) -> bool {
+        self.condition("Complete")
+    }
+
+    /// The condition's message, else its reason, else "no message".
+    fn failed_message(&self) -> Option<String> {
+        true_trainjob_condition(self, "Failed").map(|c| {
+            [&c.message, &c.reason]
+                .into_iter()
+                .find(|t| !t.is_empty())
+                .cloned()
+                .unwrap_or_else(|| "no message".to_string())
+        })
+    }
+
+    /// JobSet's count of the replicated jobs' Jobs; it keeps the counts across a suspension.
+    fn ever_had_pods(&self) -> bool {
+        self.status.as_ref().is_some_and(|s| {
+            s.jobs_status
+                .iter()
+                .any(|j| j.active + j.ready + j.succeeded + j.failed > 0)
+        })
+    }
+
+    fn is_pod_of(pod: &Pod, child_name: &str) -> bool {
+        pod.labels().get(JOBSET_NAME_LABEL).map(String::as_str) == Some(child_name)
+    }
+}
+
+/// The TrainJob's condition `type_`, when True: the one reader of Trainer's condition list.
+fn true_trainjob_condition<'a>(job: &'a TrainJob, type_: &str) -> Option<&'a Condition> {
+    job.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == "True")
+}
+
+/// The training child, of whichever backend the FineTuneJob names: what the phase machine
+/// reads of it, through [`Child`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum TrainingJob {
+    PyTorchJob(PyTorchJob),
+    TrainJob(TrainJob),
+}
+
+impl TrainingJob {
+    pub fn kind(&self) -> ChildKind {
+        match self {
+            TrainingJob::PyTorchJob(_) => ChildKind::PyTorchJob,
+            TrainingJob::TrainJob(_) => ChildKind::TrainJob,
+        }
+    }
+
+    pub fn metadata(&self) -> &ObjectMeta {
+        match self {
+            TrainingJob::PyTorchJob(j) => &j.metadata,
+            TrainingJob::TrainJob(j) => &j.metadata,
+        }
+    }
+
+    pub fn is_suspended(&self) -> bool {
+        match self {
+            TrainingJob::PyTorchJob(j) => j.is_suspended(),
+            TrainingJob::TrainJob(j) => j.is_suspended(),
+        }
+    }
+
+    pub fn finished(&self) -> Option<Outcome> {
+        match self {
+            TrainingJob::PyTorchJob(j) => j.finished(),
+            TrainingJob::TrainJob(j) => j.finished(),
+        }
+    }
+
+    pub fn ever_had_pods(&self) -> bool {
+        match self {
+            TrainingJob::PyTorchJob(j) => j.ever_had_pods(),
+            TrainingJob::TrainJob(j) => j.ever_had_pods(),
+        }
+    }
+
+    pub fn condition(&self, type_: &str) -> bool {
+        match self {
+            TrainingJob::PyTorchJob(j) => j.condition(type_),
+            TrainingJob::TrainJob(j) => j.condition(type_),
+        }
+    }
+}
+
+/// Serialized as the object it holds (for `render` and tests).
+impl Serialize for TrainingJob {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            TrainingJob::PyTorchJob(j) => j.serialize(serializer),
+            TrainingJob::TrainJob(j) => j.serialize(serializer),
+        }
+    }
+}
+
+impl From<PyTorchJob> for TrainingJob {
+    fn from(job: PyTorchJob) -> Self {
+        TrainingJob::PyTorchJob(job)
+    }
+}
+
+impl From<TrainJob> for TrainingJob {
+    fn from(job: TrainJob) -> Self {
+        TrainingJob::TrainJob(job)
+    }
+}
+
+/// Whether `pod` belongs to the training child `kind` named `child_name`.
+pub fn is_training_pod_of(kind: ChildKind, pod: &Pod, child_name: &str) -> bool {
+    match kind {
+        ChildKind::TrainJob => TrainJob::is_pod_of(pod, child_name),
+        _ => PyTorchJob::is_pod_of(pod, child_name),
+    }
+}
+
 /// A child built from the FineTuneJob, to be created. Boxed: a child is large and an action
 /// list is small.
 #[derive(Clone, Debug, PartialEq)]
 pub enum NewChild {
     Preprocess(Box<Job>),
     PyTorchJob(Box<PyTorchJob>),
+    TrainJob(Box<TrainJob>),
 }
 
 impl NewChild {
@@ -224,6 +386,7 @@ impl NewChild {
         match self {
             NewChild::Preprocess(_) => ChildKind::Preprocess,
             NewChild::PyTorchJob(_) => ChildKind::PyTorchJob,
+            NewChild::TrainJob(_) => ChildKind::TrainJob,
         }
     }
 }
@@ -237,6 +400,21 @@ impl From<Job> for NewChild {
 impl From<PyTorchJob> for NewChild {
     fn from(job: PyTorchJob) -> Self {
         NewChild::PyTorchJob(Box::new(job))
+    }
+}
+
+impl From<TrainJob> for NewChild {
+    fn from(job: TrainJob) -> Self {
+        NewChild::TrainJob(Box::new(job))
+    }
+}
+
+impl From<TrainingJob> for NewChild {
+    fn from(job: TrainingJob) -> Self {
+        match job {
+            TrainingJob::PyTorchJob(j) => j.into(),
+            TrainingJob::TrainJob(j) => j.into(),
+        }
     }
 }
 

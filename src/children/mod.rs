@@ -1,6 +1,6 @@
 //! Pure functions from a FineTuneJob to the children it gets: the preprocess `batch/v1` Job and
-//! the training child, a Kubeflow PyTorchJob or (for the TrainJob backend, not yet selectable in
-//! the spec) a Kubeflow Trainer v2 TrainJob, both rendered from one training pod (`training`).
+//! the training child, a Kubeflow PyTorchJob or (with `spec.backend: TrainJob`) a Kubeflow
+//! Trainer v2 TrainJob, both rendered from one training pod (`training`).
 //! No I/O here; `finetune-operator render` prints exactly what `build_children` builds.
 //!
 //! Security rule: no user value reaches a shell or an interpreter as code. Containers start with
@@ -22,10 +22,10 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::{Resource, ResourceExt};
 use thiserror::Error;
 
-use crate::api::{FineTuneJob, PyTorchJob};
+use crate::api::{Backend, FineTuneJob};
 use crate::names::{KUEUE_PRIORITY_CLASS_LABEL, KUEUE_QUEUE_LABEL};
 
-pub use child::{Child, ChildKind, NewChild, Outcome};
+pub use child::{Child, ChildKind, NewChild, Outcome, TrainingJob, is_training_pod_of};
 pub use preprocess::build_preprocess_job;
 pub use pytorchjob::build_pytorch_job;
 pub use training::CHECKPOINT_BEFORE_STOP;
@@ -37,9 +37,10 @@ pub use trainjob::build_train_job;
 /// Code that handles every child destructures this without `..`, so that a third child fails
 /// to compile until it is wired in there.
 #[derive(Clone, Debug, Default, PartialEq)]
-pub struct Children<P = Option<Job>, T = PyTorchJob> {
+pub struct Children<P = Option<Job>, T = TrainingJob> {
     pub preprocess: P,
-    pub pytorch_job: T,
+    /// The training child: a PyTorchJob or a TrainJob, as `spec.backend` says.
+    pub training: T,
 }
 
 #[derive(Debug, Error, PartialEq)]
@@ -59,7 +60,15 @@ pub fn build_children(job: &FineTuneJob) -> Result<Children, BuildError> {
             Some(pre) => Some(build_preprocess_job(job, pre)?),
             None => None,
         },
-        pytorch_job: build_pytorch_job(job)?,
+        training: build_training_job(job)?,
+    })
+}
+
+/// Builds the training child of the backend `spec.backend` names.
+pub fn build_training_job(job: &FineTuneJob) -> Result<TrainingJob, BuildError> {
+    Ok(match job.spec.backend {
+        Backend::PyTorchJob => build_pytorch_job(job)?.into(),
+        Backend::TrainJob => build_train_job(job)?.into(),
     })
 }
 

@@ -19,7 +19,7 @@ use tracing::{info, warn};
 use super::Context;
 use super::error::{Error, KubeContext, is_already_exists, is_conflict, is_not_found};
 use super::events;
-use crate::api::{FineTuneJob, FineTuneJobStatus, PyTorchJob};
+use crate::api::{Backend, FineTuneJob, FineTuneJobStatus, PyTorchJob, TrainJob};
 use crate::children::{Child, ChildKind, Children, NewChild};
 use crate::names::FIELD_MANAGER;
 use crate::status::{self, ChildAction, Decision, OwnedChildren, PlannedEvent};
@@ -72,6 +72,9 @@ pub async fn act(
                 ChildKind::PyTorchJob => {
                     delete_child::<PyTorchJob>(uid, ctx, &ns, &name, &background).await?
                 }
+                ChildKind::TrainJob => {
+                    delete_child::<TrainJob>(uid, ctx, &ns, &name, &background).await?
+                }
             }
         }
     }
@@ -103,6 +106,10 @@ async fn create_children(
                 ChildKind::PyTorchJob,
                 create_child(&**child, owner_uid, ctx, ns).await,
             ),
+            ChildAction::Create(NewChild::TrainJob(child)) => (
+                ChildKind::TrainJob,
+                create_child(&**child, owner_uid, ctx, ns).await,
+            ),
             ChildAction::SetSuspended(kind, suspend) => {
                 let (kind, suspend) = (*kind, *suspend);
                 match kind {
@@ -111,6 +118,9 @@ async fn create_children(
                     }
                     ChildKind::PyTorchJob => {
                         set_suspended::<PyTorchJob>(suspend, uid(kind), ctx, ns, name).await?
+                    }
+                    ChildKind::TrainJob => {
+                        set_suspended::<TrainJob>(suspend, uid(kind), ctx, ns, name).await?
                     }
                 }
                 continue;
@@ -161,6 +171,7 @@ fn get_action(kind: ChildKind) -> &'static str {
     match kind {
         ChildKind::Preprocess => "get_preprocess_job",
         ChildKind::PyTorchJob => "get_pytorchjob",
+        ChildKind::TrainJob => "get_trainjob",
     }
 }
 
@@ -332,9 +343,15 @@ pub async fn delete_children_foreground(
     let params = DeleteParams::foreground();
     let Children {
         preprocess,
-        pytorch_job,
+        training,
     } = owned;
     delete_child::<Job>(preprocess.as_deref(), ctx, &ns, &name, &params).await?;
-    delete_child::<PyTorchJob>(pytorch_job.as_deref(), ctx, &ns, &name, &params).await?;
+    let training = training.as_deref();
+    match job.spec.backend {
+        Backend::PyTorchJob => {
+            delete_child::<PyTorchJob>(training, ctx, &ns, &name, &params).await?
+        }
+        Backend::TrainJob => delete_child::<TrainJob>(training, ctx, &ns, &name, &params).await?,
+    }
     Ok(())
 }

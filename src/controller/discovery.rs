@@ -1,5 +1,5 @@
-//! Whether the cluster serves the PyTorchJob kind, and how long a "yes" is trusted: a missing
-//! kind answers a GET with the same 404 as a missing object.
+//! Whether the cluster serves a training kind (the PyTorchJob, the TrainJob), and how long a
+//! "yes" is trusted: a missing kind answers a GET with the same 404 as a missing object.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -8,14 +8,14 @@ use kube::{Client, Resource};
 
 use super::Context;
 use super::error::{Error, is_not_found};
-use crate::api::PyTorchJob;
+use crate::api::{Backend, PyTorchJob, TrainJob};
 use crate::status::Lookup;
 
-/// How long a positive answer of discovery ("the PyTorchJob kind is served") is reused when a
-/// PyTorchJob is not found: a burst of new jobs asks once, and a removed kind is noticed soon.
+/// How long a positive answer of discovery ("the kind is served") is reused when a child is
+/// not found: a burst of new jobs asks once, and a removed kind is noticed soon.
 pub const KIND_CHECK_TTL: Duration = Duration::from_secs(10);
 
-/// When discovery last said the PyTorchJob kind is served.
+/// When discovery last said a kind is served.
 #[derive(Default)]
 pub struct KindSeen(Mutex<Option<Instant>>);
 
@@ -35,14 +35,31 @@ impl KindSeen {
     }
 }
 
-/// What a 404 on our PyTorchJob means: the object is absent, or the kind is not served at all.
-/// Discovery says which; a recent "served" answer is reused.
-pub(super) async fn not_found(ctx: &Context) -> Result<Lookup<PyTorchJob>, Error> {
-    if ctx.kind_seen.recent() {
+/// [`KindSeen`] of each backend's kind.
+#[derive(Default)]
+pub struct KindsSeen {
+    pytorch_job: KindSeen,
+    train_job: KindSeen,
+}
+
+impl KindsSeen {
+    pub fn of(&self, backend: Backend) -> &KindSeen {
+        match backend {
+            Backend::PyTorchJob => &self.pytorch_job,
+            Backend::TrainJob => &self.train_job,
+        }
+    }
+}
+
+/// What a 404 on our training child means: the object is absent, or the kind is not served at
+/// all. Discovery says which; a recent "served" answer is reused.
+pub(super) async fn not_found<T>(ctx: &Context, backend: Backend) -> Result<Lookup<T>, Error> {
+    let seen = ctx.kinds_seen.of(backend);
+    if seen.recent() {
         return Ok(Lookup::Absent);
     }
-    let installed = pytorchjob_kind_installed(&ctx.client).await?;
-    ctx.kind_seen.set(installed);
+    let installed = kind_installed(&ctx.client, backend).await?;
+    seen.set(installed);
     Ok(if installed {
         Lookup::Absent
     } else {
@@ -50,17 +67,22 @@ pub(super) async fn not_found(ctx: &Context) -> Result<Lookup<PyTorchJob>, Error
     })
 }
 
-/// Whether the cluster serves `kubeflow.org/v1` `pytorchjobs`.
-pub async fn pytorchjob_kind_installed(client: &Client) -> Result<bool, Error> {
-    let api_version = PyTorchJob::api_version(&());
+/// Whether the cluster serves `backend`'s kind: `kubeflow.org/v1` `pytorchjobs` or
+/// `trainer.kubeflow.org/v1alpha1` `trainjobs`.
+pub async fn kind_installed(client: &Client, backend: Backend) -> Result<bool, Error> {
+    match backend {
+        Backend::PyTorchJob => served::<PyTorchJob>(client).await,
+        Backend::TrainJob => served::<TrainJob>(client).await,
+    }
+}
+
+async fn served<K: Resource<DynamicType = ()>>(client: &Client) -> Result<bool, Error> {
+    let api_version = K::api_version(&());
     match client.list_api_group_resources(&api_version).await {
-        Ok(list) => Ok(list
-            .resources
-            .iter()
-            .any(|r| r.name == PyTorchJob::plural(&()))),
+        Ok(list) => Ok(list.resources.iter().any(|r| r.name == K::plural(&()))),
         Err(e) if is_not_found(&e) => Ok(false),
         Err(source) => Err(Error::Kube {
-            action: "discover_pytorchjob_kind",
+            action: "discover_training_kind",
             source,
         }),
     }

@@ -13,8 +13,8 @@ use tracing::debug;
 use super::error::{Error, KubeContext, is_not_found};
 use super::follow::read_log;
 use super::{Context, discovery};
-use crate::api::{FineTuneJob, PyTorchJob};
-use crate::children::Child;
+use crate::api::{Backend, FineTuneJob, PyTorchJob, TrainJob};
+use crate::children::{Child, TrainingJob};
 
 use crate::logs::{TAIL_LIMIT_BYTES, TAIL_LINES, next_tail_lines};
 use crate::names::{JOB_NAME_LABEL, KUEUE_JOB_UID_LABEL};
@@ -57,17 +57,40 @@ pub async fn observe(ctx: &Context, job: &FineTuneJob, needs: Needs) -> Result<O
         Lookup::Skipped
     };
 
-    let pytorch_job = if needs.pytorch_job {
+    let backend = job.spec.backend;
+    let training = if needs.training {
         let child = PyTorchJob::name(&name);
-        match caches.and_then(|c| c.pytorch_job(&ns, &child)) {
-            Some(p) => status::owned(Some(p), |p| &p.metadata, uid),
-            None if absence_is_enough && status.pytorch_job.is_none() && ctx.kind_seen.recent() => {
+        let cached = caches.and_then(|c| match backend {
+            Backend::PyTorchJob => c.pytorch_job(&ns, &child).map(TrainingJob::from),
+            Backend::TrainJob => c.train_job(&ns, &child).map(TrainingJob::from),
+        });
+        match cached {
+            Some(p) => status::owned(Some(p), |p| p.metadata(), uid),
+            None if absence_is_enough
+                && status.training_child().is_none()
+                && ctx.kinds_seen.of(backend).recent() =>
+            {
                 Lookup::Absent
             }
-            None => get_pytorch_job(ctx, &ns, &child, uid).await?,
+            None => match backend {
+                Backend::PyTorchJob => get_training_job::<PyTorchJob>(ctx, &ns, &child, uid)
+                    .await?
+                    .map(TrainingJob::from),
+                Backend::TrainJob => get_training_job::<TrainJob>(ctx, &ns, &child, uid)
+                    .await?
+                    .map(TrainingJob::from),
+            },
         }
     } else {
         Lookup::Skipped
+    };
+    // A TrainJob's pods are controlled by the Jobs of the JobSet it controls: they are known as
+    // ours by that JobSet's UID.
+    let jobset_uid = match training.present() {
+        Some(TrainingJob::TrainJob(train_job)) if needs.pods => {
+            jobset_uid(ctx, job, &ns, train_job).await?
+        }
+        _ => None,
     };
 
     let pods = if needs.pods {
@@ -86,7 +109,9 @@ pub async fn observe(ctx: &Context, job: &FineTuneJob, needs: Needs) -> Result<O
         Vec::new()
     };
 
-    let mut observed = Observed::new(ctx.now(), preprocess_job, pytorch_job).with_own_pods(pods);
+    let mut observed = Observed::new(ctx.now(), preprocess_job, training);
+    observed.jobset_uid = jobset_uid;
+    let mut observed = observed.with_own_pods(pods);
     // The second round: what the children and pods show is worth reading.
     let after = status::needs_after(job, &observed);
     if needs.log {
@@ -185,23 +210,65 @@ async fn failed_create(client: &Client, ns: &str, child_uid: &str) -> Option<Str
     }
 }
 
-/// The PyTorchJob from the apiserver. A 404 is also what a missing kind looks like: discovery
-/// says which (a recent "installed" answer is reused).
-async fn get_pytorch_job(
+/// The training child from the apiserver. A 404 is also what a missing kind looks like:
+/// discovery says which (a recent "installed" answer is reused).
+async fn get_training_job<K: Child>(
     ctx: &Context,
     ns: &str,
     name: &str,
     owner_uid: Option<&str>,
-) -> Result<Lookup<PyTorchJob>, Error> {
-    let api: Api<PyTorchJob> = Api::namespaced(ctx.client.clone(), ns);
+) -> Result<Lookup<K>, Error> {
+    let api: Api<K> = Api::namespaced(ctx.client.clone(), ns);
+    let backend = match K::KIND {
+        crate::children::ChildKind::TrainJob => Backend::TrainJob,
+        _ => Backend::PyTorchJob,
+    };
     match api.get(name).await {
-        Ok(p) => Ok(status::owned(Some(p), |p| &p.metadata, owner_uid)),
-        Err(e) if is_not_found(&e) => discovery::not_found(ctx).await,
+        Ok(p) => Ok(status::owned(Some(p), |p| p.meta(), owner_uid)),
+        Err(e) if is_not_found(&e) => discovery::not_found(ctx, backend).await,
         Err(source) => Err(Error::Kube {
-            action: "get_pytorchjob",
+            action: "get_training_job",
             source,
         }),
     }
+}
+
+/// The UID of the JobSet our TrainJob controls (same name), read once per TrainJob and kept:
+/// the relation never changes. None while Trainer has not made it yet, or when the JobSet of
+/// that name is not controlled by our TrainJob (its pods are then never read as ours).
+async fn jobset_uid(
+    ctx: &Context,
+    job: &FineTuneJob,
+    ns: &str,
+    train_job: &TrainJob,
+) -> Result<Option<String>, Error> {
+    let Some(train_job_uid) = train_job.metadata.uid.as_deref() else {
+        return Ok(None);
+    };
+    let key = kube::runtime::reflector::ObjectRef::from(job);
+    if let Some(uid) = ctx.jobsets.get(&key, train_job_uid) {
+        return Ok(Some(uid));
+    }
+    let resource = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("jobset.x-k8s.io", "v1alpha2", "JobSet"),
+        "jobsets",
+    );
+    let api: Api<DynamicObject> = Api::namespaced_with(ctx.client.clone(), ns, &resource);
+    let Some(jobset) = api
+        .get_opt(&train_job.name_any())
+        .await
+        .during("get_jobset")?
+    else {
+        return Ok(None);
+    };
+    if !status::controlled_by(&jobset.metadata, Some(train_job_uid)) {
+        return Ok(None);
+    }
+    let uid = jobset.metadata.uid.clone();
+    if let Some(uid) = &uid {
+        ctx.jobsets.set(key, train_job_uid, uid);
+    }
+    Ok(uid)
 }
 
 /// The last lines of a container's log, bounded in lines and bytes. An answer that fills the

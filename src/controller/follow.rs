@@ -19,8 +19,8 @@ use crate::api::{FineTuneJob, LogCursor};
 
 use crate::logs::cursor::{after_cursor, since_time};
 use crate::logs::progress::ProgressParser;
-use crate::names::{PYTORCH_CONTAINER, master_pod_name};
 use crate::status::LogRead;
+use crate::status::pods::rank0_pod;
 
 /// Bytes asked for in one read. A log that grew more is read again a second later.
 pub const READ_LIMIT_BYTES: i64 = 256 * 1024;
@@ -108,33 +108,39 @@ impl Followers {
             self.put(key, previous);
             return (None, wait);
         }
-        let master_name = master_pod_name(&job.name_any());
-        let Some((master, uid)) = pods
-            .iter()
-            .find(|p| p.name_any() == master_name)
-            .filter(|p| container_started(p))
-            .and_then(|p| Some((p, p.uid()?)))
+        let Some((master, container, uid)) = rank0_pod(job, pods)
+            .filter(|(p, container)| container_started(p, container))
+            .and_then(|(p, container)| Some((p, container, p.uid()?)))
         else {
             self.put(key, previous);
             return (None, self.interval);
         };
-        // A container that started less than an interval ago has printed only its start-up
-        // lines: the first read waits until it has run one interval, as every later read waits
-        // one after the last. Reading at once would cost a read and a status write per job just
-        // as jobs start, when the apiserver is busiest, for nothing a user would see.
-        if previous.is_none()
-            && !finished
-            && let Some(ran) = running_for(master)
-            && ran < interval
-        {
-            return (None, interval - ran);
-        }
-
         let status_cursor = job
             .status
             .as_ref()
             .and_then(|s| s.log_cursor.clone())
             .filter(|c| c.pod_uid == uid);
+        // A container that started less than an interval ago has printed only its start-up
+        // lines: the first read waits until it has run one interval, as every later read waits
+        // one after the last. Reading at once would cost a read and a status write per job just
+        // as jobs start, when the apiserver is busiest, for nothing a user would see. The job
+        // is followed from now on, so that it counts in the budget's spacing.
+        if previous.is_none()
+            && !finished
+            && let Some(ran) = running_for(master, container)
+            && ran < interval
+        {
+            let wait = interval - ran;
+            let waiting = Follower {
+                pod_uid: uid,
+                parser: ProgressParser::new(),
+                cursor: status_cursor,
+                next_due: now + wait,
+            };
+            self.put(key, Some(waiting));
+            return (None, wait);
+        }
+
         // The parser's state is good only if the status holds the cursor it stopped at (the
         // last status write went through) and the pod is the same.
         let mut follower = previous
@@ -155,7 +161,7 @@ impl Followers {
         let reads = if finished { FINAL_READS } else { 1 };
         for read in 0..reads {
             let params = LogParams {
-                container: Some(PYTORCH_CONTAINER.to_string()),
+                container: Some(container.to_string()),
                 timestamps: true,
                 since_time: cursor.as_ref().and_then(since_time),
                 limit_bytes: Some(READ_LIMIT_BYTES),
@@ -224,27 +230,27 @@ impl Followers {
 }
 
 /// Whether the training container has started (has a log to read).
-fn container_started(pod: &Pod) -> bool {
+fn container_started(pod: &Pod, container: &str) -> bool {
     pod.status
         .as_ref()
         .and_then(|s| s.container_statuses.as_ref())
         .into_iter()
         .flatten()
-        .filter(|c| c.name == PYTORCH_CONTAINER)
+        .filter(|c| c.name == container)
         .filter_map(|c| c.state.as_ref())
         .any(|s| s.running.is_some() || s.terminated.is_some())
 }
 
 /// How long the training container has run, when the pod says when it started (and that was
 /// not in the future of this clock).
-fn running_for(pod: &Pod) -> Option<Duration> {
+fn running_for(pod: &Pod, container: &str) -> Option<Duration> {
     let state = pod
         .status
         .as_ref()?
         .container_statuses
         .as_ref()?
         .iter()
-        .find(|c| c.name == PYTORCH_CONTAINER)?
+        .find(|c| c.name == container)?
         .state
         .as_ref()?;
     let started = match (&state.running, &state.terminated) {

@@ -30,7 +30,7 @@ use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef};
 
-pub use discovery::pytorchjob_kind_installed;
+pub use discovery::kind_installed;
 /// What the caches keep of each object, for the memory benchmark (`benches/cache_memory.rs`).
 #[doc(hidden)]
 pub mod cache_layout {
@@ -60,8 +60,10 @@ pub struct Context {
     caches: OnceLock<cache::Caches>,
     /// The operator's own last write of each FineTuneJob, until the cache holds it.
     written: cache::Written,
-    /// When discovery last found the PyTorchJob kind.
-    kind_seen: discovery::KindSeen,
+    /// When discovery last found each training kind.
+    kinds_seen: discovery::KindsSeen,
+    /// The JobSet of each of our TrainJobs.
+    jobsets: cache::JobSetUids,
     /// The FineTuneJobs the controller watches, to find another live job writing to the same
     /// output directory; unset until [`run`] starts the watch.
     job_store: OnceLock<reflector::Store<FineTuneJob>>,
@@ -100,7 +102,8 @@ impl Context {
             followers: follow::Followers::new(progress_interval),
             caches: OnceLock::new(),
             written: cache::Written::default(),
-            kind_seen: discovery::KindSeen::default(),
+            kinds_seen: discovery::KindsSeen::default(),
+            jobsets: cache::JobSetUids::default(),
             job_store: OnceLock::new(),
             log_tails: true,
             event_queue: None,
@@ -150,6 +153,7 @@ impl Context {
     fn forget(&self, job: &ObjectRef<FineTuneJob>) {
         self.followers.forget(job);
         self.written.forget(job);
+        self.jobsets.forget(job);
         self.failures
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

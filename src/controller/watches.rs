@@ -2,6 +2,7 @@
 //! caches reconciles read from and triggering reconciles.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use k8s_openapi::api::batch::v1::Job;
@@ -13,8 +14,8 @@ use kube::runtime::{Controller, WatchStreamExt, watcher};
 use kube::{Api, Client, ResourceExt};
 use tracing::{debug, info, warn};
 
-use super::{Context, Error, Settings, cache, error_policy, pytorchjob_kind_installed, reconcile};
-use crate::api::{FineTuneJob, PyTorchJob};
+use super::{Context, Error, Settings, cache, error_policy, kind_installed, reconcile};
+use crate::api::{Backend, FineTuneJob, PyTorchJob, TrainJob};
 use crate::names::JOB_NAME_LABEL;
 use crate::telemetry::JobRow;
 
@@ -34,6 +35,33 @@ where
 /// figures in BENCHMARKS.md). More, smaller lists cost no measurable time.
 const LIST_PAGE_SIZE: u32 = 50;
 
+/// How often the cluster is asked whether a training kind it does not serve is served now.
+const KIND_WATCH_RETRY: Duration = Duration::from_secs(60);
+
+/// The stream `watch` makes, started once the cluster serves `backend`'s kind: a watch of a kind
+/// that is not served only fails, again and again, and most clusters have one of the two
+/// backends only. Installing the other later is noticed within [`KIND_WATCH_RETRY`]; until then
+/// its children are read from the apiserver.
+fn when_served<S: futures::Stream + Send + 'static>(
+    ctx: Arc<Context>,
+    backend: Backend,
+    watch: impl FnOnce() -> S + Send + 'static,
+) -> impl futures::Stream<Item = S::Item> + Send + 'static {
+    futures::stream::once(async move {
+        loop {
+            match kind_installed(&ctx.client, backend).await {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(e) => debug!(kind = backend.as_str(), error = %e, "discovery failed"),
+            }
+            tokio::time::sleep(KIND_WATCH_RETRY).await;
+        }
+        info!(kind = backend.as_str(), "watching the training kind");
+        watch()
+    })
+    .flatten()
+}
+
 /// Runs the controller until `shutdown` resolves. Fails at once, with an install hint, when the
 /// FineTuneJob CRD is not installed.
 pub async fn run(
@@ -51,8 +79,20 @@ pub async fn run(
             action: "list_finetunejobs (is the CRD installed? kubectl apply -f crds/)",
             source,
         })?;
-    if !pytorchjob_kind_installed(&ctx.client).await? {
-        warn!("the kubeflow.org/v1 PyTorchJob kind is not installed; jobs will wait for it");
+    let mut installed = Vec::new();
+    for backend in [Backend::PyTorchJob, Backend::TrainJob] {
+        if kind_installed(&ctx.client, backend).await? {
+            installed.push(backend.as_str());
+        }
+    }
+    if installed.is_empty() {
+        warn!(
+            "neither the kubeflow.org/v1 PyTorchJob kind (Kubeflow training operator) nor the \
+             trainer.kubeflow.org/v1alpha1 TrainJob kind (Kubeflow Trainer v2) is installed; \
+             jobs will wait for the kind their spec.backend names"
+        );
+    } else {
+        info!(kinds = ?installed, "training kinds served");
     }
 
     // Children and pods carry our label; selecting on it keeps the watches small. The same
@@ -62,14 +102,27 @@ pub async fn run(
         .page_size(LIST_PAGE_SIZE);
     let ours = listing.clone().labels(JOB_NAME_LABEL);
     let pytorch_jobs = cache::PackedStore::default();
+    let train_jobs = cache::PackedStore::default();
     let preprocess_jobs = cache::PackedStore::default();
     let pods = cache::PodIndex::default();
-    let store = pytorch_jobs.clone();
-    let pytorch_stream = watcher(api::<PyTorchJob>(&client, ns), ours.clone())
-        .default_backoff()
-        .modify(cache::slim_pytorch_job)
-        .inspect_ok(move |event| store.apply(event))
-        .touched_objects();
+    let (store, watch) = (pytorch_jobs.clone(), api::<PyTorchJob>(&client, ns));
+    let config = ours.clone();
+    let pytorch_stream = when_served(ctx.clone(), Backend::PyTorchJob, move || {
+        watcher(watch, config)
+            .default_backoff()
+            .modify(cache::slim_pytorch_job)
+            .inspect_ok(move |event| store.apply(event))
+            .touched_objects()
+    });
+    let (store, watch) = (train_jobs.clone(), api::<TrainJob>(&client, ns));
+    let config = ours.clone();
+    let train_stream = when_served(ctx.clone(), Backend::TrainJob, move || {
+        watcher(watch, config)
+            .default_backoff()
+            .modify(cache::slim_train_job)
+            .inspect_ok(move |event| store.apply(event))
+            .touched_objects()
+    });
     let store = preprocess_jobs.clone();
     let preprocess_stream = watcher(api::<Job>(&client, ns), ours.clone())
         .default_backoff()
@@ -84,6 +137,7 @@ pub async fn run(
         .touched_objects();
     let _ = ctx.caches.set(cache::Caches {
         pytorch_jobs,
+        train_jobs,
         preprocess_jobs,
         pods,
     });
@@ -105,6 +159,7 @@ pub async fn run(
     let controller = Controller::for_stream(job_stream, job_store)
         .owns_stream(preprocess_stream)
         .owns_stream(pytorch_stream)
+        .owns_stream(train_stream)
         .watches_stream(pod_stream, |pod: Pod| {
             let name = pod.labels().get(JOB_NAME_LABEL)?.clone();
             Some(ObjectRef::new(&name).within(&pod.namespace()?))

@@ -45,7 +45,7 @@ impl Global {
     /// The argv of `kubectl exec` that writes InstructLab's trigger files in `pod`'s training
     /// container, with the same kubeconfig, context and namespace as the plugin. Each value is
     /// one argv element (no shell), and the command in the pod is `touch` with fixed paths.
-    pub fn trigger_argv(&self, namespace: &str, pod: &str) -> Vec<String> {
+    pub fn trigger_argv(&self, namespace: &str, pod: &str, container: &str) -> Vec<String> {
         let mut argv = Vec::new();
         if let Some(path) = &self.kubeconfig {
             argv.push(format!("--kubeconfig={}", path.display()));
@@ -56,7 +56,7 @@ impl Global {
         argv.extend([
             "exec".to_string(),
             format!("--namespace={namespace}"),
-            format!("--container={}", crate::names::PYTORCH_CONTAINER),
+            format!("--container={container}"),
             pod.to_string(),
             "--".to_string(),
             "touch".to_string(),
@@ -128,7 +128,7 @@ mod tests {
             kubeconfig: Some("/home/me/.kube/other config".into()),
         };
         assert_eq!(
-            global.trigger_argv("team-a", "ft-worker-0"),
+            global.trigger_argv("team-a", "ft-worker-0", "pytorch"),
             [
                 "--kubeconfig=/home/me/.kube/other config",
                 "--context=lab",
@@ -144,7 +144,7 @@ mod tests {
         );
         // Without options, kubectl's own defaults apply.
         assert_eq!(
-            Global::default().trigger_argv("ns", "p")[..3],
+            Global::default().trigger_argv("ns", "p", "pytorch")[..3],
             ["exec", "--namespace=ns", "--container=pytorch"]
         );
     }

@@ -27,7 +27,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Config};
 use serde_json::json;
 
-use crate::api::{FineTuneJob, Phase};
+use crate::api::{Backend, FineTuneJob, Phase};
 use crate::names;
 use cli::{Cli, Global, Verb};
 
@@ -271,15 +271,36 @@ impl Target {
                 names::PREPROCESS_CONTAINER,
             )
         } else {
-            let pod = names::master_pod_name(name);
-            if pods.get_opt(&pod).await?.is_none() {
-                return Err(Error::NoPod {
-                    pod,
-                    name: name.into(),
-                    phase,
-                });
+            // The rank-0 pod: by name for a PyTorchJob, by its JobSet's labels for a TrainJob.
+            let candidates = match job.spec.backend {
+                Backend::PyTorchJob => pods
+                    .get_opt(&names::master_pod_name(name))
+                    .await?
+                    .into_iter()
+                    .collect(),
+                Backend::TrainJob => {
+                    let selector = format!("{}={name}", names::JOBSET_NAME_LABEL);
+                    pods.list(&ListParams::default().labels(&selector))
+                        .await?
+                        .items
+                }
+            };
+            let rank0 = crate::status::pods::rank0_pod(&job, &candidates);
+            match rank0 {
+                Some((pod, container)) => {
+                    (pod.metadata.name.clone().unwrap_or_default(), container)
+                }
+                None => {
+                    return Err(Error::NoPod {
+                        pod: match job.spec.backend {
+                            Backend::PyTorchJob => names::master_pod_name(name),
+                            Backend::TrainJob => format!("of completion index 0 of JobSet {name}"),
+                        },
+                        name: name.into(),
+                        phase,
+                    });
+                }
             }
-            (pod, names::PYTORCH_CONTAINER)
         };
         let params = LogParams {
             container: Some(container.to_string()),
@@ -442,7 +463,11 @@ impl Target {
             return Err(Error::NoOnDemand { name: name.into() });
         }
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace);
-        let selector = format!("{}={name}", names::TRAINING_JOB_LABEL);
+        let selector = match job.spec.backend {
+            Backend::PyTorchJob => format!("{}={name}", names::TRAINING_JOB_LABEL),
+            Backend::TrainJob => format!("{}={name}", names::JOBSET_NAME_LABEL),
+        };
+        let container = names::training_container(job.spec.backend);
         let list = pods.list(&ListParams::default().labels(&selector)).await?;
         let running: Vec<String> = list
             .items
@@ -471,7 +496,7 @@ impl Target {
             return Err(self.explain(e, Some(name)).await);
         }
         for pod in &running {
-            let argv = global.trigger_argv(&self.namespace, pod);
+            let argv = global.trigger_argv(&self.namespace, pod, container);
             let out = std::process::Command::new("kubectl")
                 .args(&argv)
                 .output()

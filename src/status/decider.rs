@@ -155,7 +155,7 @@ impl<'a> Decider<'a> {
         if self.new.phase == Some(Phase::Training) {
             self.requeue_at_most(self.obs.next_log_read);
         }
-        if !matches!(self.obs.pytorch_job, Lookup::KindMissing) {
+        if !matches!(self.obs.training, Lookup::KindMissing) {
             self.accept();
         }
         cleanup::delete_children_if_finished(self);
@@ -188,6 +188,16 @@ impl<'a> Decider<'a> {
     /// The FineTuneJob's name.
     pub(super) fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The training child's kind: the PyTorchJob or the TrainJob, as `spec.backend` says.
+    pub(super) fn training_kind(&self) -> ChildKind {
+        ChildKind::training(self.job.spec.backend)
+    }
+
+    /// How messages name the training child: "PyTorchJob ft", "TrainJob ft".
+    pub(super) fn training_child(&self) -> String {
+        format!("{} {}", self.training_kind().api_kind(), self.name)
     }
 
     pub(super) fn now(&self) -> &'a Time {
@@ -277,6 +287,7 @@ impl<'a> Decider<'a> {
                 self.new.preprocess_job = Some(preprocess_job_name(&self.name))
             }
             ChildKind::PyTorchJob => self.new.pytorch_job = Some(pytorch_job_name(&self.name)),
+            ChildKind::TrainJob => self.new.train_job = Some(pytorch_job_name(&self.name)),
         }
     }
 
@@ -356,6 +367,7 @@ impl<'a> Decider<'a> {
         match kind {
             ChildKind::Preprocess => self.new.preprocess_job = None,
             ChildKind::PyTorchJob => self.new.pytorch_job = None,
+            ChildKind::TrainJob => self.new.train_job = None,
         }
     }
 
@@ -418,10 +430,10 @@ impl<'a> Decider<'a> {
         self.set_phase(Phase::Failed, why, message);
         self.complete();
         match stop {
-            // Kueue owns the suspension of a queued PyTorchJob and un-suspends it when it is
+            // Kueue owns the suspension of a queued training child and un-suspends it when it is
             // admitted again: suspending would not keep its GPUs free. Deleting it does.
-            Some(ChildKind::PyTorchJob) if self.job.spec.queue_name().is_some() => {
-                self.act(ChildAction::Delete(ChildKind::PyTorchJob));
+            Some(kind) if kind.is_training() && self.job.spec.queue_name().is_some() => {
+                self.act(ChildAction::Delete(kind));
             }
             Some(kind) => self.act(ChildAction::SetSuspended(kind, true)),
             None => {}
@@ -476,5 +488,6 @@ fn child_phrase(kind: ChildKind) -> &'static str {
     match kind {
         ChildKind::Preprocess => "preprocess Job",
         ChildKind::PyTorchJob => "PyTorchJob",
+        ChildKind::TrainJob => "TrainJob",
     }
 }

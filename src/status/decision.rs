@@ -84,17 +84,17 @@ impl OwnedChildren {
                 .preprocess_job
                 .present()
                 .and_then(|j| j.metadata.uid.clone()),
-            pytorch_job: observed
-                .pytorch_job
+            training: observed
+                .training
                 .present()
-                .and_then(|p| p.metadata.uid.clone()),
+                .and_then(|p| p.metadata().uid.clone()),
         }
     }
 
     pub fn uid(&self, kind: ChildKind) -> Option<&str> {
         match kind {
             ChildKind::Preprocess => self.preprocess.as_deref(),
-            ChildKind::PyTorchJob => self.pytorch_job.as_deref(),
+            ChildKind::PyTorchJob | ChildKind::TrainJob => self.training.as_deref(),
         }
     }
 }

@@ -31,7 +31,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 
 use crate::api::{FineTuneJob, FineTuneJobStatus, Phase, condition};
-use crate::children::{Child, ChildKind};
+use crate::children::ChildKind;
 use crate::names::FINALIZER;
 use decider::Decider;
 use stage::stall::{self, PodlessChild};
@@ -54,7 +54,7 @@ pub fn needs(job: &FineTuneJob) -> Needs {
         // last lines.
         return Needs {
             preprocess_job: true,
-            pytorch_job: true,
+            training: true,
             pods: status.phase == Some(Phase::Initializing),
             log: false,
             other_jobs: false,
@@ -65,18 +65,18 @@ pub fn needs(job: &FineTuneJob) -> Needs {
         let cleanup = deletes_children_after_finished(job);
         return Needs {
             preprocess_job: cleanup && status.preprocess_job.is_some(),
-            pytorch_job: cleanup && status.pytorch_job.is_some(),
+            training: cleanup && status.training_child().is_some(),
             ..Needs::default()
         };
     }
     let initialized = conditions::is_true(&status.conditions, condition::INITIALIZED);
     Needs {
         preprocess_job: job.spec.preprocess.is_some() && !initialized,
-        pytorch_job: true,
+        training: true,
         pods: true,
         // While training, and while suspended pods stop (their last lines may say an on-demand
         // checkpoint was saved).
-        log: status.pytorch_job.is_some()
+        log: status.training_child().is_some()
             && (status.phase == Some(Phase::Training)
                 || (status.phase == Some(Phase::Suspended)
                     && status
@@ -84,7 +84,7 @@ pub fn needs(job: &FineTuneJob) -> Needs {
                         .as_ref()
                         .is_some_and(|u| u.running_since.is_some()))),
         // Only before anything is created: a running job keeps its output directory.
-        other_jobs: status.preprocess_job.is_none() && status.pytorch_job.is_none(),
+        other_jobs: status.preprocess_job.is_none() && status.training_child().is_none(),
     }
 }
 
@@ -101,7 +101,7 @@ pub fn needs_after(job: &FineTuneJob, observed: &Observed) -> NeedsAfter {
         // The PyTorchJob ended, or the rank-0 container did (a pod stopped by a suspension,
         // a preemption or an eviction is soon gone, and its last lines with it).
         final_log_read: observed
-            .pytorch_job
+            .training
             .present()
             .is_some_and(|p| p.finished().is_some())
             || rank0_ended(job, observed),
@@ -113,17 +113,14 @@ pub fn needs_after(job: &FineTuneJob, observed: &Observed) -> NeedsAfter {
 
 /// Whether the rank-0 training container has terminated.
 fn rank0_ended(job: &FineTuneJob, observed: &Observed) -> bool {
-    let master = crate::names::master_pod_name(&job.name_any());
-    observed
-        .pods
-        .iter()
-        .filter(|p| p.name_any() == master)
-        .filter_map(|p| p.status.as_ref()?.container_statuses.as_ref())
-        .flatten()
-        .any(|c| {
-            c.name == crate::names::PYTORCH_CONTAINER
-                && c.state.as_ref().is_some_and(|s| s.terminated.is_some())
+    pods::rank0_pod(job, &observed.pods)
+        .into_iter()
+        .filter_map(|(p, container)| {
+            let statuses = p.status.as_ref()?.container_statuses.as_ref()?;
+            Some(statuses.iter().filter(move |c| c.name == container))
         })
+        .flatten()
+        .any(|c| c.state.as_ref().is_some_and(|s| s.terminated.is_some()))
 }
 
 /// The UID of the child whose events explain why it has no pods, while the job is not already
@@ -196,7 +193,7 @@ pub fn child_conflict(job: &FineTuneJob, kind: ChildKind, now: &Time) -> Decisio
     let mut observed = Observed::new(now.clone(), Lookup::Skipped, Lookup::Skipped);
     match kind {
         ChildKind::Preprocess => observed.preprocess_job = Lookup::Foreign,
-        ChildKind::PyTorchJob => observed.pytorch_job = Lookup::Foreign,
+        ChildKind::PyTorchJob | ChildKind::TrainJob => observed.training = Lookup::Foreign,
     }
     decide(job, &observed)
 }

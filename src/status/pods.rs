@@ -4,7 +4,52 @@
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use kube::ResourceExt;
 
+use crate::api::{Backend, FineTuneJob};
 use crate::children::Child;
+use crate::names::{
+    JOB_COMPLETION_INDEX_LABEL, JOBSET_NAME_LABEL, master_pod_name, training_container,
+};
+
+/// Where the rank-0 training process runs, whose log carries progress and the failure tail.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rank0 {
+    pub pod: String,
+    pub container: &'static str,
+}
+
+/// The rank-0 pod and container of `job`'s training child. A PyTorchJob's is named
+/// `<name>-master-0`, whether or not it is among `pods`. A TrainJob's has a random name: it is
+/// the pod of completion index 0 of its JobSet among `pods` (a live one before one being
+/// deleted, then the newest: a recreated pod replaces a failed one kept for its log).
+pub fn rank0(job: &FineTuneJob, pods: &[Pod]) -> Option<Rank0> {
+    let name = job.name_any();
+    let container = training_container(job.spec.backend);
+    let pod = match job.spec.backend {
+        Backend::PyTorchJob => master_pod_name(&name),
+        Backend::TrainJob => pods
+            .iter()
+            .filter(|p| {
+                let labels = p.labels();
+                labels.get(JOBSET_NAME_LABEL) == Some(&name)
+                    && labels.get(JOB_COMPLETION_INDEX_LABEL).map(String::as_str) == Some("0")
+            })
+            .max_by_key(|p| {
+                (
+                    p.metadata.deletion_timestamp.is_none(),
+                    p.metadata.creation_timestamp.clone(),
+                )
+            })?
+            .name_any(),
+    };
+    Some(Rank0 { pod, container })
+}
+
+/// The rank-0 pod itself, when it is among `pods`.
+pub fn rank0_pod<'a>(job: &FineTuneJob, pods: &'a [Pod]) -> Option<(&'a Pod, &'static str)> {
+    let rank0 = rank0(job, pods)?;
+    let pod = pods.iter().find(|p| p.name_any() == rank0.pod)?;
+    Some((pod, rank0.container))
+}
 
 /// How a container ended.
 #[derive(Clone, Debug, PartialEq)]

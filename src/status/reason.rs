@@ -86,6 +86,8 @@ pub const INTERRUPTED: Reason = Reason("Interrupted");
 pub const CHECKPOINT_REQUESTED: Reason = Reason("CheckpointRequested");
 /// `Accepted=False`: the training operator is not installed.
 pub const PYTORCHJOB_NOT_INSTALLED: Reason = Reason("PyTorchJobNotInstalled");
+/// The trainer.kubeflow.org/v1alpha1 TrainJob kind is not served (`Accepted=False`).
+pub const TRAINJOB_NOT_INSTALLED: Reason = Reason("TrainJobNotInstalled");
 
 // ---- events of the phases ---------------------------------------------------------------------
 
@@ -186,6 +188,7 @@ pub const ALL: &[Reason] = &[
     INTERRUPTED,
     CHECKPOINT_REQUESTED,
     PYTORCHJOB_NOT_INSTALLED,
+    TRAINJOB_NOT_INSTALLED,
     PREPROCESS_STARTED,
     PREPROCESS_SUCCEEDED,
     PREPROCESS_FAILED,
@@ -252,7 +255,7 @@ pub fn of_transition(transition: &Transition) -> Reason {
 pub fn failed(kind: ChildKind) -> Reason {
     match kind {
         ChildKind::Preprocess => PREPROCESS_FAILED,
-        ChildKind::PyTorchJob => TRAINING_FAILED,
+        ChildKind::PyTorchJob | ChildKind::TrainJob => TRAINING_FAILED,
     }
 }
 
@@ -260,6 +263,6 @@ pub fn failed(kind: ChildKind) -> Reason {
 pub fn stalled(kind: ChildKind) -> Reason {
     match kind {
         ChildKind::Preprocess => PREPROCESS_STALLED,
-        ChildKind::PyTorchJob => TRAINING_STALLED,
+        ChildKind::PyTorchJob | ChildKind::TrainJob => TRAINING_STALLED,
     }
 }

@@ -11,9 +11,10 @@ use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 
 use super::decision::{LogSource, OwnedChildren};
-use crate::api::{LogCursor, PyTorchJob};
-use crate::children::Children;
+use crate::api::LogCursor;
+use crate::children::{Children, TrainingJob};
 use crate::logs::progress::Record;
+use crate::names::JOBSET_UID_LABEL;
 
 /// What the controller found for one child.
 #[derive(Clone, Debug, PartialEq)]
@@ -34,6 +35,16 @@ impl<T> Lookup<T> {
         match self {
             Lookup::Present(t) => Some(t),
             _ => None,
+        }
+    }
+
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Lookup<U> {
+        match self {
+            Lookup::Skipped => Lookup::Skipped,
+            Lookup::Absent => Lookup::Absent,
+            Lookup::KindMissing => Lookup::KindMissing,
+            Lookup::Foreign => Lookup::Foreign,
+            Lookup::Present(t) => Lookup::Present(f(t)),
         }
     }
 }
@@ -72,7 +83,11 @@ pub struct Observed {
     /// Current time, whole seconds (the apiserver stores times at second precision).
     pub now: Time,
     pub preprocess_job: Lookup<Job>,
-    pub pytorch_job: Lookup<PyTorchJob>,
+    /// The training child: a PyTorchJob or a TrainJob, as `spec.backend` says.
+    pub training: Lookup<TrainingJob>,
+    /// The UID of the JobSet Trainer made of our TrainJob (the TrainJob controls it), when the
+    /// controller found one: a TrainJob's pods belong to it.
+    pub jobset_uid: Option<String>,
     /// Pods labelled with the job's name (preprocess and training pods) that our children
     /// control ([`Observed::with_own_pods`]).
     pub pods: Vec<Pod>,
@@ -103,11 +118,12 @@ pub struct QueueEviction {
 
 impl Observed {
     /// A world of the given time and children, without pods or logs.
-    pub fn new(now: Time, preprocess_job: Lookup<Job>, pytorch_job: Lookup<PyTorchJob>) -> Self {
+    pub fn new(now: Time, preprocess_job: Lookup<Job>, training: Lookup<TrainingJob>) -> Self {
         Observed {
             now,
             preprocess_job,
-            pytorch_job,
+            training,
+            jobset_uid: None,
             pods: Vec::new(),
             log: None,
             next_log_read: None,
@@ -119,19 +135,29 @@ impl Observed {
     }
 
     /// With the pods among `pods` that our own children control. Pods carry our label, which
-    /// anyone can set: a pod that merely has it is never read as ours.
+    /// anyone can set: a pod that merely has it is never read as ours. A TrainJob's pods are
+    /// controlled by the Jobs of its JobSet: they are ours when they carry the UID of the
+    /// JobSet our TrainJob controls ([`Observed::jobset_uid`]).
     pub fn with_own_pods(mut self, pods: Vec<Pod>) -> Self {
         let Children {
             preprocess,
-            pytorch_job,
+            training,
         } = OwnedChildren::of(&self);
-        let child_uids: Vec<String> = [preprocess, pytorch_job].into_iter().flatten().collect();
+        let child_uids: Vec<String> = [preprocess, training].into_iter().flatten().collect();
+        let jobset_uid = self.jobset_uid.clone();
         self.pods = pods
             .into_iter()
             .filter(|p| {
                 child_uids
                     .iter()
                     .any(|u| controlled_by(&p.metadata, Some(u)))
+                    || jobset_uid.as_ref().is_some_and(|uid| {
+                        p.metadata
+                            .labels
+                            .as_ref()
+                            .and_then(|l| l.get(JOBSET_UID_LABEL))
+                            == Some(uid)
+                    })
             })
             .collect();
         self
@@ -151,7 +177,8 @@ pub struct LogRead {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Needs {
     pub preprocess_job: bool,
-    pub pytorch_job: bool,
+    /// The training child, of the backend `spec.backend` names.
+    pub training: bool,
     pub pods: bool,
     /// The rank-0 log, for progress: only while training.
     pub log: bool,

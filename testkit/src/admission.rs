@@ -29,12 +29,18 @@ pub struct AdmissionCase {
     /// long", "too long"), and with map keys after a dot (`labels.team`, `labels[team]`).
     pub message: &'static str,
     pub check: Check,
+    /// A second change the refusal needs (e.g. `spec.backend: TrainJob`).
+    pub with: Option<(&'static str, Value)>,
 }
 
 impl AdmissionCase {
     /// `object` with this case's value at its pointer (objects on the way are created).
     pub fn apply_to(&self, object: &Value) -> Value {
-        with(object.clone(), self.pointer, self.value.clone())
+        let object = with(object.clone(), self.pointer, self.value.clone());
+        match &self.with {
+            Some((pointer, value)) => with(object, pointer, value.clone()),
+            None => object,
+        }
     }
 
     /// Whether `text` (an error message, or several) holds the expected fragment.
@@ -109,6 +115,20 @@ fn case(
         value,
         message,
         check,
+        with: None,
+    }
+}
+
+/// A case refused only with `spec.backend: TrainJob`.
+fn on_trainjob(
+    name: &'static str,
+    pointer: &'static str,
+    value: Value,
+    message: &'static str,
+) -> AdmissionCase {
+    AdmissionCase {
+        with: Some(("/spec/backend", json!("TrainJob"))),
+        ..case(name, pointer, value, message, Check::Rule)
     }
 }
 
@@ -116,6 +136,36 @@ fn case(
 pub fn rule_cases() -> Vec<AdmissionCase> {
     let rule = |name, pointer, value, message| case(name, pointer, value, message, Check::Rule);
     vec![
+        on_trainjob(
+            "priority class with a TrainJob",
+            "/spec/scheduling/priorityClassName",
+            json!("high"),
+            "scheduling.priorityClassName cannot be used with backend: TrainJob",
+        ),
+        on_trainjob(
+            "scheduler name with a TrainJob",
+            "/spec/scheduling/schedulerName",
+            json!("volcano"),
+            "scheduling.schedulerName cannot be used with backend: TrainJob",
+        ),
+        on_trainjob(
+            "a Kueue queue with a TrainJob",
+            "/spec/scheduling/queueName",
+            json!("team-queue"),
+            "scheduling.queueName cannot be used with backend: TrainJob yet",
+        ),
+        on_trainjob(
+            "image pull policy with a TrainJob",
+            "/spec/imagePullPolicy",
+            json!("Always"),
+            "imagePullPolicy cannot be used with backend: TrainJob",
+        ),
+        rule(
+            "a JobSet label on the pods",
+            "/spec/podTemplate/labels",
+            json!({"jobset.sigs.k8s.io/jobset-name": "other"}),
+            "reserved for the operators",
+        ),
         rule(
             "name too long",
             "/metadata/name",

@@ -17,3 +17,4 @@ mod logs;
 mod operator_process;
 mod plugin;
 mod stalls;
+mod trainjob;

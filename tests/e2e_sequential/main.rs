@@ -93,11 +93,12 @@ async fn without_the_pytorchjob_kind_jobs_wait_and_deletion_is_not_blocked() {
         .await;
     let status = job.status.unwrap();
     assert_eq!(status.phase, Some(Phase::Pending));
+    // Both backends are named: the one to install, and the other to choose instead.
+    let message = status.message.unwrap();
     assert!(
-        status
-            .message
-            .unwrap()
-            .contains("install the Kubeflow training operator")
+        message.contains("install the Kubeflow training operator")
+            && message.contains("spec.backend TrainJob"),
+        "{message}"
     );
 
     ns.jobs()

@@ -64,7 +64,7 @@ fn hostile_values_arrive_as_exactly_one_literal_argv_element() {
             };
             admitted += 1;
             let children = build_children(&job).unwrap();
-            let ptj = serde_json::to_value(&children.pytorch_job).unwrap();
+            let ptj = serde_json::to_value(&children.training).unwrap();
             let pre = serde_json::to_value(children.preprocess.as_ref().unwrap()).unwrap();
             let wanted = expected(hostile);
             for (owner, template) in [

@@ -130,7 +130,7 @@ fn rendered(obj: &Value) -> Rendered {
     let job = parse_finetunejob(&obj.to_string()).unwrap_or_else(|e| panic!("refused: {e}"));
     let children = build_children(&job).unwrap();
     let pre = serde_json::to_value(children.preprocess.as_ref().unwrap()).unwrap();
-    let ptj = serde_json::to_value(&children.pytorch_job).unwrap();
+    let ptj = serde_json::to_value(&children.training).unwrap();
     let container = |template: &Value| template["spec"]["containers"][0].clone();
     let pre_c = container(&pre["spec"]["template"]);
     let master = container(&ptj["spec"]["pytorchReplicaSpecs"]["Master"]["template"]);

@@ -168,7 +168,7 @@ fn examples() -> Vec<(String, Value, Vec<Value>)> {
                 .namespace
                 .get_or_insert_with(|| "default".to_string());
             let children = build_children(&parsed).unwrap();
-            let mut docs = vec![serde_json::to_value(&children.pytorch_job).unwrap()];
+            let mut docs = vec![serde_json::to_value(&children.training).unwrap()];
             docs.extend(
                 children
                     .preprocess
@@ -183,6 +183,8 @@ fn examples() -> Vec<(String, Value, Vec<Value>)> {
 fn container_args(child: &Value) -> Vec<Vec<String>> {
     let templates: Vec<&Value> = match child["kind"].as_str().unwrap() {
         "Job" => vec![&child["spec"]["template"]],
+        // A TrainJob's training container is its trainer.
+        "TrainJob" => return vec![strings(&child["spec"]["trainer"]["args"])],
         _ => child["spec"]["pytorchReplicaSpecs"]
             .as_object()
             .unwrap()

@@ -55,7 +55,20 @@ pub use training::*;
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = rules::max_batch_len())]
 #[x_kube(validation = rules::immutable_spec())]
+#[x_kube(validation = rules::trainjob_priority_class())]
+#[x_kube(validation = rules::trainjob_scheduler_name())]
+#[x_kube(validation = rules::trainjob_image_pull_policy())]
+#[x_kube(validation = rules::trainjob_queue())]
 pub struct FineTuneJobSpec {
+    /// The Kubeflow kind that runs training: `PyTorchJob` (Kubeflow training operator v1, the
+    /// default) or `TrainJob` (Kubeflow Trainer v2, on the ClusterTrainingRuntimes the project
+    /// ships in deploy/trainer/). Both run the same pods and report the same status. With
+    /// TrainJob, scheduling.priorityClassName, scheduling.schedulerName and imagePullPolicy
+    /// cannot be set (Trainer has no field for them), nor, for now, scheduling.queueName (Kueue
+    /// does not start such a TrainJob yet). Immutable.
+    #[serde(default)]
+    pub backend: Backend,
+
     /// Container image with `instructlab-training` installed, used by both the preprocess Job and
     /// the training pods. Nothing is installed at run time.
     #[schemars(length(min = 1, max = 1024), regex(pattern = r"^\S+$"))]
@@ -173,6 +186,27 @@ pub struct FineTuneJobSpec {
     /// What happens to the children when the job finishes.
     #[serde(default)]
     pub cleanup: CleanupSpec,
+}
+
+/// The Kubeflow kind that runs training.
+#[derive(
+    Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, schemars::JsonSchema,
+)]
+pub enum Backend {
+    /// A `kubeflow.org/v1` PyTorchJob (Kubeflow training operator v1).
+    #[default]
+    PyTorchJob,
+    /// A `trainer.kubeflow.org/v1alpha1` TrainJob (Kubeflow Trainer v2).
+    TrainJob,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PyTorchJob => "PyTorchJob",
+            Self::TrainJob => "TrainJob",
+        }
+    }
 }
 
 /// Image pull policy of the containers.

@@ -8,6 +8,7 @@
 //!   and deciding "deleted" on a stale cache would fail the job.
 
 mod finished;
+mod jobsets;
 mod packed;
 mod pod_index;
 mod slim;
@@ -15,17 +16,19 @@ mod written;
 
 use k8s_openapi::api::batch::v1::Job;
 
-use crate::api::PyTorchJob;
+use crate::api::{PyTorchJob, TrainJob};
 
 pub use finished::FinishedJobs;
+pub use jobsets::JobSetUids;
 pub use packed::{Packed, PackedStore};
 pub use pod_index::PodIndex;
-pub use slim::{slim_finetune_job, slim_job, slim_pod, slim_pytorch_job};
+pub use slim::{slim_finetune_job, slim_job, slim_pod, slim_pytorch_job, slim_train_job};
 pub use written::{Freshness, Written};
 
 /// The watch caches of the children and pods, set when the controller starts.
 pub struct Caches {
     pub pytorch_jobs: PackedStore<PyTorchJob>,
+    pub train_jobs: PackedStore<TrainJob>,
     pub preprocess_jobs: PackedStore<Job>,
     pub pods: PodIndex,
 }
@@ -33,6 +36,10 @@ pub struct Caches {
 impl Caches {
     pub fn pytorch_job(&self, ns: &str, name: &str) -> Option<PyTorchJob> {
         self.pytorch_jobs.get(ns, name)
+    }
+
+    pub fn train_job(&self, ns: &str, name: &str) -> Option<TrainJob> {
+        self.train_jobs.get(ns, name)
     }
 
     pub fn preprocess_job(&self, ns: &str, name: &str) -> Option<Job> {

@@ -4,9 +4,10 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use crate::api::{FineTuneJob, PyTorchJob};
+use crate::api::{FineTuneJob, PyTorchJob, TrainJob};
 use crate::names::{
-    BATCH_JOB_LABELS, CHECKPOINT_REQUESTED_ANNOTATION, JOB_NAME_LABEL, TRAINING_JOB_LABEL,
+    BATCH_JOB_LABELS, CHECKPOINT_REQUESTED_ANNOTATION, JOB_COMPLETION_INDEX_LABEL, JOB_NAME_LABEL,
+    JOBSET_NAME_LABEL, JOBSET_UID_LABEL, TRAINING_JOB_LABEL,
 };
 
 // What is kept of each cached object: what decisions read and nothing else, since the caches hold
@@ -16,12 +17,16 @@ use crate::names::{
 // of an object's size.
 
 /// The pod labels decisions read: ours (the index key), the training operator's job name (the
-/// training pods) and the batch Job's (the preprocess pods).
-const POD_LABELS_READ: [&str; 4] = [
+/// training pods of a PyTorchJob), the batch Job's (the preprocess pods), and JobSet's name,
+/// UID and the completion index (the training pods of a TrainJob, and which one is rank 0).
+const POD_LABELS_READ: [&str; 7] = [
     JOB_NAME_LABEL,
     TRAINING_JOB_LABEL,
     BATCH_JOB_LABELS[0],
     BATCH_JOB_LABELS[1],
+    JOBSET_NAME_LABEL,
+    JOBSET_UID_LABEL,
+    JOB_COMPLETION_INDEX_LABEL,
 ];
 
 /// A pod as cached: names, the labels decisions read, uid, controller reference, times, and its
@@ -79,6 +84,14 @@ pub fn slim_pod(pod: &mut Pod) {
 pub fn slim_pytorch_job(job: &mut PyTorchJob) {
     job.metadata.managed_fields = None;
     job.spec.pytorch_replica_specs.clear();
+}
+
+/// A TrainJob as cached: without its trainer and runtime patches (the pod it runs); suspend and
+/// status stay.
+pub fn slim_train_job(job: &mut TrainJob) {
+    job.metadata.managed_fields = None;
+    job.spec.trainer = None;
+    job.spec.runtime_patches.clear();
 }
 
 /// A batch Job as cached: its pod template emptied (suspend and status stay).

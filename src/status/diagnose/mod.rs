@@ -17,8 +17,8 @@ use super::pods;
 use super::reason::{self, Reason};
 use super::world::Observed;
 use crate::api::FineTuneJob;
-use crate::children::Child;
-use crate::names::{PREPROCESS_CONTAINER, PYTORCH_CONTAINER, master_pod_name};
+use crate::children::{Child, Outcome};
+use crate::names::{PREPROCESS_CONTAINER, training_container};
 
 /// A pod waiting less than this for a node, a volume or its image is just starting: volumes
 /// bind and GPUs free up within seconds. Only a longer wait is worth a Stalled condition.
@@ -170,18 +170,23 @@ pub(crate) fn failure_source(job: &FineTuneJob, observed: &Observed) -> Option<L
             container: t.container,
         });
     }
-    let ptj = observed.pytorch_job.present()?;
-    let master = master_pod_name(&name);
-    let pod = if ptj.failed_message().is_some() {
-        pods::failed_container(&observed.pods, PYTORCH_CONTAINER, &master)
-            .map(|t| t.pod)
-            .unwrap_or(master)
+    let training = observed.training.present()?;
+    let container = training_container(job.spec.backend);
+    let rank0 = pods::rank0(job, &observed.pods).map(|r| r.pod);
+    let pod = if matches!(training.finished(), Some(Outcome::Failed(_))) {
+        pods::failed_container(
+            &observed.pods,
+            container,
+            rank0.as_deref().unwrap_or_default(),
+        )
+        .map(|t| t.pod)
+        .or(rank0)?
     } else {
-        pods::restarting_too_often(&observed.pods, PYTORCH_CONTAINER, job.spec.backoff_limit)?.pod
+        pods::restarting_too_often(&observed.pods, container, job.spec.backoff_limit)?.pod
     };
     Some(LogSource {
         pod,
-        container: PYTORCH_CONTAINER.to_string(),
+        container: container.to_string(),
     })
 }
 

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use kube::ResourceExt;
 
-use crate::api::{FineTuneJob, Phase, condition};
+use crate::api::{Backend, FineTuneJob, Phase, condition};
 use crate::status::decider::{Decider, Flow};
 use crate::status::decision::Severity;
 use crate::status::pod_metadata;
@@ -19,7 +19,7 @@ const KIND_MISSING_RETRY: Duration = Duration::from_secs(60);
 /// directory in use by another job.
 pub(in crate::status) fn before_creation(d: &mut Decider) -> Flow {
     let status = d.status();
-    if status.preprocess_job.is_some() || status.pytorch_job.is_some() {
+    if status.preprocess_job.is_some() || status.training_child().is_some() {
         return Flow::Continue;
     }
     if let Some(problem) = pod_metadata::invalid_pod_metadata(d.job()) {
@@ -43,21 +43,31 @@ pub(in crate::status) fn before_creation(d: &mut Decider) -> Flow {
     Flow::Continue
 }
 
-/// Without the PyTorchJob kind nothing can train: say so instead of starting (or failing),
-/// and look again from time to time, so that installing the training operator is enough.
+/// Without the backend's kind nothing can train: say so, naming both backends, instead of
+/// starting (or failing), and look again from time to time, so that installing the Kubeflow
+/// component is enough.
 pub(in crate::status) fn kind_installed(d: &mut Decider) -> Flow {
-    if !matches!(d.obs().pytorch_job, Lookup::KindMissing) {
+    if !matches!(d.obs().training, Lookup::KindMissing) {
         return Flow::Continue;
     }
-    let message = "The kubeflow.org/v1 PyTorchJob kind is not installed in this cluster; \
-                   install the Kubeflow training operator (v1.9) and the job starts by itself";
-    d.set_condition(
-        condition::ACCEPTED,
-        false,
-        reason::PYTORCHJOB_NOT_INSTALLED,
-        message,
-    );
-    d.explain(reason::PYTORCHJOB_NOT_INSTALLED, message);
+    let (why, message) = match d.job().spec.backend {
+        Backend::PyTorchJob => (
+            reason::PYTORCHJOB_NOT_INSTALLED,
+            "The kubeflow.org/v1 PyTorchJob kind is not installed in this cluster (spec.backend \
+             PyTorchJob); install the Kubeflow training operator (v1.9) and the job starts by \
+             itself, or, where Kubeflow Trainer v2 is installed, create the job with \
+             spec.backend TrainJob",
+        ),
+        Backend::TrainJob => (
+            reason::TRAINJOB_NOT_INSTALLED,
+            "The trainer.kubeflow.org/v1alpha1 TrainJob kind is not installed in this cluster \
+             (spec.backend TrainJob); install Kubeflow Trainer v2 and the operator's runtimes \
+             (deploy/trainer) and the job starts by itself, or, where the Kubeflow training \
+             operator v1 is installed, create the job with spec.backend PyTorchJob",
+        ),
+    };
+    d.set_condition(condition::ACCEPTED, false, why, message);
+    d.explain(why, message);
     d.requeue_in(KIND_MISSING_RETRY);
     Flow::Stop
 }
@@ -84,7 +94,7 @@ pub fn output_in_use_by<'a>(
         .filter(|o| o.metadata.deletion_timestamp.is_none())
         .filter(|o| {
             let status = o.status.clone().unwrap_or_default();
-            let started = status.preprocess_job.is_some() || status.pytorch_job.is_some();
+            let started = status.preprocess_job.is_some() || status.training_child().is_some();
             !status.phase.is_some_and(Phase::is_finished) && (started || key(o) < key(job))
         })
         .find(|o| {

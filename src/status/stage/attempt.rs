@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 
 use crate::api::{CheckpointKind, PyTorchJob};
-use crate::children::{Child, ChildKind};
+use crate::children::{Child, is_training_pod_of};
 use crate::names::CHECKPOINT_REQUESTED_ANNOTATION;
 use crate::status::decider::Decider;
 use crate::status::decision::{ChildAction, Severity};
@@ -86,10 +86,10 @@ pub(in crate::status) fn retry(d: &mut Decider, disruption: Disruption) {
     let usage = d.usage().unwrap_or_default();
     let done = usage.disruptions;
     let attempt = usage.attempts.max(1);
-    let child = PyTorchJob::name(d.name());
+    let child = d.training_child();
     if disruption.counted && done >= limit {
         let message = format!(
-            "PyTorchJob {child} stopped: {}; training was interrupted {} times, more than disruptionLimit {limit}",
+            "{child} stopped: {}; training was interrupted {} times, more than disruptionLimit {limit}",
             disruption.cause,
             done + 1
         );
@@ -116,12 +116,13 @@ pub(in crate::status) fn retry(d: &mut Decider, disruption: Disruption) {
         None => "the start (no full-state checkpoint was saved yet)".to_string(),
     };
     let message = format!(
-        "PyTorchJob {child} stopped: {}; attempt {attempt} ended, and attempt {} resumes from {from}{counter}",
+        "{child} stopped: {}; attempt {attempt} ended, and attempt {} resumes from {from}{counter}",
         disruption.cause,
         attempt + 1,
     );
-    d.act(ChildAction::Delete(ChildKind::PyTorchJob));
-    d.forget_child(ChildKind::PyTorchJob);
+    let kind = d.training_kind();
+    d.act(ChildAction::Delete(kind));
+    d.forget_child(kind);
     d.set_phase(crate::api::Phase::Training, disruption.reason, &message);
     // Asked for, it is news; a disruption is a warning.
     let severity = match disruption.counted {
@@ -154,13 +155,14 @@ fn last_full_state(d: &Decider) -> Option<String> {
         .map(|c| c.path.clone())
 }
 
-/// The pods of the PyTorchJob, by the training operator's label.
-fn training_pods<'a>(d: &Decider<'a>) -> impl Iterator<Item = &'a Pod> {
+/// The pods of the training child, by the label its controller sets.
+pub(in crate::status) fn training_pods<'a>(d: &Decider<'a>) -> impl Iterator<Item = &'a Pod> {
     let name = PyTorchJob::name(d.name());
+    let kind = d.training_kind();
     d.obs()
         .pods
         .iter()
-        .filter(move |p| PyTorchJob::is_pod_of(p, &name))
+        .filter(move |p| is_training_pod_of(kind, p, &name))
 }
 
 /// Whether the PyTorchJob's training pods have all stopped: none is pending or running.

@@ -10,7 +10,7 @@ use kube::ResourceExt;
 
 use crate::api::{FineTuneJob, Phase};
 use crate::children::{ChildKind, Children};
-use crate::names::{PREPROCESS_CONTAINER, PYTORCH_CONTAINER, master_pod_name};
+use crate::names::PREPROCESS_CONTAINER;
 use crate::status::decider::Decider;
 use crate::status::decision::{
     AfterDeletion, ChildAction, Deletion, LogSource, OwnedChildren, PlannedEvent, Severity, Tail,
@@ -34,8 +34,8 @@ pub(in crate::status) fn delete_children_if_finished(d: &mut Decider) {
     if exists(&obs.preprocess_job, |j| &j.metadata) {
         d.act(ChildAction::Delete(ChildKind::Preprocess));
     }
-    let delete = ChildAction::Delete(ChildKind::PyTorchJob);
-    if exists(&obs.pytorch_job, |j| &j.metadata) && !d.actions().contains(&delete) {
+    let delete = ChildAction::Delete(d.training_kind());
+    if exists(&obs.training, |j| j.metadata()) && !d.actions().contains(&delete) {
         d.act(delete);
     }
 }
@@ -49,20 +49,20 @@ fn exists<T>(lookup: &Lookup<T>, meta: impl Fn(&T) -> &ObjectMeta) -> bool {
 
 /// A deleted FineTuneJob with our finalizer: announce the cancellation (with the last log
 /// lines) once, delete the children in the foreground, wait until they are gone, then let the
-/// FineTuneJob go. A missing PyTorchJob kind never blocks this: its lookup finds no child.
+/// FineTuneJob go. A missing training kind never blocks this: its lookup finds no child.
 pub(in crate::status) fn deletion(job: &FineTuneJob, observed: &Observed) -> Deletion {
     let status = job.status.clone().unwrap_or_default();
     let phase = status.phase.unwrap_or(Phase::Pending);
     let Children {
         preprocess,
-        pytorch_job,
+        training,
     } = Children {
         preprocess: observed.preprocess_job.present().map(|j| &j.metadata),
-        pytorch_job: observed.pytorch_job.present().map(|p| &p.metadata),
+        training: observed.training.present().map(|p| p.metadata()),
     };
-    let children: Vec<&ObjectMeta> = [preprocess, pytorch_job].into_iter().flatten().collect();
+    let children: Vec<&ObjectMeta> = [preprocess, training].into_iter().flatten().collect();
     let undeleted = children.iter().any(|m| m.deletion_timestamp.is_none());
-    let ever_created = status.preprocess_job.is_some() || status.pytorch_job.is_some();
+    let ever_created = status.preprocess_job.is_some() || status.training_child().is_some();
     // Announced once: when live children are about to go, or when there never were any.
     let announce = !phase.is_finished() && (undeleted || !ever_created);
     Deletion {
@@ -86,11 +86,13 @@ pub(in crate::status) fn deletion(job: &FineTuneJob, observed: &Observed) -> Del
 fn cancelled_event(job: &FineTuneJob, phase: Phase, observed: &Observed) -> PlannedEvent {
     let name = job.name_any();
     let tail = match phase {
-        Phase::Training | Phase::Suspended if observed.pytorch_job.present().is_some() => {
-            Some(Tail::Fetch(LogSource {
-                pod: master_pod_name(&name),
-                container: PYTORCH_CONTAINER.to_string(),
-            }))
+        Phase::Training | Phase::Suspended if observed.training.present().is_some() => {
+            pods::rank0(job, &observed.pods).map(|rank0| {
+                Tail::Fetch(LogSource {
+                    pod: rank0.pod,
+                    container: rank0.container.to_string(),
+                })
+            })
         }
         Phase::Initializing => pods::of::<Job>(&observed.pods, &name)
             .iter()

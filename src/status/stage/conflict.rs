@@ -6,6 +6,7 @@ use k8s_openapi::api::batch::v1::Job;
 
 use crate::api::PyTorchJob;
 use crate::children::{Child, ChildKind};
+
 use crate::status::decider::{Decider, Flow};
 use crate::status::decision::Severity;
 use crate::status::reason;
@@ -17,8 +18,8 @@ pub(in crate::status) fn children_conflict(d: &mut Decider) -> Flow {
     let obs = d.obs();
     let (kind, child) = if matches!(obs.preprocess_job, Lookup::Foreign) {
         (ChildKind::Preprocess, Job::name(d.name()))
-    } else if matches!(obs.pytorch_job, Lookup::Foreign) {
-        (ChildKind::PyTorchJob, PyTorchJob::name(d.name()))
+    } else if matches!(obs.training, Lookup::Foreign) {
+        (d.training_kind(), PyTorchJob::name(d.name()))
     } else {
         return Flow::Continue;
     };
@@ -27,13 +28,12 @@ pub(in crate::status) fn children_conflict(d: &mut Decider) -> Flow {
          it is left untouched: delete or rename it, or give this FineTuneJob another name",
         kind.api_kind()
     );
-    // A conflict on the PyTorchJob's name found while preprocessing runs: stop that too.
+    // A conflict on the training child's name found while preprocessing runs: stop that too.
     let running_preprocess = obs
         .preprocess_job
         .present()
         .is_some_and(|j| j.finished().is_none());
-    let stop =
-        (kind == ChildKind::PyTorchJob && running_preprocess).then_some(ChildKind::Preprocess);
+    let stop = (kind.is_training() && running_preprocess).then_some(ChildKind::Preprocess);
     d.fail(reason::CHILD_CONFLICT, &message, stop);
     d.event(Severity::Warning, reason::failed(kind), message, None);
     Flow::Stop
@@ -45,20 +45,16 @@ pub(in crate::status) fn children_deleted(d: &mut Decider) -> Flow {
     let preprocess_gone = d.status().preprocess_job.is_some()
         && !d.initialized()
         && matches!(obs.preprocess_job, Lookup::Absent);
-    let pytorch_gone = d.status().pytorch_job.is_some()
-        && matches!(obs.pytorch_job, Lookup::Absent | Lookup::KindMissing);
+    let training_gone = d.status().training_child().is_some()
+        && matches!(obs.training, Lookup::Absent | Lookup::KindMissing);
     let (kind, what, child) = if preprocess_gone {
         (
             ChildKind::Preprocess,
             "the preprocess Job",
             Job::name(d.name()),
         )
-    } else if pytorch_gone {
-        (
-            ChildKind::PyTorchJob,
-            "the PyTorchJob",
-            PyTorchJob::name(d.name()),
-        )
+    } else if training_gone {
+        (d.training_kind(), "the", d.training_child())
     } else {
         return Flow::Continue;
     };

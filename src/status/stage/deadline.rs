@@ -4,11 +4,9 @@
 use std::time::Duration;
 
 use crate::api::Phase;
-use crate::children::ChildKind;
-use crate::names::{PYTORCH_CONTAINER, master_pod_name};
 use crate::status::decider::{Decider, Flow};
 use crate::status::decision::{LogSource, Severity, Tail};
-use crate::status::{diagnose, reason};
+use crate::status::{diagnose, pods, reason};
 
 pub(in crate::status) fn deadline(d: &mut Decider) -> Flow {
     let (Some(limit), Some(started)) = (
@@ -35,15 +33,14 @@ pub(in crate::status) fn deadline(d: &mut Decider) -> Flow {
     if let Some(blocked) = diagnose::blocked(&d.obs().pods, None) {
         message.push_str(&format!("; {}", blocked.detail));
     }
-    let tail = Some(Tail::Fetch(LogSource {
-        pod: master_pod_name(d.name()),
-        container: PYTORCH_CONTAINER.to_string(),
-    }));
-    d.fail(
-        reason::DEADLINE_EXCEEDED,
-        &message,
-        Some(ChildKind::PyTorchJob),
-    );
+    let tail = pods::rank0(d.job(), &d.obs().pods).map(|rank0| {
+        Tail::Fetch(LogSource {
+            pod: rank0.pod,
+            container: rank0.container.to_string(),
+        })
+    });
+    let kind = d.training_kind();
+    d.fail(reason::DEADLINE_EXCEEDED, &message, Some(kind));
     d.event(Severity::Warning, reason::DEADLINE_EXCEEDED, message, tail);
     Flow::Stop
 }

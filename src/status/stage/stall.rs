@@ -9,8 +9,8 @@ use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::ResourceExt;
 
-use crate::api::{FineTuneJob, FineTuneJobStatus, Phase, PyTorchJob, condition};
-use crate::children::{Child, ChildKind};
+use crate::api::{FineTuneJob, FineTuneJobStatus, Phase, PyTorchJob, TrainJob, condition};
+use crate::children::{Child, ChildKind, TrainingJob};
 use crate::status::decider::Decider;
 use crate::status::decision::{ChildAction, Severity};
 use crate::status::reason::{self, Reason};
@@ -32,7 +32,7 @@ pub(in crate::status) fn creation_allowed(d: &mut Decider) {
         .iter()
         .any(|a| matches!(a, ChildAction::Create(_)))
         || d.obs().preprocess_job.present().is_some()
-        || d.obs().pytorch_job.present().is_some();
+        || d.obs().training.present().is_some();
     if forbidden && created {
         d.set_condition(
             condition::STALLED,
@@ -48,12 +48,13 @@ pub(in crate::status) fn creation_allowed(d: &mut Decider) {
 pub(in crate::status) fn stalled(d: &mut Decider) {
     let kind = match d.status().phase {
         Some(Phase::Initializing) => ChildKind::Preprocess,
-        Some(Phase::Training) => ChildKind::PyTorchJob,
+        Some(Phase::Training) => d.training_kind(),
         _ => return,
     };
     let job_pods = match kind {
         ChildKind::Preprocess => pods::of::<Job>(&d.obs().pods, d.name()),
         ChildKind::PyTorchJob => pods::of::<PyTorchJob>(&d.obs().pods, d.name()),
+        ChildKind::TrainJob => pods::of::<TrainJob>(&d.obs().pods, d.name()),
     };
     let verdict = match diagnose::blocked(&job_pods, Some(d.now())) {
         Some(blocked) => Some((blocked.reason, blocked.detail)),
@@ -179,8 +180,11 @@ pub(in crate::status) fn podless_child<'a>(
             podless(pre, &name, observed, started)
         }
         Phase::Training => {
-            let ptj = observed.pytorch_job.present()?;
-            podless(ptj, &name, observed, status.training_start_time.clone())
+            let started = status.training_start_time.clone();
+            match observed.training.present()? {
+                TrainingJob::PyTorchJob(ptj) => podless(ptj, &name, observed, started),
+                TrainingJob::TrainJob(tj) => podless(tj, &name, observed, started),
+            }
         }
         _ => None,
     }

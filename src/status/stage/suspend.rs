@@ -1,5 +1,5 @@
 //! spec.suspend: hold creation, suspend running children; on resume, unsuspend them and return
-//! to the phase the job had reached. Kueue owns the suspension of a queued PyTorchJob. Pure.
+//! to the phase the job had reached. Kueue owns the suspension of a queued training child. Pure.
 
 use crate::api::{Phase, condition};
 use crate::children::{Child, ChildKind};
@@ -22,21 +22,25 @@ pub(in crate::status) fn suspend(d: &mut Decider) -> Flow {
         d.act(ChildAction::SetSuspended(ChildKind::Preprocess, suspend));
     }
     // Kueue owns runPolicy.suspend of a queued job; we never fight it.
-    if let Some(ptj) = obs.pytorch_job.present()
+    if let Some(ptj) = obs.training.present()
         && ptj.is_suspended() != suspend
         && !queue_managed
     {
-        d.act(ChildAction::SetSuspended(ChildKind::PyTorchJob, suspend));
+        d.act(ChildAction::SetSuspended(ptj.kind(), suspend));
     }
 
-    if suspend && queue_managed && d.status().pytorch_job.is_some() {
+    if suspend && queue_managed && d.status().training_child().is_some() {
         // Saying Suspended while Kueue keeps the pods running would be a lie.
+        let message = format!(
+            "spec.suspend has no effect once the {} is queued: Kueue owns its suspension \
+             (deactivate its Workload to stop it)",
+            d.training_kind().api_kind()
+        );
         d.set_condition(
             condition::SUSPENDED,
             false,
             reason::MANAGED_BY_QUEUE,
-            "spec.suspend has no effect once the PyTorchJob is queued: Kueue owns its \
-             suspension (deactivate its Workload to stop it)",
+            &message,
         );
         return Flow::Continue;
     }
@@ -55,7 +59,7 @@ pub(in crate::status) fn suspend(d: &mut Decider) -> Flow {
         d.explain(reason::SUSPENDED, message);
         // The training pods stop now: what their log says last (an on-demand checkpoint
         // saved on the way out) still counts, and the attempt ends when they are gone.
-        if d.status().pytorch_job.is_some() {
+        if d.status().training_child().is_some() {
             progress::follow_log(d);
             attempt::end_when_stopped(d);
         }
@@ -79,7 +83,7 @@ pub(in crate::status) fn suspend(d: &mut Decider) -> Flow {
 /// The phase to return to after a resume: the furthest the job had got.
 fn resume_phase(d: &Decider) -> Phase {
     let status = d.status();
-    if status.pytorch_job.is_some() {
+    if status.training_child().is_some() {
         Phase::Training
     } else if status.preprocess_job.is_some() && !d.initialized() {
         Phase::Initializing

@@ -1,13 +1,14 @@
-//! The Training phase: create the PyTorchJob (queued with Kueue, or started), follow it, and
-//! tell how it ended, including what its own status does not show: training pods that failed
-//! or restart too often, and a success that is not one (an on-demand checkpoint's exit). Pure;
-//! the PyTorchJob to create is built here and carried in the action.
+//! The Training phase: create the training child (a PyTorchJob or a TrainJob, as spec.backend
+//! says; queued with Kueue, or started), follow it, and tell how it ended, including what its
+//! own status does not show: training pods that failed or restart too often, and a success that
+//! is not one (an on-demand checkpoint's exit). Pure; the child to create is built here and
+//! carried in the action.
 
 use super::{attempt, progress};
-use crate::api::{FineTuneJob, Phase, PyTorchJob, condition};
-use crate::children::{Child, ChildKind, Outcome, build_pytorch_job};
+use crate::api::{FineTuneJob, Phase, condition};
+use crate::children::{Outcome, TrainingJob, build_training_job};
 use crate::logs::progress::LogState;
-use crate::names::{PYTORCH_CONTAINER, master_pod_name};
+use crate::names::training_container;
 use crate::status::decider::{Decider, Flow};
 use crate::status::decision::{PlannedEvent, Severity};
 use crate::status::diagnose::log::TailReading;
@@ -17,38 +18,40 @@ use crate::status::world::{Lookup, Observed};
 use crate::status::{pods, reason};
 
 pub(in crate::status) fn training(d: &mut Decider) -> Flow {
-    match &d.obs().pytorch_job {
-        Lookup::Absent if d.status().pytorch_job.is_none() => {
-            let built = build_pytorch_job(d.job()).map(Into::into);
-            if !d.create(ChildKind::PyTorchJob, built) {
+    let kind = d.training_kind();
+    match &d.obs().training {
+        Lookup::Absent if d.status().training_child().is_none() => {
+            let built = build_training_job(d.job()).map(Into::into);
+            if !d.create(kind, built) {
                 return Flow::Stop;
             }
-            d.record_child(ChildKind::PyTorchJob);
+            d.record_child(kind);
             match d.job().spec.queue_name() {
                 Some(queue) => queued(d, queue),
                 None => training_started(d),
             }
             Flow::Stop
         }
-        // The PyTorchJob of an interrupted attempt, on its way out: the next one is created
-        // once it is gone.
+        // The child of an interrupted attempt, on its way out: the next one is created once
+        // it is gone.
         Lookup::Present(ptj)
-            if d.status().pytorch_job.is_none()
-                && (ptj.finished().is_some() || ptj.metadata.deletion_timestamp.is_some()) =>
+            if d.status().training_child().is_none()
+                && (ptj.finished().is_some() || ptj.metadata().deletion_timestamp.is_some()) =>
         {
             Flow::Stop
         }
         Lookup::Present(ptj) => {
             // As for the preprocess Job: a child created before a crash is recorded now, so
             // that its log is followed and its deletion is not answered by a new one.
-            d.record_child(ChildKind::PyTorchJob);
-            pytorch_job_state(d, ptj)
+            d.record_child(kind);
+            training_job_state(d, ptj)
         }
         _ => Flow::Stop,
     }
 }
 
-fn pytorch_job_state(d: &mut Decider, ptj: &PyTorchJob) -> Flow {
+fn training_job_state(d: &mut Decider, ptj: &TrainingJob) -> Flow {
+    let container = training_container(d.job().spec.backend);
     // The last lines (the final epoch, the final checkpoint) count before the verdict.
     progress::follow_log(d);
     match ptj.finished() {
@@ -66,9 +69,13 @@ fn pytorch_job_state(d: &mut Decider, ptj: &PyTorchJob) -> Flow {
                 attempt::retry(d, disruption);
                 return Flow::Stop;
             }
-            let master = master_pod_name(d.name());
-            let termination = pods::failed_container(&d.obs().pods, PYTORCH_CONTAINER, &master);
-            let mut message = format!("PyTorchJob {} failed: {failed}", d.name());
+            let rank0 = pods::rank0(d.job(), &d.obs().pods).map(|r| r.pod);
+            let termination = pods::failed_container(
+                &d.obs().pods,
+                container,
+                rank0.as_deref().unwrap_or_default(),
+            );
+            let mut message = format!("{} failed: {failed}", d.training_child());
             if let Some(t) = &termination {
                 message.push_str(&format!("; {}", t.describe()));
             }
@@ -81,7 +88,7 @@ fn pytorch_job_state(d: &mut Decider, ptj: &PyTorchJob) -> Flow {
     // are past backoffLimit, and both stop the pods.
     let backoff_limit = d.job().spec.backoff_limit;
     let too_many = count_pod_failures(d, ptj).or_else(|| {
-        pods::restarting_too_often(&d.obs().pods, PYTORCH_CONTAINER, backoff_limit).map(|t| {
+        pods::restarting_too_often(&d.obs().pods, container, backoff_limit).map(|t| {
             format!(
                 "pod {} container {} restarted {} times, more than backoffLimit {backoff_limit}; last exit code {}",
                 t.pod, t.container, t.restarts, t.exit_code
@@ -94,7 +101,7 @@ fn pytorch_job_state(d: &mut Decider, ptj: &PyTorchJob) -> Flow {
             reason::TRAINING_FAILED,
             diagnosis,
             message,
-            Some(ChildKind::PyTorchJob),
+            Some(d.training_kind()),
         );
         return Flow::Stop;
     }
@@ -118,7 +125,7 @@ fn pytorch_job_state(d: &mut Decider, ptj: &PyTorchJob) -> Flow {
     Flow::Continue
 }
 
-/// Kueue suspended the admitted PyTorchJob. While an attempt runs, Kueue just stopped it: the
+/// Kueue suspended the admitted training child. While an attempt runs, Kueue just stopped it: the
 /// stop is counted once, with a Warning that says why (its Workload's `Evicted` condition:
 /// `Preempted`, or another eviction), and the attempt ends when its pods are gone. Between
 /// attempts, it waits to be admitted again.
@@ -127,28 +134,25 @@ fn preempted(d: &mut Decider) {
         return;
     }
     if !stopped_by_queue(d.old().reason.as_deref()) {
-        let name = d.name().to_string();
+        let child = d.training_child();
         let goes_on =
             "training goes on from its last full-state checkpoint when Kueue admits it again";
         let (why, message) = match &d.obs().queue_eviction {
             Some(e) if e.reason == "Preempted" => (
                 reason::PREEMPTED,
-                format!(
-                    "Kueue preempted PyTorchJob {name}: {}; {goes_on}",
-                    e.message
-                ),
+                format!("Kueue preempted {child}: {}; {goes_on}", e.message),
             ),
             Some(e) => (
                 reason::EVICTED,
                 format!(
-                    "Kueue evicted PyTorchJob {name} ({}: {}); {goes_on}",
+                    "Kueue evicted {child} ({}: {}); {goes_on}",
                     e.reason, e.message
                 ),
             ),
             None => (
                 reason::PREEMPTED,
                 format!(
-                    "Kueue stopped PyTorchJob {name} (preempted or evicted it from its ClusterQueue); {goes_on}"
+                    "Kueue stopped {child} (preempted or evicted it from its ClusterQueue); {goes_on}"
                 ),
             ),
         };
@@ -165,21 +169,21 @@ fn stopped_by_queue(reason: Option<&str>) -> bool {
     reason.is_some_and(|r| reason::PREEMPTED == r || reason::EVICTED == r)
 }
 
-/// The UID of the PyTorchJob whose Workload says why Kueue stopped it: a queued job, admitted
+/// The UID of the training child whose Workload says why Kueue stopped it: a queued job, admitted
 /// and training, that Kueue has just suspended (the status does not say so yet).
 pub(in crate::status) fn queue_stop_of(job: &FineTuneJob, observed: &Observed) -> Option<String> {
     job.spec.queue_name()?;
     let status = job.status.as_ref()?;
-    let ptj = observed.pytorch_job.present()?;
-    let admitted_before = status.training_start_time.is_some() && status.pytorch_job.is_some();
+    let ptj = observed.training.present()?;
+    let admitted_before = status.training_start_time.is_some() && status.training_child().is_some();
     let new_stop =
         status.phase == Some(Phase::Training) && !stopped_by_queue(status.reason.as_deref());
     (ptj.is_suspended() && admitted_before && new_stop && ptj.finished().is_none())
-        .then(|| ptj.metadata.uid.clone())
+        .then(|| ptj.metadata().uid.clone())
         .flatten()
 }
 
-/// The PyTorchJob succeeded: its pods exited 0. The log may say the run is not finished (an
+/// The training child succeeded: its pods exited 0. The log may say the run is not finished (an
 /// on-demand checkpoint's exit, with epochs left: a run that stopped early is never
 /// Succeeded, it goes on as a new attempt) or that it skipped samples (it succeeds, with a
 /// Warning).
@@ -193,7 +197,7 @@ fn succeeded(d: &mut Decider) {
         return;
     }
     d.end_attempt(false);
-    let mut message = format!("PyTorchJob {} finished training", d.name());
+    let mut message = format!("{} finished training", d.training_child());
     let skipped = state
         .progress
         .as_ref()
@@ -209,7 +213,7 @@ fn succeeded(d: &mut Decider) {
     );
     d.set_phase(Phase::Succeeded, reason::TRAINING_SUCCEEDED, &message);
     d.complete();
-    let summary = format!("PyTorchJob {} finished training", d.name());
+    let summary = format!("{} finished training", d.training_child());
     d.event(Severity::Normal, reason::TRAINING_SUCCEEDED, summary, None);
     if let Some(skipped) = skipped {
         d.publish(PlannedEvent::warning(reason::SAMPLES_SKIPPED, skipped));
@@ -218,8 +222,8 @@ fn succeeded(d: &mut Decider) {
 
 fn queued(d: &mut Decider, queue: &str) {
     let message = format!(
-        "PyTorchJob {} waits for Kueue to admit it from queue {queue}",
-        d.name()
+        "{} waits for Kueue to admit it from queue {queue}",
+        d.training_child()
     );
     d.set_phase(Phase::Pending, reason::QUEUED, &message);
 }
@@ -228,8 +232,8 @@ fn queued(d: &mut Decider, queue: &str) {
 fn training_message(d: &Decider) -> String {
     let spec = &d.job().spec;
     format!(
-        "PyTorchJob {} trains on {} node(s) with {} GPU(s) each",
-        d.name(),
+        "{} trains on {} node(s) with {} GPU(s) each",
+        d.training_child(),
         spec.resources.nodes,
         spec.resources.gpus_per_node
     )
@@ -246,27 +250,24 @@ fn training_started(d: &mut Decider) {
 /// restartPolicy ExitCode the training operator recreates a pod that exits with 128 or more
 /// as a new pod, so its restartCount stays 0 and only this count sees the repeats. Returns
 /// the failure message once the count passes backoffLimit.
-fn count_pod_failures(d: &mut Decider, ptj: &PyTorchJob) -> Option<String> {
+fn count_pod_failures(d: &mut Decider, ptj: &TrainingJob) -> Option<String> {
     const KEEP: usize = 16;
     // Pods stopped on purpose (a suspension, a preemption by Kueue, an eviction) are not
     // failures of the run, even when they die with 137.
     if ptj.is_suspended() {
         return None;
     }
-    let name = PyTorchJob::name(d.name());
-    let failed: Vec<(&str, i32)> = d
-        .obs()
-        .pods
-        .iter()
-        .filter(|p| PyTorchJob::is_pod_of(p, &name))
+    let container = training_container(d.job().spec.backend);
+    let failed: Vec<(&str, i32)> = attempt::training_pods(d)
         .filter(|p| p.metadata.deletion_timestamp.is_none() && !pods::disrupted(p))
         .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Failed"))
         .filter_map(|p| {
-            let t = pods::termination(p, PYTORCH_CONTAINER)?;
+            let t = pods::termination(p, container)?;
             Some((p.metadata.uid.as_deref()?, t.exit_code))
         })
-        // Codes 1-127 fail the PyTorchJob itself (its Failed condition says so); only the
-        // codes it retries are counted here.
+        // Codes 1-127 fail the PyTorchJob itself (its Failed condition says so), and the
+        // TrainJob through the runtime's podFailurePolicy; only the codes they retry are
+        // counted here.
         .filter(|(_, code)| *code >= 128)
         .collect();
     let mut failures = d.status().pod_failures.clone().unwrap_or_default();
@@ -312,7 +313,7 @@ fn count_pod_failures(d: &mut Decider, ptj: &PyTorchJob) -> Option<String> {
 fn training_diagnosis(d: &Decider) -> Option<Diagnosis> {
     diagnose::failure(
         &d.obs().pods,
-        PYTORCH_CONTAINER,
+        training_container(d.job().spec.backend),
         d.obs().failure_log.as_deref(),
     )
 }

@@ -31,7 +31,7 @@ fn being_deleted<T: kube::Resource>(mut child: T) -> T {
 fn delete(preprocess: Option<&str>, pytorch_job: Option<&str>) -> OwnedChildren {
     OwnedChildren {
         preprocess: preprocess.map(String::from),
-        pytorch_job: pytorch_job.map(String::from),
+        training: pytorch_job.map(String::from),
     }
 }
 
@@ -53,7 +53,7 @@ fn cancelled_tail(d: &Deletion) -> Option<&Tail> {
 fn deletion_reads_every_child_and_the_preprocess_pods_only_while_preprocessing() {
     let every_child = |pods| Needs {
         preprocess_job: true,
-        pytorch_job: true,
+        training: true,
         pods,
         log: false,
         other_jobs: false,
@@ -190,7 +190,9 @@ fn a_finished_job_deleted_is_not_cancelled_but_its_children_go() {
     );
     let done = decide(&j, &w).status;
     let j = deleted(json!({}), Some(done));
-    let d = deletion(&j, &world(Lookup::Absent, w.pytorch_job.clone(), vec![]));
+    let mut again = w.clone();
+    again.preprocess_job = Lookup::Absent;
+    let d = deletion(&j, &again);
     assert_eq!(d.event, None);
     assert_eq!(d.delete, delete(None, Some("ptj-1")));
     assert_eq!(d.then, wait());

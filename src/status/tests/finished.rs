@@ -30,7 +30,7 @@ fn finished_jobs_delete_their_children_when_asked() {
     let done = decide(&j, &w).status;
     let spec = json!({"cleanup": {"deleteChildrenAfterFinished": true}});
     let j = job(spec.clone(), Some(done.clone()));
-    assert!(needs(&j).pytorch_job && !needs(&j).pods);
+    assert!(needs(&j).training && !needs(&j).pods);
     let d = decide(
         &j,
         &world(

@@ -13,6 +13,7 @@ mod reasons;
 mod refusal;
 mod stall;
 mod suspension;
+mod trainjob;
 
 use std::time::Duration;
 
@@ -22,8 +23,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::api::{FineTuneJob, FineTuneJobStatus, PyTorchJob};
-use crate::children::{build_preprocess_job, build_pytorch_job};
+use crate::api::{FineTuneJob, FineTuneJobStatus, PyTorchJob, TrainJob};
+use crate::children::{TrainingJob, build_preprocess_job, build_pytorch_job, build_train_job};
 use crate::testing::{JobFixture, PodFixture};
 
 pub(super) fn t(s: &str) -> Time {
@@ -48,7 +49,7 @@ pub(super) fn fixture(spec_patch: Value, status: Option<FineTuneJobStatus>) -> J
 }
 
 pub(super) fn world(pre: Lookup<Job>, ptj: Lookup<PyTorchJob>, pods: Vec<Pod>) -> Observed {
-    let mut observed = Observed::new(t(T1), pre, ptj);
+    let mut observed = Observed::new(t(T1), pre, ptj.map(TrainingJob::from));
     observed.pods = pods;
     observed
 }
@@ -60,6 +61,7 @@ pub(super) fn create(j: &FineTuneJob, kind: ChildKind) -> ChildAction {
             .unwrap()
             .into(),
         ChildKind::PyTorchJob => build_pytorch_job(j).unwrap().into(),
+        ChildKind::TrainJob => build_train_job(j).unwrap().into(),
     })
 }
 

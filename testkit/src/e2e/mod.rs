@@ -42,6 +42,22 @@ pub fn cluster() -> &'static Cluster {
     })
 }
 
+/// The project's ClusterTrainingRuntimes (deploy/trainer/), which the operator's TrainJobs name,
+/// applied once per test binary. Kubeflow Trainer must run in the cluster (its webhook checks
+/// them): `tests/cluster/up.sh` starts it unless FTO_CLUSTER_TRAINER=0.
+pub fn trainer_runtimes() {
+    static APPLIED: OnceLock<()> = OnceLock::new();
+    APPLIED.get_or_init(|| {
+        let dir = crate::repo().join("deploy/trainer");
+        let out = kubectl(&["apply", "-k", dir.to_str().unwrap()]);
+        assert!(
+            out.status.success(),
+            "applying deploy/trainer (is Kubeflow Trainer running in the test cluster?): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+}
+
 /// A kube client with admin rights, for the test's own actions.
 pub async fn admin_client() -> Client {
     cluster().admin_client().await.expect("an admin client")

@@ -81,6 +81,14 @@ impl TestNamespace {
             .unwrap_or_else(|e| panic!("{e}"));
     }
 
+    /// Makes kwok serve `file` as the log of the pod `pod` (a TrainJob's pods have random
+    /// names: known only once they exist).
+    pub fn serve_log_of(&self, pod: &str, file: &str) {
+        cluster()
+            .serve_logs(&self.name, &[(pod.to_string(), self.log_path(file))])
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
     /// Creates the LocalQueue `fto-queue` in this namespace, on the cluster's ClusterQueue, so
     /// that jobs here can be queued by Kueue (see [`crate::kueue`]).
     pub fn create_local_queue(&self) {
