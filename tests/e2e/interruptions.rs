@@ -96,6 +96,14 @@ async fn a_suspension_saves_an_on_demand_checkpoint_first_and_the_next_attempt_r
     })
     .await;
     ns.wait_for_event("od", "OnDemandCheckpointSaved").await;
+    // The log file is the pod's whole log: rewritten while the stopped pod is still there, it
+    // would be that pod's log too (a real pod's log never changes once it exited).
+    wait_gone(
+        &ns.api::<Pod>(),
+        "finetune.dev/job-name=od",
+        "the stopped pod",
+    )
+    .await;
 
     // The next attempt's pod logs what InstructLab prints when it resumes.
     ns.write_log(&log, &strs(&resumed_log("od")));
