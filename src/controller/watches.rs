@@ -48,9 +48,17 @@ fn when_served<S: futures::Stream + Send + 'static>(
     watch: impl FnOnce() -> S + Send + 'static,
 ) -> impl futures::Stream<Item = S::Item> + Send + 'static {
     futures::stream::once(async move {
+        let mut said = false;
         loop {
             match kind_installed(&ctx.client, backend).await {
                 Ok(true) => break,
+                Ok(false) if !said => {
+                    said = true;
+                    info!(
+                        kind = backend.as_str(),
+                        "training kind not served; jobs with this spec.backend wait for it"
+                    );
+                }
                 Ok(false) => {}
                 Err(e) => debug!(kind = backend.as_str(), error = %e, "discovery failed"),
             }
@@ -79,22 +87,6 @@ pub async fn run(
             action: "list_finetunejobs (is the CRD installed? kubectl apply -f crds/)",
             source,
         })?;
-    let mut installed = Vec::new();
-    for backend in [Backend::PyTorchJob, Backend::TrainJob] {
-        if kind_installed(&ctx.client, backend).await? {
-            installed.push(backend.as_str());
-        }
-    }
-    if installed.is_empty() {
-        warn!(
-            "neither the kubeflow.org/v1 PyTorchJob kind (Kubeflow training operator) nor the \
-             trainer.kubeflow.org/v1alpha1 TrainJob kind (Kubeflow Trainer v2) is installed; \
-             jobs will wait for the kind their spec.backend names"
-        );
-    } else {
-        info!(kinds = ?installed, "training kinds served");
-    }
-
     // Children and pods carry our label; selecting on it keeps the watches small. The same
     // watches that trigger reconciles fill the caches reconciles read from.
     let listing = watcher::Config::default()
