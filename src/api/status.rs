@@ -70,8 +70,10 @@ pub struct FineTuneJobStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resumed_from: Option<Checkpoint>,
 
-    /// How far the operator has read the rank-0 log, so that a restarted operator neither
-    /// reads lines twice nor misses any. Internal bookkeeping.
+    /// How far the operator has read the rank-0 log, so that a restarted operator misses no
+    /// line and counts none twice. Moved only by a read that found something (lines that
+    /// changed nothing are not worth a write; a restarted operator reads them again, to no
+    /// effect). Internal bookkeeping.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_cursor: Option<LogCursor>,
 

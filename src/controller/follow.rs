@@ -3,6 +3,16 @@
 //! second over all jobs: each read is a request the apiserver proxies to a kubelet, so a
 //! thousand training jobs read every 10 s would cost it 100 such requests a second, and more
 //! still while the apiserver is slow, since a slower start leaves more jobs to read.
+//!
+//! Reads give way to starts: while new jobs are being started, a read that is due is put off
+//! once, by one more spacing. A user who just applied a job waits for it to start; the progress
+//! of jobs already training can wait a little (never more than one extra spacing, however long
+//! jobs keep arriving).
+//!
+//! A read over lines that changed nothing (start-up lines, a JSON block not yet complete) is not
+//! reported: the status keeps its cursor, with no write, and the follower goes on from where it
+//! stopped. Only a read that found something, stopped at the limit, or is the last, moves the
+//! status's cursor; a restarted operator reads the quiet lines again, to no effect.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -35,11 +45,29 @@ const FINAL_READS: usize = 8;
 struct Follower {
     pod_uid: String,
     parser: ProgressParser,
-    /// The cursor after the lines the parser has seen.
+    /// The cursor after the lines the parser has seen: where the next read starts.
     cursor: Option<LogCursor>,
+    /// The status's cursor this state goes on from: the cursor of the last reported read (or
+    /// the status's when following began). Quiet reads move `cursor` but not this.
+    reported: Option<LogCursor>,
+    /// The read due now was already put off once for starting jobs.
+    put_off: bool,
     /// When the next read is due: an interval after a read, or [`CATCH_UP`] after one that
     /// stopped at the limit, so a log that grows faster than a read per interval is caught up.
     next_due: Instant,
+}
+
+impl Follower {
+    fn new(pod_uid: String, status_cursor: Option<LogCursor>, next_due: Instant) -> Self {
+        Self {
+            pod_uid,
+            parser: ProgressParser::new(),
+            cursor: status_cursor.clone(),
+            reported: status_cursor,
+            put_off: false,
+            next_due,
+        }
+    }
 }
 
 pub struct Followers {
@@ -47,7 +75,12 @@ pub struct Followers {
     /// Most reads a second over all followed jobs (see [`spacing`]).
     reads_per_second: u32,
     jobs: Mutex<HashMap<ObjectRef<FineTuneJob>, Follower>>,
+    /// When a new job was last started ([`Followers::job_started`]).
+    last_start: Mutex<Option<Instant>>,
 }
+
+/// How long after the last start of a new job jobs count as still starting.
+const STARTS_SETTLE: Duration = Duration::from_secs(2);
 
 /// The default of [`Followers::with_budget`]: the reads 200 training jobs make at a 10 s
 /// interval.
@@ -66,7 +99,24 @@ impl Followers {
             interval,
             reads_per_second: READS_PER_SECOND,
             jobs: Mutex::default(),
+            last_start: Mutex::default(),
         }
+    }
+
+    /// Notes that a new job is being started (its first pass), so that due reads give way.
+    pub fn job_started(&self, now: Instant) {
+        *self
+            .last_start
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(now);
+    }
+
+    /// Whether a new job was started less than [`STARTS_SETTLE`] before `now`.
+    fn jobs_starting(&self, now: Instant) -> bool {
+        self.last_start
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some_and(|t| now.saturating_duration_since(t) < STARTS_SETTLE)
     }
 
     /// At most `reads_per_second` log reads a second over all jobs.
@@ -122,41 +172,36 @@ impl Followers {
             .filter(|c| c.pod_uid == uid);
         // A container that started less than an interval ago has printed only its start-up
         // lines: the first read waits until it has run one interval, as every later read waits
-        // one after the last. Reading at once would cost a read and a status write per job just
-        // as jobs start, when the apiserver is busiest, for nothing a user would see. The job
-        // is followed from now on, so that it counts in the budget's spacing.
+        // one after the last. Reading at once would cost a read per job just as jobs start, when
+        // the apiserver is busiest, for nothing a user would see. The job is followed from now
+        // on, so that it counts in the budget's spacing.
         if previous.is_none()
             && !finished
             && let Some(ran) = running_for(master, container)
             && ran < interval
         {
             let wait = interval - ran;
-            let waiting = Follower {
-                pod_uid: uid,
-                parser: ProgressParser::new(),
-                cursor: status_cursor,
-                next_due: now + wait,
-            };
-            self.put(key, Some(waiting));
+            self.put(key, Some(Follower::new(uid, status_cursor, now + wait)));
             return (None, wait);
         }
 
-        // The parser's state is good only if the status holds the cursor it stopped at (the
-        // last status write went through) and the pod is the same.
+        // The parser's state is good only if the status holds the cursor of its last reported
+        // read (that status write went through) and the pod is the same.
         let mut follower = previous
-            .filter(|f| f.pod_uid == uid && f.cursor == status_cursor)
-            .unwrap_or_else(|| Follower {
-                pod_uid: uid.clone(),
-                parser: ProgressParser::new(),
-                cursor: status_cursor.clone(),
-                next_due: now,
-            });
-        follower.next_due = now + interval;
+            .filter(|f| f.pod_uid == uid && f.reported == status_cursor)
+            .unwrap_or_else(|| Follower::new(uid.clone(), status_cursor, now));
+        if !finished && !follower.put_off && self.jobs_starting(now) {
+            follower.put_off = true;
+            follower.next_due = now + interval;
+            self.put(key, Some(follower));
+            return (None, interval);
+        }
+        follower.put_off = false;
 
         let ns = job.namespace().unwrap_or_default();
         let api = Api::<Pod>::namespaced(client.clone(), &ns);
         let mut records = Vec::new();
-        let mut cursor = status_cursor;
+        let mut cursor = follower.cursor.clone();
         let mut cut = false;
         let reads = if finished { FINAL_READS } else { 1 };
         for read in 0..reads {
@@ -171,6 +216,7 @@ impl Followers {
                 Ok(bytes) => bytes,
                 Err(e) if read == 0 => {
                     debug!(pod = %master.name_any(), error = %e, "rank-0 log not readable yet");
+                    follower.next_due = now + interval;
                     self.put(key, Some(follower));
                     return (None, self.interval);
                 }
@@ -203,12 +249,19 @@ impl Followers {
             // The end of the log: a message still open (a wrapped Rich line) is complete.
             // Nothing is kept: a later read, if any, starts over at the status's cursor.
             records.extend(std::mem::take(&mut follower.parser).finish());
-        } else {
-            follower.cursor = cursor.clone();
-            follower.next_due = now + next;
-            self.put(key, Some(follower));
+            return (Some(LogRead { records, cursor }), next);
         }
-        (Some(LogRead { records, cursor }), next)
+        follower.cursor = cursor.clone();
+        follower.next_due = now + next;
+        // Quiet: nothing found, and a next read that starts from here will not come back cut
+        // over the same lines. Not reported, so that no status is written for it.
+        let quiet = records.is_empty() && !cut && !finished;
+        let read = (!quiet).then(|| {
+            follower.reported = cursor.clone();
+            LogRead { records, cursor }
+        });
+        self.put(key, Some(follower));
+        (read, next)
     }
 
     /// Drops what is kept for a job that no longer trains.

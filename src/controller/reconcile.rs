@@ -99,6 +99,8 @@ async fn reconcile_job(cached: Arc<FineTuneJob>, ctx: Arc<Context>) -> Result<Ac
     let mut job = job;
     if stored.is_none() {
         job.status = Some(status::accepted(&job, &ctx.now()));
+        // Log reads of jobs already training give way while new ones start.
+        ctx.followers.job_started(std::time::Instant::now());
     }
 
     let decided = async {

@@ -242,3 +242,82 @@ async fn a_container_that_just_started_is_first_read_one_interval_later() {
         .unwrap_or_else(|| panic!("no requeue: {shown}"));
     assert!((4.0..=6.0).contains(&seconds), "{shown}");
 }
+
+/// A context whose log reads are due every `interval` (the default is 10 s).
+fn setup_following_every(interval: Duration) -> (Arc<Context>, ApiServer) {
+    setup_with(|ctx| Context {
+        followers: follow::Followers::new(interval),
+        ..ctx
+    })
+}
+
+#[tokio::test]
+async fn a_read_that_finds_nothing_writes_no_status_and_the_next_goes_on_after_it() {
+    // Start-up lines move the cursor over nothing a user sees: a status write for that alone
+    // would cost one per job as jobs start.
+    let (ctx, mut api) = setup_following_every(Duration::from_millis(200));
+    let obj = ft().status_json(training_status()).json();
+    let reply = obj.clone();
+    let server = tokio::spawn(async move {
+        api.training(pytorchjob("Running"), pod_list(vec![master_pod(None)]))
+            .await;
+        let start_up = "2026-11-26T10:04:00.000000001Z W1126 torch.distributed.run: OMP_NUM_THREADS\n\
+                        2026-11-26T10:04:01.000000001Z [rank0]: loading the model\n";
+        api.answer_bytes(Method::GET, MASTER_LOG_PATH, start_up.into())
+            .await;
+        api.no_more().await;
+
+        // The next read starts after those lines, not at the status's (older) cursor.
+        api.training(pytorchjob("Running"), pod_list(vec![master_pod(None)]))
+            .await;
+        let saved = "2026-11-26T10:04:01.000000001Z [rank0]: loading the model\n\
+                     2026-11-26T10:05:00.000000001Z \x1b[93mModel saved in /output/ft/hf_format/samples_96\x1b[0m\n";
+        let query = api
+            .answer_bytes(Method::GET, MASTER_LOG_PATH, saved.into())
+            .await;
+        assert!(
+            query.contains("sinceTime=2026-11-26T10%3A04%3A01Z"),
+            "{query}"
+        );
+        let (_, status) = api.status_write(reply).await;
+        assert_eq!(
+            status["status"]["checkpoints"][0]["path"],
+            "/output/ft/hf_format/samples_96"
+        );
+        assert_eq!(
+            status["status"]["logCursor"]["time"],
+            "2026-11-26T10:05:00.000000001Z"
+        );
+        assert_eq!(api.event().await["reason"], "CheckpointSaved");
+        api.no_more().await;
+    });
+    run(ctx.clone(), &obj).await.unwrap();
+    // Past the interval, and past the server's wait for no more requests.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    run(ctx, &obj).await.unwrap();
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn a_due_read_gives_way_once_while_new_jobs_start() {
+    let (ctx, mut api) = setup_following_every(Duration::from_millis(200));
+    let obj = ft().status_json(training_status()).json();
+    let server = tokio::spawn(async move {
+        // Another job has just started: the read is put off by one interval.
+        api.training(pytorchjob("Running"), pod_list(vec![master_pod(None)]))
+            .await;
+        api.no_more().await;
+        // Jobs are still starting, but the read was already put off once: it goes ahead.
+        api.training(pytorchjob("Running"), pod_list(vec![master_pod(None)]))
+            .await;
+        api.answer_bytes(Method::GET, MASTER_LOG_PATH, vec![]).await;
+        api.no_more().await;
+    });
+    ctx.followers.job_started(std::time::Instant::now());
+    let first = run(ctx.clone(), &obj).await.unwrap();
+    assert_eq!(first, Action::requeue(Duration::from_millis(200)));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    ctx.followers.job_started(std::time::Instant::now());
+    run(ctx, &obj).await.unwrap();
+    server.await.unwrap();
+}
