@@ -321,3 +321,53 @@ async fn a_due_read_gives_way_once_while_new_jobs_start() {
     run(ctx, &obj).await.unwrap();
     server.await.unwrap();
 }
+
+#[tokio::test]
+async fn jobs_waiting_for_their_first_read_count_in_the_read_budget() {
+    // At one read a second, a second job's first read comes after the first job's, though the
+    // first has not been read yet: a burst of new jobs must not read all at once one interval
+    // later.
+    let (ctx, _api) = setup_with(|ctx| Context {
+        followers: follow::Followers::new(Duration::from_secs(1)).with_budget(1),
+        ..ctx
+    });
+    let pods: Vec<_> = ["ft", "ft2"]
+        .into_iter()
+        .map(|job| {
+            let mut master = master_pod(None);
+            master["metadata"]["name"] = json!(format!("{job}-master-0"));
+            master["status"]["containerStatuses"][0]["state"]["running"]["startedAt"] =
+                json!(jiff::Timestamp::now().to_string());
+            serde_json::from_value(master).unwrap()
+        })
+        .collect();
+    let job = |name| -> FineTuneJob {
+        serde_json::from_value(
+            JobFixture::new(name)
+                .stored()
+                .finalized()
+                .status_json(training_status())
+                .json(),
+        )
+        .unwrap()
+    };
+    let (read, first) = ctx
+        .followers
+        .read(&ctx.client, &job("ft"), &pods, false)
+        .await;
+    assert!(read.is_none());
+    // Due once its container has run the interval (not the interval a pod not started gets).
+    assert!(
+        (Duration::from_millis(500)..Duration::from_secs(1)).contains(&first),
+        "{first:?}"
+    );
+    let (read, second) = ctx
+        .followers
+        .read(&ctx.client, &job("ft2"), &pods, false)
+        .await;
+    assert!(read.is_none());
+    assert!(
+        (Duration::from_millis(1500)..Duration::from_secs(2)).contains(&second),
+        "{second:?}"
+    );
+}
