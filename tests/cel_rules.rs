@@ -144,7 +144,7 @@ fn spec_is_immutable_except_suspend_and_cleanup() {
 fn backend_limits_apply_to_their_backend_only() {
     let limited: Vec<AdmissionCase> = rule_cases()
         .into_iter()
-        .filter(|c| c.with.is_some())
+        .filter(|c| !c.with.is_empty())
         .collect();
     assert!(limited.len() >= 3, "{limited:?}");
     for case in limited {
@@ -153,4 +153,11 @@ fn backend_limits_apply_to_their_backend_only() {
             .unwrap_or_else(|e| panic!("{}: refused on a PyTorchJob: {e:?}", case.name));
     }
     check(&with(valid(), "/spec/backend", json!("TrainJob")), None).unwrap();
+    // A TrainJob queued by Kueue, with the default grace period.
+    let queued = with(valid(), "/spec/backend", json!("TrainJob"));
+    check(
+        &with(queued, "/spec/scheduling/queueName", json!("q")),
+        None,
+    )
+    .unwrap();
 }

@@ -324,10 +324,10 @@ pub(super) fn trainjob_scheduler_name() -> Rule {
 /// until that works, rather than accepted and never run.
 pub(super) fn trainjob_queue() -> Rule {
     Rule::new(
-        "self.backend != 'TrainJob' || !has(self.scheduling) || !has(self.scheduling.queueName)",
+        "self.backend != 'TrainJob' || !has(self.scheduling) || !has(self.scheduling.queueName) || !has(self.terminationGracePeriodSeconds) || self.terminationGracePeriodSeconds == 120",
     )
     .message(Message::Message(
-        "scheduling.queueName cannot be used with backend: TrainJob yet (Kueue admits such a TrainJob, but its JobSet is never started); use backend: PyTorchJob for jobs queued by Kueue".to_string(),
+        "with backend: TrainJob and scheduling.queueName, terminationGracePeriodSeconds must be 120, the default (the operator's TrainJob runtimes hold it: Kueue v0.17 rewrites a queued TrainJob without a grace period of its own, and its JobSet then never starts); leave it out or use backend: PyTorchJob".to_string(),
     ))
 }
 

@@ -15,9 +15,10 @@ use serde::Serialize;
 use super::training::{Rendezvous, TrainingPod, checkpoint_before_stop, training_pod};
 use super::{BuildError, child_meta, queued_meta};
 use crate::api::{
-    FineTuneJob, JobSetSpecPatch, JobSetTemplatePatch, JobSpecPatch, JobTemplatePatch,
-    MetadataPatch, NODE, PodSpecPatch, PodTemplatePatch, ReplicatedJobPatch, RuntimePatch,
-    RuntimeRef, TrainJob, TrainJobSpec, Trainer, TrainingRuntimeSpecPatch,
+    DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS, FineTuneJob, JobSetSpecPatch, JobSetTemplatePatch,
+    JobSpecPatch, JobTemplatePatch, MetadataPatch, NODE, PodSpecPatch, PodTemplatePatch,
+    ReplicatedJobPatch, RuntimePatch, RuntimeRef, TrainJob, TrainJobSpec, Trainer,
+    TrainingRuntimeSpecPatch,
 };
 use crate::names::{RUNTIME_PATCH_MANAGER, TRAINJOB_CHECKPOINT_RUNTIME, TRAINJOB_RUNTIME};
 
@@ -67,7 +68,10 @@ pub fn build_train_job(job: &FineTuneJob) -> Result<TrainJob, BuildError> {
         security_context: pod.security_context.take(),
         service_account_name: pod.service_account_name.take(),
         image_pull_secrets: pod.image_pull_secrets.take(),
-        termination_grace_period_seconds: pod.termination_grace_period_seconds.take(),
+        termination_grace_period_seconds: grace_period(
+            job,
+            pod.termination_grace_period_seconds.take(),
+        ),
         node_selector: pod.node_selector.take(),
         tolerations: pod.tolerations.take(),
         affinity: pod.affinity.take(),
@@ -117,6 +121,16 @@ pub fn build_train_job(job: &FineTuneJob) -> Result<TrainJob, BuildError> {
         },
         status: None,
     })
+}
+
+/// The pod's grace period in the runtime patch, except for a job queued by Kueue that keeps the
+/// default: Kueue v0.17 updates a TrainJob it admits with Trainer v2.2's types, which lack the
+/// patch's `terminationGracePeriodSeconds`, so the field would vanish and Trainer's new JobSet
+/// differ from the old in a field JobSet does not let change. The runtimes hold the default
+/// instead (`deploy/trainer/runtimes.yaml`); the CRD refuses another value with a queue.
+fn grace_period(job: &FineTuneJob, seconds: Option<i64>) -> Option<i64> {
+    let queued = job.spec.queue_name().is_some();
+    seconds.filter(|s| !(queued && *s == DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS))
 }
 
 fn unsupported(what: impl Into<String>) -> BuildError {
@@ -249,6 +263,32 @@ mod tests {
         assert_eq!(
             tj.metadata.owner_references.unwrap()[0].controller,
             Some(true)
+        );
+    }
+
+    #[test]
+    fn a_queued_job_takes_its_grace_period_from_the_runtime() {
+        // Kueue v0.17 drops the patch's grace period when it admits the TrainJob: a queued job
+        // leaves it to the runtimes, which hold the default.
+        let queued = build_train_job(&JobFixture::new("ft").stored().queue("gpus").build());
+        assert_eq!(
+            patched_pod(&queued.unwrap())
+                .spec
+                .termination_grace_period_seconds,
+            None
+        );
+        let unqueued = build_train_job(&JobFixture::new("ft").stored().build()).unwrap();
+        assert_eq!(
+            patched_pod(&unqueued).spec.termination_grace_period_seconds,
+            Some(DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS)
+        );
+        let runtimes = include_str!("../../deploy/trainer/runtimes.yaml");
+        let held =
+            format!("terminationGracePeriodSeconds: {DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS}\n");
+        assert_eq!(
+            runtimes.matches(&held).count(),
+            2,
+            "both runtimes hold the default"
         );
     }
 

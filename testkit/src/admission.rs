@@ -29,18 +29,17 @@ pub struct AdmissionCase {
     /// long", "too long"), and with map keys after a dot (`labels.team`, `labels[team]`).
     pub message: &'static str,
     pub check: Check,
-    /// A second change the refusal needs (e.g. `spec.backend: TrainJob`).
-    pub with: Option<(&'static str, Value)>,
+    /// Further changes the refusal needs (e.g. `spec.backend: TrainJob`).
+    pub with: Vec<(&'static str, Value)>,
 }
 
 impl AdmissionCase {
     /// `object` with this case's value at its pointer (objects on the way are created).
     pub fn apply_to(&self, object: &Value) -> Value {
         let object = with(object.clone(), self.pointer, self.value.clone());
-        match &self.with {
-            Some((pointer, value)) => with(object, pointer, value.clone()),
-            None => object,
-        }
+        self.with.iter().fold(object, |object, (pointer, value)| {
+            with(object, pointer, value.clone())
+        })
     }
 
     /// Whether `text` (an error message, or several) holds the expected fragment.
@@ -115,7 +114,7 @@ fn case(
         value,
         message,
         check,
-        with: None,
+        with: Vec::new(),
     }
 }
 
@@ -127,7 +126,7 @@ fn on_trainjob(
     message: &'static str,
 ) -> AdmissionCase {
     AdmissionCase {
-        with: Some(("/spec/backend", json!("TrainJob"))),
+        with: vec![("/spec/backend", json!("TrainJob"))],
         ..case(name, pointer, value, message, Check::Rule)
     }
 }
@@ -148,12 +147,18 @@ pub fn rule_cases() -> Vec<AdmissionCase> {
             json!("volcano"),
             "scheduling.schedulerName cannot be used with backend: TrainJob",
         ),
-        on_trainjob(
-            "a Kueue queue with a TrainJob",
-            "/spec/scheduling/queueName",
-            json!("team-queue"),
-            "scheduling.queueName cannot be used with backend: TrainJob yet",
-        ),
+        AdmissionCase {
+            with: vec![
+                ("/spec/backend", json!("TrainJob")),
+                ("/spec/scheduling/queueName", json!("team-queue")),
+            ],
+            ..on_trainjob(
+                "a grace period of its own on a TrainJob queued by Kueue",
+                "/spec/terminationGracePeriodSeconds",
+                json!(300),
+                "with backend: TrainJob and scheduling.queueName, terminationGracePeriodSeconds must be 120",
+            )
+        },
         on_trainjob(
             "image pull policy with a TrainJob",
             "/spec/imagePullPolicy",

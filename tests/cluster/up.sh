@@ -421,7 +421,12 @@ render_webhooks() {
     }' "$file"
 }
 # Kueue's webhook configurations: only the webhooks in KUEUE_WEBHOOKS, named
-# kueue-{mutating,validating}-webhook-configuration as its cert manager expects.
+# kueue-{mutating,validating}-webhook-configuration as its cert manager expects. With Trainer,
+# its TrainJob webhooks too: they add Kueue's runtime patch, without which Kueue never
+# unsuspends an admitted TrainJob.
+if (( TRAINER_ENABLED )); then
+  KUEUE_WEBHOOKS+=(mtrainjob.kb.io vtrainjob.kb.io)
+fi
 render_webhooks "$BIN_DIR/kueue-webhooks.yaml" "$KUEUE_WEBHOOK_SERVICE" "$KUEUE_NAMESPACE" \
   "$KUEUE_WEBHOOK_PORT" "$KUEUE_CA_BUNDLE" kueue-mutating-webhook-configuration \
   kueue-validating-webhook-configuration "" "${KUEUE_WEBHOOKS[@]}" >"$RUN_DIR/kueue-webhooks.yaml"
@@ -509,11 +514,16 @@ start log-router bash "$CLUSTER_DIR/log-router.sh" "$RUN_DIR"
 # --- Kueue -----------------------------------------------------------------------------------
 # Started early: it takes a few seconds (a first manager checks the certs, then the real one
 # starts), while the rest comes up. Its PyTorchJob integration needs the CRD, installed above.
-log "starting kueue (PyTorchJob integration)"
+log "starting kueue (PyTorchJob integration; TrainJob too with Trainer)"
 sed -e "s|@KUEUE_NAMESPACE@|$KUEUE_NAMESPACE|" -e "s|@KUEUE_HEALTH_PORT@|$KUEUE_HEALTH_PORT|" \
     -e "s|@KUEUE_METRICS_PORT@|$KUEUE_METRICS_PORT|" -e "s|@KUEUE_WEBHOOK_PORT@|$KUEUE_WEBHOOK_PORT|" \
     -e "s|@KUEUE_CERT_DIR@|$KUEUE_PKI|" -e "s|@KUEUE_WEBHOOK_SERVICE@|$KUEUE_WEBHOOK_SERVICE|" \
     -e "s|@KUEUE_CERT_SECRET@|$KUEUE_CERT_SECRET|" "$CLUSTER_DIR/config/kueue-config.yaml" >"$RUN_DIR/kueue-config.yaml"
+# With Trainer, the TrainJob integration too (it needs the TrainJob CRD, installed above).
+if (( TRAINER_ENABLED )); then
+  sed -i 's|^  - kubeflow.org/pytorchjob$|&\n  - trainer.kubeflow.org/trainjob|' "$RUN_DIR/kueue-config.yaml"
+  grep -q "trainer.kubeflow.org/trainjob" "$RUN_DIR/kueue-config.yaml"
+fi
 if grep -E "@[A-Z_]+@" "$RUN_DIR/kueue-config.yaml" >&2; then
   log "config/kueue-config.yaml has a placeholder that up.sh does not fill (above)"
   false

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use finetune_operator::api::{FineTuneJob, Phase};
 use finetune_operator::testing::JobFixture;
-use kube::api::DeleteParams;
+use kube::Api;
+use kube::api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind};
 use serde_json::json;
 use testkit::e2e::*;
 
@@ -23,9 +24,24 @@ fn queued(name: &str, priority: &str, nodes: u32, duration: &str) -> JobFixture 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_queued_job_waits_for_quota_is_admitted_preempted_and_comes_back() {
-    let ns = TestNamespace::new("kueue").await;
+    waits_is_admitted_preempted_and_comes_back("kueue", "PyTorchJob").await;
+}
+
+/// The same on the TrainJob backend: Kueue's TrainJob integration (on in the local cluster with
+/// Trainer) admits, preempts and re-admits the operator's TrainJobs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_queued_trainjob_waits_for_quota_is_admitted_preempted_and_comes_back() {
+    trainer_runtimes();
+    waits_is_admitted_preempted_and_comes_back("kueue-tj", "TrainJob").await;
+}
+
+async fn waits_is_admitted_preempted_and_comes_back(namespace: &str, backend: &str) {
+    let ns = TestNamespace::new(namespace).await;
     ns.create_local_queue();
     let _operator = Operator::start(&ns.name);
+    let queued = |name, priority, nodes, duration| {
+        queued(name, priority, nodes, duration).set("/backend", json!(backend))
+    };
 
     // A blocker holds 16 of the 32 GPUs for a few seconds.
     ns.create(queued("blocker", kueue::PRIORITY_LOW, 2, "8s"))
@@ -75,7 +91,9 @@ async fn a_queued_job_waits_for_quota_is_admitted_preempted_and_comes_back() {
     // Kueue's own words, from the Workload the operator may read (RBAC).
     let message = job.status.as_ref().unwrap().message.clone().unwrap();
     assert!(
-        message.starts_with("Kueue preempted PyTorchJob low: Preempted to accommodate"),
+        message.starts_with(&format!(
+            "Kueue preempted {backend} low: Preempted to accommodate"
+        )),
         "{message}"
     );
     ns.wait_for_event("low", "Preempted").await;
@@ -102,4 +120,18 @@ async fn a_queued_job_waits_for_quota_is_admitted_preempted_and_comes_back() {
     assert!(u.gpu_seconds >= 24 * 3, "{u:?}");
     assert_eq!(u.gpu_hours, (u.gpu_seconds as f64 / 36.0).round() / 100.0);
     assert!(!failed(&job));
+
+    // The next test needs the whole quota: the jobs go while the operator runs (it removes
+    // its finalizer, their children go, and with them their Workloads, which hold quota).
+    for name in ["blocker", "low"] {
+        let _ = ns.jobs().delete(name, &DeleteParams::default()).await;
+    }
+    wait_gone(&ns.jobs(), "", "the FineTuneJobs").await;
+    let workloads = ApiResource::from_gvk_with_plural(
+        &GroupVersionKind::gvk("kueue.x-k8s.io", "v1beta2", "Workload"),
+        "workloads",
+    );
+    let workloads: Api<DynamicObject> =
+        Api::namespaced_with(admin_client().await, &ns.name, &workloads);
+    wait_gone(&workloads, "", "the Workloads").await;
 }

@@ -13,8 +13,12 @@ pub(super) fn default_disruption_limit() -> i32 {
     5
 }
 
+/// The default of `spec.terminationGracePeriodSeconds`, which the TrainJob runtimes of
+/// `deploy/trainer/runtimes.yaml` hold too (a TrainJob queued by Kueue gets it from there).
+pub const DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS: i64 = 120;
+
 pub(super) fn default_termination_grace_period() -> i64 {
-    120
+    DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS
 }
 
 pub(super) fn default_max_seq_len() -> i32 {

@@ -17,6 +17,7 @@ mod storage;
 mod tracking;
 mod training;
 
+pub use defaults::DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS;
 pub use placement::*;
 pub use storage::*;
 pub use tracking::*;
@@ -64,8 +65,9 @@ pub struct FineTuneJobSpec {
     /// default) or `TrainJob` (Kubeflow Trainer v2, on the ClusterTrainingRuntimes the project
     /// ships in deploy/trainer/). Both run the same pods and report the same status. With
     /// TrainJob, scheduling.priorityClassName, scheduling.schedulerName and imagePullPolicy
-    /// cannot be set (Trainer has no field for them), nor, for now, scheduling.queueName (Kueue
-    /// does not start such a TrainJob yet). Immutable.
+    /// cannot be set (Trainer has no field for them), and a job queued by Kueue
+    /// (scheduling.queueName) keeps terminationGracePeriodSeconds at its default, 120 (Kueue
+    /// v0.17 drops a TrainJob's own grace period; the runtimes hold the default). Immutable.
     #[serde(default)]
     pub backend: Backend,
 
