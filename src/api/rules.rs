@@ -318,17 +318,19 @@ pub(super) fn trainjob_scheduler_name() -> Rule {
     )
 }
 
-/// Kueue's TrainJob integration (v0.17) does not start a TrainJob with a runtime patch such as
-/// the operator's: on admission, Trainer v2.3's update of the JobSet is refused by JobSet v0.12
-/// (`spec.replicatedJobs: field is immutable`), and the job stays suspended for ever. Refused
-/// until that works, rather than accepted and never run.
+/// Kueue's TrainJob integration (v0.17) is built on Trainer v2.2's types: the update with which
+/// it admits a TrainJob drops the runtime patch's `terminationGracePeriodSeconds` (new in v2.3),
+/// Trainer renders the JobSet without it, and JobSet v0.12 refuses that change (`spec.replicatedJobs:
+/// field is immutable`): the job would stay suspended for ever. A queued TrainJob therefore leaves
+/// the grace period to the runtimes, which hold the default; any other value is refused.
 pub(super) fn trainjob_queue() -> Rule {
-    Rule::new(
-        "self.backend != 'TrainJob' || !has(self.scheduling) || !has(self.scheduling.queueName) || !has(self.terminationGracePeriodSeconds) || self.terminationGracePeriodSeconds == 120",
-    )
-    .message(Message::Message(
-        "with backend: TrainJob and scheduling.queueName, terminationGracePeriodSeconds must be 120, the default (the operator's TrainJob runtimes hold it: Kueue v0.17 rewrites a queued TrainJob without a grace period of its own, and its JobSet then never starts); leave it out or use backend: PyTorchJob".to_string(),
+    let default = super::DEFAULT_TERMINATION_GRACE_PERIOD_SECONDS;
+    Rule::new(format!(
+        "self.backend != 'TrainJob' || !has(self.scheduling) || !has(self.scheduling.queueName) || !has(self.terminationGracePeriodSeconds) || self.terminationGracePeriodSeconds == {default}"
     ))
+    .message(Message::Message(format!(
+        "with backend: TrainJob and scheduling.queueName, terminationGracePeriodSeconds must be {default}, the default (the operator's TrainJob runtimes hold it: Kueue v0.17 rewrites a queued TrainJob without a grace period of its own, and its JobSet then never starts); leave it out or use backend: PyTorchJob"
+    )))
 }
 
 pub(super) fn trainjob_image_pull_policy() -> Rule {
