@@ -1,5 +1,5 @@
 //! The TrainJob backend on the real Kubeflow Trainer v2 and JobSet: the core scenarios of the
-//! PyTorchJob's (phases, failure, progress, suspend and resume, deletion), with the job's
+//! PyTorchJob's (phases, failure, progress, suspend and resume, deadline, deletion), with the job's
 //! `spec.backend: TrainJob` and the project's runtimes (deploy/trainer/).
 
 use finetune_operator::api::{FineTuneJob, Phase, PyTorchJob, TrainJob};
@@ -224,4 +224,31 @@ async fn a_trainjob_is_suspended_resumed_and_deleted_with_the_job() {
     .await;
     wait_gone(&ns.api::<Pod>(), "finetune.dev/job-name=tjs", "the pods").await;
     ns.wait_for_event("tjs", "Cancelled").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trainjob_past_its_deadline_fails_and_its_pods_stop() {
+    // The operator's own deadline, from the moment training starts (not the TrainJob's
+    // activeDeadlineSeconds, which would count time suspended by a queue).
+    let ns = TestNamespace::new("tj-deadline").await;
+    let _operator = Operator::start(&ns.name);
+    ns.create(
+        on_trainjob("tjd", json!({"sim.finetune.dev/duration": "10m"}))
+            .set("/activeDeadlineSeconds", json!(5)),
+    )
+    .await;
+    let (job, _) = ns.wait_for_phase("tjd", Phase::Failed).await;
+    assert_eq!(
+        job.status.as_ref().unwrap().reason.as_deref(),
+        Some("DeadlineExceeded")
+    );
+    ns.wait_for_event("tjd", "DeadlineExceeded").await;
+    // The pods are stopped: the TrainJob is suspended and its JobSet's pods go.
+    let tj = ns.api::<TrainJob>().get("tjd").await.unwrap();
+    assert_eq!(tj.spec.suspend, Some(true));
+    assert_eq!(tj.spec.active_deadline_seconds, None);
+    ns.eventually("the node pods are gone", || async {
+        node_pods(&ns, "tjd").await.is_empty()
+    })
+    .await;
 }
