@@ -8,7 +8,8 @@
 #      benches/results/results.json.
 #
 # Builds the release operator, starts the local cluster (tests/cluster/) unless one is running,
-# and stops it again if it started it. About 90 minutes on 2 cores (more with FTO_BENCH_BEFORE_REV); progress is printed.
+# and stops it again if it started it. About 80 minutes on 2 cores after the builds (the last
+# full run, with FTO_BENCH_BEFORE_REV: 79); progress is printed.
 # Also prints what the caches hold per finished job (benches/cache_memory.rs), for section 7.
 # Env: the FTO_BENCH_* variables of benches/cluster/main.rs (e.g. FTO_BENCH_RUNS=1 for a quick look;
 # FTO_BENCH_BASELINE=benches/results/baseline.json to show an earlier run as "before"), FTO_BENCH_SKIP_PARSER=1,
