@@ -251,6 +251,18 @@ fn setup_following_every(interval: Duration) -> (Arc<Context>, ApiServer) {
     })
 }
 
+/// What InstructLab 0.16.2 printed on a real GPU before its first step (warnings, Rich's
+/// loading bars with their carriage returns and block characters, the dataset split), each line
+/// timestamped as the kubelet does, all in the second 10:04:01.
+fn real_start_up() -> String {
+    include_str!("../../../tests/fixtures/instructlab/realrun/train-0.16.log")
+        .lines()
+        .take_while(|line| !line.contains("num_gpus="))
+        .enumerate()
+        .map(|(i, line)| format!("2026-11-26T10:04:01.{:09}Z {line}\n", i + 1))
+        .collect()
+}
+
 #[tokio::test]
 async fn a_read_that_finds_nothing_writes_no_status_and_the_next_goes_on_after_it() {
     // Start-up lines move the cursor over nothing a user sees: a status write for that alone
@@ -261,17 +273,22 @@ async fn a_read_that_finds_nothing_writes_no_status_and_the_next_goes_on_after_i
     let server = tokio::spawn(async move {
         api.training(pytorchjob("Running"), pod_list(vec![master_pod(None)]))
             .await;
-        let start_up = "2026-11-26T10:04:00.000000001Z W1126 torch.distributed.run: OMP_NUM_THREADS\n\
-                        2026-11-26T10:04:01.000000001Z [rank0]: loading the model\n";
-        api.answer_bytes(Method::GET, MASTER_LOG_PATH, start_up.into())
+        let start_up = real_start_up();
+        assert!(
+            start_up.contains('\r') && start_up.contains('█'),
+            "{start_up}"
+        );
+        api.answer_bytes(Method::GET, MASTER_LOG_PATH, start_up.clone().into())
             .await;
         api.no_more().await;
 
-        // The next read starts after those lines, not at the status's (older) cursor.
+        // The next read starts after those lines, not at the status's (older) cursor: the
+        // kubelet sends the whole second of `sinceTime` again, start-up lines included.
         api.training(pytorchjob("Running"), pod_list(vec![master_pod(None)]))
             .await;
-        let saved = "2026-11-26T10:04:01.000000001Z [rank0]: loading the model\n\
-                     2026-11-26T10:05:00.000000001Z \x1b[93mModel saved in /output/ft/hf_format/samples_96\x1b[0m\n";
+        let saved = format!(
+            "{start_up}2026-11-26T10:05:00.000000001Z \x1b[93mModel saved in /output/ft/hf_format/samples_96\x1b[0m\n"
+        );
         let query = api
             .answer_bytes(Method::GET, MASTER_LOG_PATH, saved.into())
             .await;
